@@ -1,0 +1,98 @@
+/**
+ * The one typed stream every tracer backend produces (ebpf, ptrace, replay) and src/insight consumes.
+ * A recorded JSONL log (`sky trace --record FILE`) is one SyscallEvent per line, so this shape is a file format:
+ * add optional fields freely, never change the meaning of an existing one.
+ *
+ * Conventions: `pid` is the thread-group id (what userspace calls the pid), `tid` the thread id. `ts` is
+ * nanoseconds on CLOCK_MONOTONIC (bpftrace nsecs; strace -ttt converted) and only orders events of one run.
+ * `ret` is the syscall's return value (negative errno on failure), as the kernel gives it. Paths are as the
+ * process passed them (relative paths resolve against `dirfd` or the process's cwd in src/insight).
+ */
+export const SYSCALL_EVENT_VERSION = 1;
+
+interface Base {
+  ts: number;
+  pid: number;
+  tid: number;
+  /** Task name (comm), when the backend knows it. */
+  comm?: string;
+}
+
+/** AT_FDCWD as the kernel passes it. */
+export const AT_FDCWD = -100;
+
+export type SyscallEvent =
+  // process management: followed so children and threads are traced automatically
+  | (Base & { kind: 'fork'; child: number; childTid: number; thread: boolean })
+  | (Base & { kind: 'exec'; path: string; argv?: string[]; ret: number })
+  | (Base & { kind: 'exit'; group: boolean; code?: number })
+  // file descriptors
+  | (Base & { kind: 'open'; dirfd: number; path: string; flags: number; mode: number; ret: number })
+  | (Base & { kind: 'close'; fd: number; ret: number })
+  | (Base & { kind: 'close_range'; first: number; last: number; flags: number; ret: number })
+  /** dup, dup2, dup3 and fcntl(F_DUPFD[_CLOEXEC]); `ret` is the new fd. */
+  | (Base & { kind: 'dup'; fd: number; cloexec: boolean; ret: number })
+  /** fcntl other than dup: F_SETFL (O_APPEND), F_SETFD (FD_CLOEXEC), F_SET_RW_HINT (a hint). */
+  | (Base & { kind: 'fcntl'; fd: number; cmd: number; arg: number; ret: number })
+  | (Base & { kind: 'chdir'; path: string; ret: number })
+  | (Base & { kind: 'fchdir'; fd: number; ret: number })
+  // data: one event per call (ptrace, replay, and ebpf for calls insights need individually)
+  | (Base & {
+      kind: 'rw';
+      op: 'read' | 'write';
+      fd: number;
+      /** Explicit offset for pread/pwrite/preadv/pwritev; null for calls that use and move the file position. */
+      offset: number | null;
+      count: number;
+      ret: number;
+      /** Paper's app hint: extra trailing arguments (magic, ioClass), seen by the ebpf backend only. */
+      hint?: { magic: number; ioClass: number };
+    })
+  /**
+   * In-kernel aggregate of plain reads/writes on one fd since the last summary (ebpf emits these at close,
+   * fsync, exit and on an interval instead of an event per call). Offsets are file offsets.
+   */
+  | (Base & {
+      kind: 'rw_summary';
+      fd: number;
+      readCalls: number;
+      readBytes: number;
+      writeCalls: number;
+      writeBytes: number;
+      /** Lowest file offset written and highest offset+length written, or -1 when nothing was written. */
+      writeStart: number;
+      writeEnd: number;
+      /** File position after the last call, when known (-1 otherwise). */
+      position: number;
+    })
+  | (Base & { kind: 'lseek'; fd: number; offset: number; whence: number; ret: number })
+  // sizes
+  | (Base & { kind: 'truncate'; path: string; length: number; ret: number })
+  | (Base & { kind: 'ftruncate'; fd: number; length: number; ret: number })
+  | (Base & { kind: 'fallocate'; fd: number; mode: number; offset: number; length: number; ret: number })
+  | (Base & { kind: 'fsync'; fd: number; dataOnly: boolean; ret: number })
+  // explicit copies (no data through user space)
+  | (Base & {
+      kind: 'copy';
+      call: 'copy_file_range' | 'sendfile' | 'splice' | 'FICLONE' | 'FICLONERANGE';
+      fdIn: number;
+      fdOut: number;
+      offsetIn: number | null;
+      offsetOut: number | null;
+      length: number;
+      ret: number;
+    })
+  // lifetimes
+  | (Base & { kind: 'unlink'; dirfd: number; path: string; flags: number; ret: number })
+  | (Base & { kind: 'rename'; olddirfd: number; oldpath: string; newdirfd: number; newpath: string; flags: number; ret: number })
+  // hints applications already give
+  | (Base & { kind: 'fadvise'; fd: number; offset: number; length: number; advice: number; ret: number })
+  | (Base & { kind: 'ioprio'; which: number; who: number; ioprio: number; ret: number })
+  // shared writable mappings
+  | (Base & { kind: 'mmap'; addr: number; length: number; prot: number; flags: number; fd: number; offset: number; ret: number })
+  | (Base & { kind: 'msync'; addr: number; length: number; flags: number; ret: number })
+  | (Base & { kind: 'munmap'; addr: number; length: number; ret: number })
+  /** The backend dropped events (bpftrace "Lost N events"): state derived since then is uncertain. */
+  | (Base & { kind: 'lost'; count: number });
+
+export type SyscallEventKind = SyscallEvent['kind'];
