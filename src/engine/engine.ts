@@ -1,0 +1,131 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { createDevice, wrapTiming } from '../device/index.js';
+import { MetricsServer } from '../metrics/index.js';
+import { NbdServer, StaticExportRegistry, type NbdExport } from '../nbd/index.js';
+import {
+  buildStack,
+  describeStack,
+  passthroughFactory,
+  StatsLayer,
+  statsFactory,
+  type BlockLayer,
+  type LayerFactory,
+  type LayerSpec,
+} from '../volume/index.js';
+import { ConfigError, parseHostPort, type Config, type ExportConfig } from './config.js';
+
+/** A served volume: its stack, and the stats layer on top of it. */
+export interface Volume extends NbdExport {
+  readonly stats: StatsLayer;
+  readonly config: ExportConfig;
+}
+
+/** Layer types a config may name. Later parts (classify, icache, idedup) add their factories here. */
+export function defaultLayerFactories(): Map<string, LayerFactory<any>> {
+  return new Map<string, LayerFactory<any>>([
+    [passthroughFactory.type, passthroughFactory],
+    [statsFactory.type, statsFactory],
+  ]);
+}
+
+/**
+ * The composition root: builds each export's volume stack from config, starts the NBD listeners and metrics,
+ * and shuts everything down in order (listeners, connections drained and flushed, volumes closed top-down).
+ */
+export class Engine {
+  readonly config: Config;
+  readonly volumes: Volume[] = [];
+  private readonly log: Logger;
+  private readonly factories: Map<string, LayerFactory<any>>;
+  private nbd: NbdServer | null = null;
+  private metrics: MetricsServer | null = null;
+  private stopping: Promise<void> | null = null;
+
+  constructor(config: Config, logger: Logger, factories = defaultLayerFactories()) {
+    this.config = config;
+    this.log = logger;
+    this.factories = factories;
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.config.dataDir, { recursive: true });
+    this.checkLayerTypes();
+    try {
+      for (const exportConfig of this.config.exports) this.volumes.push(await this.openVolume(exportConfig));
+      const { socket, tcp } = this.config.listen;
+      if (socket) mkdirSync(path.dirname(socket), { recursive: true });
+      this.nbd = new NbdServer({
+        registry: new StaticExportRegistry(this.volumes),
+        logger: this.log.child({ part: 'nbd' }),
+        socketPath: socket,
+        tcp: tcp ? parseHostPort(tcp) : undefined,
+      });
+      await this.nbd.listen();
+      if (this.config.metrics) {
+        this.metrics = new MetricsServer(() => this.volumes.map((v) => v.stats.snapshot()), this.log.child({ part: 'metrics' }));
+        await this.metrics.listen(parseHostPort(this.config.metrics.listen));
+      }
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Addresses the NBD server listens on. */
+  get addresses(): string[] {
+    return this.nbd?.addresses ?? [];
+  }
+
+  get metricsAddress(): string | null {
+    return this.metrics?.address ?? null;
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.stopInOrder();
+    return this.stopping;
+  }
+
+  private async stopInOrder(): Promise<void> {
+    await this.nbd?.shutdown();
+    await this.metrics?.close();
+    for (const volume of this.volumes.splice(0)) {
+      try {
+        await volume.layer.flush();
+        await volume.layer.close();
+        this.log.info({ volume: volume.name }, 'volume closed');
+      } catch (err) {
+        this.log.error({ err, volume: volume.name }, 'closing volume failed');
+      }
+    }
+  }
+
+  private checkLayerTypes(): void {
+    this.config.exports.forEach((e, i) =>
+      e.layers.forEach((layer, j) => {
+        if (!this.factories.has(layer.type)) {
+          const known = [...this.factories.keys()].join(', ');
+          throw new ConfigError(`exports.${i}.layers.${j}.type: unknown layer type "${layer.type}" (known: ${known})`);
+        }
+        const parsed = this.factories.get(layer.type)!.schema.safeParse(layer);
+        if (!parsed.success) {
+          const why = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ');
+          throw new ConfigError(`exports.${i}.layers.${j}: ${why}`);
+        }
+      }),
+    );
+  }
+
+  private async openVolume(config: ExportConfig): Promise<Volume> {
+    let device: BlockLayer = createDevice(config.device);
+    if (config.timing) device = wrapTiming(device, config.timing);
+    const specs: LayerSpec[] = [{ type: 'stats' }, ...config.layers];
+    const top = buildStack(device, specs, this.factories, { volume: config.name });
+    await top.open();
+    const stats = top as StatsLayer;
+    const readOnly = config.readOnly || top.capabilities().readOnly;
+    this.log.info({ volume: config.name, size: top.size(), readOnly, stack: describeStack(top) }, 'volume open');
+    return { name: config.name, description: config.description, readOnly, layer: top, stats, config };
+  }
+}

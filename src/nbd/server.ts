@@ -1,0 +1,138 @@
+import { existsSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import type { Logger } from 'pino';
+import { BufferPool } from './buffer-pool.js';
+import { NbdConnection } from './connection.js';
+import type { ExportRegistry } from './target.js';
+
+export interface NbdServerOptions {
+  registry: ExportRegistry;
+  logger: Logger;
+  /** Unix socket path to listen on (replaced if a stale socket file is there). */
+  socketPath?: string;
+  /** TCP listener. */
+  tcp?: { host: string; port: number };
+  /** Connections beyond this are refused at accept. */
+  connectionsMax?: number;
+  handshakeTimeoutMs?: number;
+  /** How long shutdown waits for connections to drain before hanging up on them. */
+  drainTimeoutMs?: number;
+}
+
+/** NBD listeners (unix and TCP) and the set of live connections; owns graceful shutdown. */
+export class NbdServer {
+  private readonly options: NbdServerOptions;
+  private readonly log: Logger;
+  private readonly servers: net.Server[] = [];
+  private readonly connections = new Set<NbdConnection>();
+  private readonly pool = new BufferPool();
+  private shuttingDown = false;
+
+  constructor(options: NbdServerOptions) {
+    if (!options.socketPath && !options.tcp) throw new Error('an NBD server needs a unix socket or a TCP address to listen on');
+    this.options = options;
+    this.log = options.logger;
+  }
+
+  /** Addresses actually bound (TCP port 0 resolves to a real port). */
+  readonly addresses: string[] = [];
+
+  async listen(): Promise<void> {
+    if (this.options.socketPath) await this.listenUnix(this.options.socketPath);
+    if (this.options.tcp) await this.listenTcp(this.options.tcp.host, this.options.tcp.port);
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Stop accepting, let transmissions drain (new requests get ESHUTDOWN), flush, close. */
+  async shutdown(): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    for (const c of this.connections) c.shutdown();
+    const drained = Promise.all([...this.connections].map((c) => c.closed));
+    const timeoutMs = this.options.drainTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+    if ((await Promise.race([drained, timedOut])) === 'timeout') {
+      this.log.warn({ connections: this.connections.size }, 'connections did not drain in time; closing them');
+      for (const c of this.connections) c.abort('shutdown drain timeout');
+      await drained;
+    }
+    clearTimeout(timer);
+    if (this.options.socketPath && existsSync(this.options.socketPath)) unlinkSync(this.options.socketPath);
+  }
+
+  private async listenUnix(path: string): Promise<void> {
+    await removeStaleSocket(path);
+    const server = this.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.addresses.push(`unix:${path}`);
+    this.log.info({ socket: path }, 'listening on unix socket');
+  }
+
+  private async listenTcp(host: string, port: number): Promise<void> {
+    const server = this.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = server.address() as net.AddressInfo;
+    this.addresses.push(`tcp:${address.address}:${address.port}`);
+    this.log.info({ host: address.address, port: address.port }, 'listening on TCP');
+  }
+
+  private createServer(): net.Server {
+    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    server.on('error', (err) => this.log.error({ err }, 'listener error'));
+    this.servers.push(server);
+    return server;
+  }
+
+  private accept(socket: net.Socket): void {
+    const max = this.options.connectionsMax ?? 1024;
+    if (this.shuttingDown || this.connections.size >= max) {
+      this.log.warn({ connections: this.connections.size }, 'refusing connection');
+      socket.destroy();
+      return;
+    }
+    const connection = new NbdConnection({
+      socket,
+      registry: this.options.registry,
+      logger: this.log.child({ conn: connectionId++ }),
+      pool: this.pool,
+      isShuttingDown: () => this.shuttingDown,
+      handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? 30_000,
+    });
+    this.connections.add(connection);
+    connection.closed.then(() => this.connections.delete(connection));
+  }
+}
+
+let connectionId = 1;
+
+/** A socket file left by a killed server would make listen() fail with EADDRINUSE; a live one must not be stolen. */
+async function removeStaleSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`another server is already listening on ${path}`);
+  unlinkSync(path);
+}
