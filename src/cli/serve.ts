@@ -88,7 +88,8 @@ async function serve(flags: ServeFlags): Promise<void> {
   try {
     await engine.start();
   } catch (err) {
-    log.fatal({ err }, `cannot start: ${(err as Error).message}`);
+    log.debug({ err }, 'start failed');
+    console.error(`sky serve: cannot start: ${(err as Error).message}`);
     process.exit(err instanceof ConfigError ? 2 : 1);
   }
   log.info({ listen: engine.addresses, metrics: engine.metricsAddress, exports: engine.volumes.map((v) => v.name) }, 'sky is serving');
@@ -98,7 +99,7 @@ async function serve(flags: ServeFlags): Promise<void> {
 function buildConfig(flags: ServeFlags): Config {
   if (flags.config) {
     if (flags.file || flags.memory) throw new ConfigError('--config cannot be combined with --file or --memory; put the export in the config');
-    const config = loadConfigFile(flags.config);
+    const config = loadConfigFile(flags.config, flags.dataDir ? { dataDir: flags.dataDir } : {});
     return applyOverrides(config, flags);
   }
   if (flags.file && flags.memory) throw new ConfigError('choose one of --file and --memory');

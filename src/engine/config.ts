@@ -13,7 +13,7 @@ import { DeviceSpecSchema, TimingSpecSchema } from '../device/index.js';
 const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected HOST:PORT, e.g. 127.0.0.1:10809')
-  .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be at most 65535');
+  .refine((s) => !/:\d+$/.test(s) || Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be at most 65535');
 
 const exportName = z
   .string()
@@ -85,7 +85,8 @@ export function parseConfig(raw: unknown, source: string): Config {
   return resolvePaths(result.data);
 }
 
-export function loadConfigFile(file: string): Config {
+/** Reads and validates a YAML config; `overrides` replace top-level keys before validation (e.g. dataDir). */
+export function loadConfigFile(file: string, overrides: Record<string, unknown> = {}): Config {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -98,6 +99,7 @@ export function loadConfigFile(file: string): Config {
   } catch (err) {
     throw new ConfigError(`config file ${file} is not valid YAML: ${(err as Error).message}`);
   }
+  if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) raw = { ...raw, ...overrides };
   return parseConfig(raw, file);
 }
 
