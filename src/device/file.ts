@@ -6,6 +6,21 @@ import {
 } from '../volume/types.js';
 import { toBlockError } from './errors.js';
 import { ZERO_BUFFER, ZERO_BUFFER_BYTES } from './zero-buffer.js';
+
+/**
+ * Requests at least this large use the libuv thread pool: their copy costs far more than the hand-off, and it
+ * then runs beside the socket work on the event loop (measured on 1 MiB QD8: +10-70% over synchronous I/O).
+ * Smaller ones stay synchronous, where the hand-off would dominate.
+ */
+const ASYNC_IO_BYTES_MIN = 64 * 1024;
+
+function readAsync(fd: number, into: Buffer, at: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, into, at, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+function writeAsync(fd: number, data: Buffer, at: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, data, at, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+}
 import {
   ENXIO, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, POSIX_FADV_WILLNEED, SEEK_DATA, SEEK_END,
   SEEK_HOLE, lastErrno, libc, libcError, type Libc,
@@ -77,7 +92,8 @@ export class FileDevice implements BlockLayer {
     this.checkRequest(req);
     assert.ok(into.length >= req.length, 'read buffer shorter than the request');
     try {
-      this.readAt(into, req.length, req.offset);
+      if (req.length >= ASYNC_IO_BYTES_MIN) await this.readAtAsync(into, req.length, req.offset);
+      else this.readAt(into, req.length, req.offset);
     } catch (error) {
       throw toBlockError(error, `read ${this.path} at ${req.offset}+${req.length}`);
     }
@@ -87,7 +103,8 @@ export class FileDevice implements BlockLayer {
     this.checkWrite(req);
     assert.ok(data.length >= req.length, 'write buffer shorter than the request');
     try {
-      this.writeAt(data, req.length, req.offset);
+      if (req.length >= ASYNC_IO_BYTES_MIN) await this.writeAtAsync(data, req.length, req.offset);
+      else this.writeAt(data, req.length, req.offset);
       if ((req.flags & IoFlags.FUA) !== 0) fs.fdatasyncSync(this.fd);
     } catch (error) {
       throw toBlockError(error, `write ${this.path} at ${req.offset}+${req.length}`);
@@ -228,6 +245,24 @@ export class FileDevice implements BlockLayer {
       }
       done += n;
     }
+  }
+
+  /** Large reads go through the libuv pool so the copy overlaps the event loop's socket work. */
+  private async readAtAsync(into: Buffer, length: number, position: number): Promise<void> {
+    let done = 0;
+    while (done < length) {
+      const n = await readAsync(this.fd, into, done, length - done, position + done);
+      if (n === 0) {
+        into.fill(0, done, length);
+        return;
+      }
+      done += n;
+    }
+  }
+
+  private async writeAtAsync(data: Buffer, length: number, position: number): Promise<void> {
+    let done = 0;
+    while (done < length) done += await writeAsync(this.fd, data, done, length - done, position + done);
   }
 
   /** writeSync may write less than asked (signal, nearly full disk); the retry then reports the real error. */
