@@ -1,9 +1,5 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { registerServe } from './serve.js';
-import { registerTrace } from './trace.js';
-import { registerBenchNbd } from './bench-nbd.js';
-import { registerBenchOverhead } from './bench-overhead.js';
 
 const program = new Command();
 program
@@ -11,11 +7,31 @@ program
   .description('Sky: a semantic-aware virtual-disk engine served over NBD')
   .version('0.1.0')
   .showHelpAfterError();
+const bench = new Command('bench').description('benchmarks that print ratios against an anchor measured in the same run');
 
-registerServe(program);
-registerTrace(program);
-const bench = program.command('bench').description('benchmarks that print ratios against an anchor measured in the same run');
-registerBenchNbd(bench);
-registerBenchOverhead(bench);
+/**
+ * Each command lives in its own module, loaded on start. A module that cannot load (say, a native library
+ * missing for the tracer) must not take `sky serve` down with it: its command then explains what failed.
+ */
+async function register(parent: Command, name: string, load: () => Promise<(c: Command) => void>): Promise<void> {
+  try {
+    (await load())(parent);
+  } catch (err) {
+    parent
+      .command(name)
+      .description(`(unavailable: ${(err as Error).message.split('\n')[0]})`)
+      .allowUnknownOption()
+      .action(() => {
+        console.error(`sky ${name}: this command failed to load: ${(err as Error).message}`);
+        process.exit(1);
+      });
+  }
+}
+
+await register(program, 'serve', async () => (await import('./serve.js')).registerServe);
+await register(program, 'trace', async () => (await import('./trace.js')).registerTrace);
+await register(bench, 'nbd', async () => (await import('./bench-nbd.js')).registerBenchNbd);
+await register(bench, 'overhead', async () => (await import('./bench-overhead.js')).registerBenchOverhead);
+program.addCommand(bench);
 
 await program.parseAsync(process.argv);
