@@ -474,6 +474,8 @@ export class NbdConnection {
     if (command === Cmd.FLUSH) return 0;
     if (length === 0) return Errno.EINVAL;
     if ((command === Cmd.READ || command === Cmd.WRITE) && length > Limits.payloadBytesMax) return Errno.EINVAL;
+    const alignment = this.capabilities!.blockSize.minimum;
+    if (alignment > 1 && (offset % alignment !== 0 || length % alignment !== 0)) return Errno.EINVAL;
     if (offset > this.exportSize || length > this.exportSize - offset) {
       return command === Cmd.WRITE || command === Cmd.WRITE_ZEROES ? Errno.ENOSPC : Errno.EINVAL;
     }

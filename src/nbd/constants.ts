@@ -127,8 +127,6 @@ export const Limits = {
   inflightRequestsMax: 64,
   /** Payload bytes held per connection (writes waiting + reads being answered) before reading pauses. */
   inflightBytesMax: 128 * 1024 * 1024,
-  /** Oversized write payloads up to this are read and thrown away so the stream stays in sync; above it we close. */
-  discardPayloadBytesMax: 4 * 1024 * 1024 * 1024,
   /** Block status descriptors per reply. */
   extentsPerReplyMax: 1024,
 } as const;
