@@ -50,7 +50,8 @@ export class NbdServer {
   async shutdown(): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
-    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    // close() stops accepting at once, but its callback waits for every connection to end: don't wait for it here.
+    const listenersClosed = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     for (const c of this.connections) c.shutdown();
     const drained = Promise.all([...this.connections].map((c) => c.closed));
     const timeoutMs = this.options.drainTimeoutMs ?? 10_000;
@@ -62,6 +63,7 @@ export class NbdServer {
       await drained;
     }
     clearTimeout(timer);
+    await listenersClosed;
     if (this.options.socketPath && existsSync(this.options.socketPath)) unlinkSync(this.options.socketPath);
   }
 
