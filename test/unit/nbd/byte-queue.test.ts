@@ -64,3 +64,15 @@ describe('BufferPool', () => {
     expect(pool.acquire(4096)).not.toBe(b);
   });
 });
+
+describe('BufferPool budget', () => {
+  it('keeps no more idle bytes than its budget', () => {
+    const pool = new BufferPool(16, 3 * 4096);
+    const buffers = [0, 1, 2, 3].map(() => pool.acquire(4096));
+    buffers.forEach((b) => pool.release(b));
+    expect(pool.acquire(4096)).toBe(buffers[2]);
+    expect(pool.acquire(4096)).toBe(buffers[1]);
+    expect(pool.acquire(4096)).toBe(buffers[0]);
+    expect(buffers).not.toContain(pool.acquire(4096));
+  });
+});
