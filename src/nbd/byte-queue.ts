@@ -64,6 +64,14 @@ export class ByteQueue {
     return skipped;
   }
 
+  /** Replaces every held view by one private copy, for callers whose chunks are about to be overwritten. */
+  detach(): void {
+    if (this.byteCount === 0) return;
+    const copy = Buffer.allocUnsafe(this.byteCount);
+    this.copyInto(copy, 0, this.byteCount);
+    this.push(copy);
+  }
+
   clear(): void {
     this.chunks.length = 0;
     this.headOffset = 0;

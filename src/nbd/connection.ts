@@ -83,6 +83,11 @@ export interface ConnectionOptions {
   pool: BufferPool;
   isShuttingDown: () => boolean;
   handshakeTimeoutMs: number;
+  /**
+   * True when the socket reads into one reused buffer (net.Socket `onread`): bytes handed to onData are valid only
+   * during the call, so nothing may keep a view of them. False for ordinary 'data' chunks, which we may keep.
+   */
+  reusedReadBuffer: boolean;
 }
 
 /**
@@ -129,6 +134,7 @@ export class NbdConnection {
   private discardErrno: NbdErrno = Errno.EINVAL;
   private discardCookie = Buffer.alloc(8);
   private finishing = false;
+  private readonly reusedReadBuffer: boolean;
 
   constructor(options: ConnectionOptions) {
     this.socket = options.socket;
@@ -136,6 +142,7 @@ export class NbdConnection {
     this.log = options.logger;
     this.pool = options.pool;
     this.isServerShuttingDown = options.isShuttingDown;
+    this.reusedReadBuffer = options.reusedReadBuffer;
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     for (let i = 0; i < Limits.inflightRequestsMax; i++) {
       this.slots.push({ index: i, request: newIoRequest(), cookie: Buffer.alloc(8), command: 0, commandFlags: 0, pooled: null, heldBytes: 0, busy: false });
@@ -143,7 +150,7 @@ export class NbdConnection {
     }
     this.handshakeTimer = setTimeout(() => this.abort('handshake timed out'), options.handshakeTimeoutMs);
     this.handshakeTimer.unref();
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (!this.reusedReadBuffer) this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
     this.socket.on('close', () => this.onClose());
     this.sendGreeting();
@@ -170,11 +177,13 @@ export class NbdConnection {
 
   // ───────────────────────────── input ─────────────────────────────
 
-  private onData(chunk: Buffer): void {
+  /** Bytes from the socket. With a reused read buffer, whatever the parser leaves is copied out before returning. */
+  onData(chunk: Buffer): void {
     if (this.phase === Phase.Closed) return;
     this.queue.push(chunk);
     try {
       this.pump();
+      if (this.reusedReadBuffer) this.queue.detach();
     } catch (err) {
       // A bug on a client's input must cost that client its connection, never the server.
       this.log.error({ err }, 'internal error while parsing; closing connection');
@@ -524,7 +533,7 @@ export class NbdConnection {
   private startPayload(slot: Slot): boolean {
     const length = slot.request.length;
     this.hold(slot, length);
-    if (this.queue.length >= length) {
+    if (this.queue.length >= length && !this.reusedReadBuffer) {
       // The whole payload is here: a view if it sits in one chunk, one copy into a pooled buffer if not.
       const pooled = this.pool.acquire(length);
       const data = this.queue.take(length, pooled);
@@ -756,13 +765,12 @@ export class NbdConnection {
     if (this.inflightCount > 0 || this.payloadSlot !== null) return;
     this.finishing = true;
     const flush = this.writesSinceFlush && this.export ? this.export.layer.flush() : Promise.resolve();
-    flush.then(
-      () => this.socket.end(),
-      (err) => {
-        this.log.error({ err }, 'flush on disconnect failed');
-        this.socket.end();
-      },
-    );
+    // Reading is paused by now, so the peer's EOF may never be seen: once our last bytes are out, close outright.
+    const hangUp = () => this.socket.end(() => this.socket.destroy());
+    flush.then(hangUp, (err) => {
+      this.log.error({ err }, 'flush on disconnect failed');
+      hangUp();
+    });
   }
 }
 

@@ -102,27 +102,72 @@ export class NbdServer {
     return server;
   }
 
-  private accept(socket: net.Socket): void {
+  private accept(accepted: net.Socket): void {
     const max = this.options.connectionsMax ?? 1024;
     if (this.shuttingDown || this.connections.size >= max) {
       this.log.warn({ connections: this.connections.size }, 'refusing connection');
-      socket.destroy();
+      accepted.destroy();
       return;
     }
-    const connection = new NbdConnection({
+    const socket = withReusedReadBuffer(accepted);
+    const connection: NbdConnection = new NbdConnection({
       socket,
       registry: this.options.registry,
       logger: this.log.child({ conn: connectionId++ }),
       pool: this.pool,
       isShuttingDown: () => this.shuttingDown,
       handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? 30_000,
+      reusedReadBuffer: socket !== accepted,
     });
+    if (socket !== accepted) readers.set(socket, connection);
     this.connections.add(connection);
     connection.closed.then(() => this.connections.delete(connection));
   }
 }
 
 let connectionId = 1;
+
+/**
+ * One read buffer for every connection: libuv fills it and calls back synchronously, and the connection copies
+ * out whatever it does not consume before returning, so no two reads can meet in it. Large enough that one
+ * read() takes everything a client's 1 MiB write left in the socket.
+ */
+const READ_BUFFER_BYTES = 1024 * 1024;
+let sharedReadBuffer: Buffer | null = null;
+const readers = new WeakMap<net.Socket, NbdConnection>();
+
+/**
+ * Node reads sockets in fresh 64 KiB buffers, one event each; a 1 MiB write then costs 16 wake-ups and 16
+ * allocations, and lost 3× to nbdkit, which reads straight into its buffer. net.Socket can instead read into one
+ * buffer we own (`onread`), but only a socket it creates: so the accepted handle is moved into such a socket.
+ * Falls back to the accepted socket if Node's internals are not as expected.
+ */
+function withReusedReadBuffer(accepted: net.Socket): net.Socket {
+  const internals = accepted as unknown as { _handle: unknown; server: { _connections: number } | null };
+  const handle = internals._handle;
+  if (handle === null || typeof handle !== 'object' || internals.server === null) return accepted;
+  sharedReadBuffer ??= Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+  const buffer = sharedReadBuffer;
+  internals._handle = null;
+  // The accepted socket will never close now: give its place in the server's count back, so close() completes.
+  internals.server._connections--;
+  const socket: net.Socket = new net.Socket({
+    handle,
+    readable: true,
+    writable: true,
+    onread: {
+      buffer,
+      callback: (bytes: number, into: Uint8Array) => {
+        readers.get(socket)?.onData(Buffer.from(into.buffer, into.byteOffset, bytes));
+        return true;
+      },
+    },
+  } as net.SocketConstructorOpts);
+  // Data bypasses the stream, but the end of it does not: a stream that never flows never sees 'end', and a
+  // socket whose peer hung up would then never close.
+  socket.resume();
+  return socket;
+}
 
 /** A socket file left by a killed server would make listen() fail with EADDRINUSE; a live one must not be stolen. */
 async function removeStaleSocket(path: string): Promise<void> {
