@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Sky demo (`npm run demo`): installs what is missing (scripts/deps.sh), serves the default volume `sky` (a sparse
+# file in a temporary data dir) with metrics, attaches it through nbdfuse + a direct-I/O loop device, makes an ext4
+# file system on it, writes/reads/copies files through it, prints the server's per-operation stats, and tears
+# everything down again — also on Ctrl-C or any failure.
+#
+# Settings (environment): SKY_DEMO_SIZE (volume size, default 2G), SKY_DEMO_FILES and SKY_DEMO_FILE_MB (the
+# large-file workload, default 6 files of 64 MiB).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+SIZE=${SKY_DEMO_SIZE:-2G}
+FILES=${SKY_DEMO_FILES:-6}
+FILE_MB=${SKY_DEMO_FILE_MB:-64}
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die() { printf '\033[31mdemo: %s\033[0m\n' "$*" >&2; exit 1; }
+
+# Nanosecond clock and MB/s (10^6 bytes per second) without bc.
+now_ns() { date +%s%N; }
+mb_per_s() { awk -v bytes="$1" -v ns="$2" 'BEGIN { printf "%.1f", (ns > 0 ? bytes / ns * 1000 : 0) }'; }
+seconds() { awk -v ns="$1" 'BEGIN { printf "%.2f", ns / 1e9 }'; }
+
+# True while PID runs (a zombie counts as gone).
+alive() {
+  local state
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# Stops PID: SIGTERM, up to $2 seconds of grace, then SIGKILL.
+stop_pid() {
+  local pid=$1 grace=${2:-10} i
+  alive "$pid" || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < grace * 10; i++)); do alive "$pid" || return 0; sleep 0.1; done
+  echo "    pid $pid ignored SIGTERM for ${grace}s; killing" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# ---- teardown: runs on every exit path (success, failure, Ctrl-C, SIGTERM) --------------------------------------
+# State is read back from the system (mountpoint, losetup -j), so an interrupt between two steps leaks nothing.
+WORK='' SERVER_PID='' FUSE_PID=''
+cleanup() {
+  local rc=$? loop
+  trap - EXIT INT TERM
+  set +e
+  step "tearing down"
+  if [ -n "$WORK" ] && mountpoint -q "$MNT"; then
+    umount "$MNT" 2>/dev/null || { sleep 1; umount "$MNT"; } || umount -l "$MNT"
+    info "unmounted $MNT"
+  fi
+  if [ -n "$FUSE_PID" ]; then
+    for loop in $(losetup -n -O NAME -j "$FUSE_DIR/nbd" 2>/dev/null); do losetup -d "$loop" && info "detached $loop"; done
+  fi
+  if [ -n "$FUSE_PID" ]; then
+    # The loop device lets go of the FUSE file asynchronously; retry the unmount briefly before killing nbdfuse.
+    for _ in $(seq 50); do fusermount3 -u "$FUSE_DIR" 2>/dev/null && break; sleep 0.1; done
+    stop_pid "$FUSE_PID" 5
+    mountpoint -q "$FUSE_DIR" 2>/dev/null && fusermount3 -uz "$FUSE_DIR"
+    info "nbdfuse (pid $FUSE_PID) stopped"
+  fi
+  if [ -n "$SERVER_PID" ]; then stop_pid "$SERVER_PID" 10; info "sky serve (pid $SERVER_PID) stopped"; fi
+  if [ -n "$WORK" ]; then
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ] && [ "$rc" -ne 143 ] && [ -s "$WORK/server.log" ]; then
+      echo "--- last lines of the server log ---" >&2; tail -n 20 "$WORK/server.log" >&2
+    fi
+    rm -rf "$WORK" "${SOURCE:-}"
+  fi
+  [ "$rc" -eq 0 ] && printf '\n\033[32mdemo finished\033[0m\n' || printf '\n\033[31mdemo failed (exit %s)\033[0m\n' "$rc" >&2
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- setup ------------------------------------------------------------------------------------------------------
+step "installing what is missing (scripts/deps.sh)"
+bash scripts/deps.sh
+[ "$(id -u)" -eq 0 ] || die "the demo needs root (loop devices, mkfs, mount)"
+[ -e /dev/fuse ] || modprobe fuse 2>/dev/null || die "/dev/fuse is missing (modprobe fuse)"
+[ -e /dev/loop-control ] || modprobe loop 2>/dev/null || die "/dev/loop-control is missing (modprobe loop)"
+
+WORK=$(mktemp -d /tmp/sky-demo.XXXXXX)
+DATA_DIR=$WORK/data FUSE_DIR=$WORK/fuse MNT=$WORK/mnt
+mkdir -p "$DATA_DIR" "$FUSE_DIR" "$MNT"
+SOCKET=$DATA_DIR/sky.sock
+URI="nbd+unix:///sky?socket=$SOCKET"
+METRICS_PORT=$(node -e 'const s = require("node:net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
+METRICS=127.0.0.1:$METRICS_PORT
+
+# ---- serve ------------------------------------------------------------------------------------------------------
+step "starting sky serve: default volume 'sky', $SIZE sparse file in $DATA_DIR"
+# setsid: the server gets its own session, so a Ctrl-C in this terminal reaches only this script, which then
+# unmounts before stopping the server (a server stopped first would leave the mount hanging).
+# SKY_DEMO_SERVER_CMD replaces the server for testing this script (e.g. an nbdkit command using $SOCKET).
+if [ -n "${SKY_DEMO_SERVER_CMD:-}" ]; then
+  SOCKET=$SOCKET DATA_DIR=$DATA_DIR SIZE=$SIZE METRICS=$METRICS setsid bash -c "exec $SKY_DEMO_SERVER_CMD" >"$WORK/server.log" 2>&1 &
+else
+  setsid node bin/sky serve --data-dir "$DATA_DIR" --size "$SIZE" --metrics "$METRICS" --log-format pretty \
+    >"$WORK/server.log" 2>&1 &
+fi
+SERVER_PID=$!
+for i in $(seq 300); do
+  alive "$SERVER_PID" || die "sky serve exited during start-up"
+  nbdinfo --size "$URI" >/dev/null 2>&1 && break
+  [ "$i" -lt 300 ] || die "sky serve not ready after 30 s"
+  sleep 0.1
+done
+info "pid $SERVER_PID, socket $SOCKET, metrics http://$METRICS/metrics"
+nbdinfo "$URI" | grep -E 'export=|export-size|is_read_only|can_(flush|trim|zero|multi_conn)' | sed 's/^\s*/    /'
+
+# ---- attach -----------------------------------------------------------------------------------------------------
+step "attaching: nbdfuse → loop (direct I/O) → ext4"
+setsid nbdfuse -P "$WORK/nbdfuse.pid" "$FUSE_DIR" "$URI" >"$WORK/nbdfuse.log" 2>&1 &
+FUSE_PID=$!
+for i in $(seq 100); do
+  alive "$FUSE_PID" || die "nbdfuse exited: $(cat "$WORK/nbdfuse.log")"
+  [ -s "$WORK/nbdfuse.pid" ] && [ -e "$FUSE_DIR/nbd" ] && break
+  [ "$i" -lt 100 ] || die "nbdfuse not ready after 10 s"
+  sleep 0.1
+done
+info "nbdfuse (pid $FUSE_PID): $FUSE_DIR/nbd"
+LOOP=$(losetup --direct-io=on --show -f "$FUSE_DIR/nbd")
+info "loop device: $LOOP (direct I/O: $(losetup -n -O DIO "$LOOP" | tr -d ' ' | sed 's/1/on/;s/0/off/'))"
+mkfs.ext4 -q -F -L sky-demo "$LOOP"
+mount "$LOOP" "$MNT"
+info "ext4 mounted on $MNT ($(df -h --output=size "$MNT" | tail -1 | tr -d ' '))"
+
+# ---- workload ---------------------------------------------------------------------------------------------------
+# HOOK (tracing demo, later issue): run the workload below under `sky trace --volume sky -- …` here, and after it
+# print what Sky learned (bytes/requests classified metadata vs data per file, the classification accuracy
+# report) and what iCache/iDedup gained. Until then the workload runs untraced.
+
+step "writing $FILES files of $FILE_MB MiB (random data, fsync after each)"
+SOURCE=$(mktemp /dev/shm/sky-demo-source.XXXXXX)
+dd if=/dev/urandom of="$SOURCE" bs=1M count="$FILE_MB" status=none
+SOURCE_SUM=$(sha256sum "$SOURCE" | cut -d' ' -f1)
+mkdir "$MNT/data"
+FILE_BYTES=$((FILE_MB * 1024 * 1024))
+total_ns=0
+for i in $(seq "$FILES"); do
+  start=$(now_ns)
+  dd if="$SOURCE" of="$MNT/data/file$i" bs=1M conv=fsync status=none
+  ns=$(($(now_ns) - start)); total_ns=$((total_ns + ns))
+  info "[$i/$FILES] file$i  $FILE_MB MiB  $(mb_per_s "$FILE_BYTES" "$ns") MB/s"
+done
+info "wrote $((FILES * FILE_MB)) MiB in $(seconds "$total_ns") s: $(mb_per_s $((FILES * FILE_BYTES)) "$total_ns") MB/s"
+
+step "reading them back with O_DIRECT (bypassing the page cache) and checking sha256"
+total_ns=0
+for i in $(seq "$FILES"); do
+  start=$(now_ns)
+  sum=$(dd if="$MNT/data/file$i" iflag=direct bs=1M status=none | sha256sum | cut -d' ' -f1)
+  ns=$(($(now_ns) - start)); total_ns=$((total_ns + ns))
+  [ "$sum" = "$SOURCE_SUM" ] || die "file$i: checksum mismatch (read back $sum, wrote $SOURCE_SUM)"
+  info "[$i/$FILES] file$i  $FILE_MB MiB  $(mb_per_s "$FILE_BYTES" "$ns") MB/s  sha256 ok"
+done
+info "read $((FILES * FILE_MB)) MiB in $(seconds "$total_ns") s: $(mb_per_s $((FILES * FILE_BYTES)) "$total_ns") MB/s"
+
+step "copying a source tree onto the volume (node_modules: many small files) and running find"
+start=$(now_ns)
+cp -a "$REPO/node_modules" "$MNT/tree"
+sync -f "$MNT"
+info "cp -a: $(find "$REPO/node_modules" -type f | wc -l) files, $(du -sh "$MNT/tree" | cut -f1) in $(seconds $(($(now_ns) - start))) s"
+sync
+echo 3 >/proc/sys/vm/drop_caches # so that find reads the inodes and directories from Sky, not from memory
+start=$(now_ns)
+found=$(find "$MNT" -type f | wc -l)
+info "find (cold cache): $found files in $(seconds $(($(now_ns) - start))) s"
+
+step "cp of a large file on the volume"
+start=$(now_ns)
+cp "$MNT/data/file1" "$MNT/data/file1.copy"
+sync -f "$MNT"
+ns=$(($(now_ns) - start))
+info "cp file1 → file1.copy: $FILE_MB MiB in $(seconds "$ns") s ($(mb_per_s "$FILE_BYTES" "$ns") MB/s)"
+cmp "$MNT/data/file1" "$MNT/data/file1.copy" || die "copy differs from its source"
+sync
+
+# ---- what the server saw ------------------------------------------------------------------------------------------
+step "server stats (GET http://$METRICS/stats)"
+node --input-type=module - "http://$METRICS/stats" <<'EOF' || info "(no stats: the metrics endpoint did not answer)"
+const response = await fetch(process.argv[2]);
+if (!response.ok) throw new Error(`HTTP ${response.status}`);
+const { volumes } = await response.json();
+const mib = (bytes) => (bytes / 2 ** 20).toFixed(1);
+for (const { volume, ops } of volumes) {
+  console.log(`    volume ${volume}`);
+  console.log(`    ${'op'.padEnd(12)}${'count'.padStart(10)}${'errors'.padStart(8)}${'MiB'.padStart(10)}${'mean µs'.padStart(10)}`);
+  for (const [op, s] of Object.entries(ops)) {
+    if (s.count === 0) continue;
+    const mean = (s.latencySumUs / s.count).toFixed(1);
+    console.log(`    ${op.padEnd(12)}${String(s.count).padStart(10)}${String(s.errors).padStart(8)}${mib(s.bytes).padStart(10)}${mean.padStart(10)}`);
+  }
+}
+EOF
