@@ -1,0 +1,145 @@
+/**
+ * Pattern detectors that run when a process has finished writing a file (its description released, or the
+ * process gone): copies and encryption. Both read the written file back, because a name or a byte count is a
+ * reason to look, not proof.
+ */
+import { basename, extname } from 'node:path';
+import { BLOCK_BYTES, entropyBitsPerByte, readSample, sameBlocks, unarmor } from './content.js';
+import type { FileRecord } from './files.js';
+import type { FileIo, Process } from './process.js';
+import type { EngineState } from './state.js';
+
+/** Executables whose written files are ciphertext when their entropy says so. */
+export const ENCRYPTING_EXES: ReadonlySet<string> = new Set([
+  'gpg', 'gpg2', 'gpg-zip', 'sq', 'age', 'rage', 'ccrypt', 'ccencrypt', 'scrypt', 'aescrypt', 'mcrypt', 'bcrypt',
+]);
+/** openssl encrypts only in some subcommands: `enc`, `smime -encrypt`, `cms -encrypt`, or a bare cipher name. */
+const OPENSSL_ENCRYPTING = /^(enc|aes|des|bf|camellia|cast|chacha|rc[245]|seed|sm4|aria)/;
+export const ENCRYPTED_EXTENSIONS: ReadonlySet<string> = new Set(['.gpg', '.pgp', '.asc', '.enc', '.age', '.aes', '.cpt']);
+export const ENTROPY_THRESHOLD_BITS = 7.9;
+/** Below this the entropy estimate is too noisy to confirm anything (gpg's 600-byte random_seed, say). */
+export const ENTROPY_SAMPLE_MIN_BYTES = 1024;
+/** Armoured files are sampled as one contiguous prefix, since base64 lines must be decoded in order. */
+const ARMOR_PREFIX_BYTES = 256 * 1024;
+const COPY_CANDIDATES_MAX = 3;
+
+/** ReleaseHooks.onWritesFinished. `final`: the process is gone, so no later event can bring a copy's source. */
+export function writesFinished(state: EngineState, process: Process, file: FileRecord, ts: number, final: boolean): void {
+  const io = process.io.get(file);
+  if (!io) return;
+  reportExplicitCopies(state, process, file, io, ts);
+  const firstLook = !io.recheck;
+  if (io.writeBytes > 0) {
+    const found = detectReadWriteCopy(state, process, file, io, ts);
+    if (firstLook) detectEncryption(state, process, file, ts);
+    io.recheck = !found && !final;
+  }
+  if (!io.recheck) io.writeBytes = 0;
+  if (io.readBytes === 0 && io.writeBytes === 0) process.io.delete(file);
+}
+
+function reportExplicitCopies(state: EngineState, process: Process, target: FileRecord, io: FileIo, ts: number): void {
+  for (const copy of io.copiesIn.values()) {
+    state.emit({
+      kind: 'copy_detected',
+      ts,
+      pid: process.pid,
+      srcPath: copy.source.path,
+      dstPath: target.path,
+      bytes: copy.bytes,
+      method: copy.method,
+      exe: process.exe,
+      verified: true, // the kernel moved the bytes itself
+      ...state.uncertainty(copy.source, target),
+    });
+  }
+  io.copiesIn.clear();
+}
+
+/** Sources worth comparing: files this process read, closest in bytes read to the bytes written first. */
+function copyCandidates(process: Process, target: FileRecord, written: number): FileRecord[] {
+  return [...process.io]
+    .filter(([file, io]) => file !== target && !file.metadata && io.readBytes * 2 >= written)
+    .sort(([, a], [, b]) => Math.abs(a.readBytes - written) - Math.abs(b.readBytes - written))
+    .slice(0, COPY_CANDIDATES_MAX)
+    .map(([file]) => file);
+}
+
+function detectReadWriteCopy(state: EngineState, process: Process, target: FileRecord, io: FileIo, ts: number): boolean {
+  const written = io.writeBytes;
+  if (written === 0) return false;
+  const candidates = copyCandidates(process, target, written);
+  if (candidates.length === 0) return false;
+  const targetSeen = state.statOf(target);
+  if (!targetSeen) {
+    state.counters.unverifiedCopies++;
+    return false;
+  }
+  for (const source of candidates) {
+    const sourceSeen = state.statOf(source);
+    if (!sourceSeen) continue;
+    const length = Math.min(written, sourceSeen.stat.size, targetSeen.stat.size);
+    if (length * 2 < written || sameBlocks(sourceSeen.read, targetSeen.read, length) !== true) continue;
+    state.emit({
+      kind: 'copy_detected',
+      ts,
+      pid: process.pid,
+      srcPath: source.path,
+      dstPath: target.path,
+      bytes: length,
+      method: 'read-write',
+      exe: process.exe,
+      verified: true,
+      ...state.uncertainty(source, target),
+    });
+    return true;
+  }
+  return false;
+}
+
+export function encryptionEvidence(process: Pick<Process, 'exe' | 'argv' | 'comm'>, path: string): string[] {
+  const evidence: string[] = [];
+  const names = new Set([process.exe, process.argv?.[0], process.comm].filter((n): n is string => !!n).map((n) => basename(n)));
+  for (const name of names) {
+    if (ENCRYPTING_EXES.has(name)) evidence.push(`exe:${name}`);
+  }
+  if (names.has('openssl') && opensslEncrypts(process.argv ?? [])) evidence.push('exe:openssl enc');
+  const extension = extname(path).toLowerCase();
+  if (ENCRYPTED_EXTENSIONS.has(extension)) evidence.push(`extension:${extension}`);
+  return [...new Set(evidence)];
+}
+
+function opensslEncrypts(argv: string[]): boolean {
+  const subcommand = argv[1] ?? '';
+  return OPENSSL_ENCRYPTING.test(subcommand) || argv.includes('-encrypt');
+}
+
+function detectEncryption(state: EngineState, process: Process, file: FileRecord, ts: number): void {
+  const evidence = encryptionEvidence(process, file.path);
+  if (evidence.length === 0) return;
+  const entropy = sampledEntropy(state, file);
+  if (entropy === null || entropy <= ENTROPY_THRESHOLD_BITS) return;
+  state.emit({
+    kind: 'encryption_detected',
+    ts,
+    pid: process.pid,
+    path: file.path,
+    exe: process.exe,
+    evidence: [...evidence, `entropy:${entropy.toFixed(3)}`],
+    entropy,
+    ...state.uncertainty(file),
+  });
+}
+
+function sampledEntropy(state: EngineState, file: FileRecord): number | null {
+  const seen = state.statOf(file);
+  if (!seen || seen.stat.size < ENTROPY_SAMPLE_MIN_BYTES) return null;
+  const head = seen.read(0, Math.min(BLOCK_BYTES, seen.stat.size));
+  if (!head) return null;
+  const armored = unarmor(head) !== head;
+  const sample = armored
+    ? unarmor(seen.read(0, Math.min(ARMOR_PREFIX_BYTES, seen.stat.size)) ?? head)
+    : readSample(seen.read, seen.stat.size);
+  if (!sample || sample.length < ENTROPY_SAMPLE_MIN_BYTES * (armored ? 0.75 : 1)) return null;
+  return entropyBitsPerByte(sample);
+}

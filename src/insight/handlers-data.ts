@@ -1,0 +1,225 @@
+/**
+ * Data syscalls: offsets and sizes. Plain read/write use and move the description's position (writes with
+ * O_APPEND start at the end of the file); positional calls move nothing. The ebpf and ptrace backends report
+ * plain calls as per-fd aggregates (rw_summary) and only hinted calls one by one.
+ */
+import assert from 'node:assert/strict';
+import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
+import type { FileRecord, Identity } from './files.js';
+import { endLifetimeByTruncate } from './handlers-fd.js';
+import { syscallArgsHint } from './hints.js';
+import { FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE } from './linux.js';
+import { writeBackFile } from './mmap.js';
+import { fileIo, type OpenFile, type Process } from './process.js';
+import type { EngineState } from './state.js';
+import type { CopyMethod } from './types.js';
+
+type Ev<K extends SyscallEvent['kind']> = Extract<SyscallEvent, { kind: K }>;
+
+function recordRead(process: Process, openFile: OpenFile, bytes: number): void {
+  openFile.readBytes += bytes;
+  const file = openFile.file;
+  if (!file || file.metadata) return;
+  file.readBytes += bytes;
+  fileIo(process, file).readBytes += bytes;
+}
+
+/**
+ * `end` is the offset just past the bytes written (null when unknown); `bornBy` the earliest moment the bytes
+ * can have been written (a summary covers a window, not an instant).
+ */
+function recordWrite(
+  state: EngineState,
+  process: Process,
+  openFile: OpenFile,
+  write: { bytes: number; end: number | null; bornBy: number; ts: number; quiet: boolean },
+): void {
+  openFile.writeBytes += write.bytes;
+  openFile.writers.add(process);
+  const file = openFile.file;
+  if (!file || file.metadata) return;
+  file.writeBytes += write.bytes;
+  fileIo(process, file).writeBytes += write.bytes;
+  if (file.bornTs === null) {
+    file.bornTs = write.bornBy;
+    file.bornFrom = 'first-write';
+  }
+  if (write.end === null) {
+    file.uncertain ??= `write of ${write.bytes} bytes at an unknown offset`;
+    file.sizeDoubted = true;
+    return;
+  }
+  if (file.size === null) {
+    file.uncertain ??= 'size before tracing unknown';
+    file.sizeDoubted = true;
+  }
+  state.setSize(file, Math.max(file.size ?? 0, write.end), 'write', write.ts, process.pid, write.quiet);
+}
+
+export function onRw(state: EngineState, ev: Ev<'rw'>): void {
+  if (ev.ret < 0) return;
+  const process = state.processFor(ev);
+  const entry = state.fdEntry(process, ev.fd, ev.ts);
+  if (!entry) return;
+  const openFile = entry.file;
+  const start = ev.offset ?? callStart(openFile, ev);
+  if (ev.offset === null) openFile.position = start === null ? null : start + ev.ret;
+  if (ev.op === 'read') recordRead(process, openFile, ev.ret);
+  else if (ev.ret > 0) {
+    const end = start === null ? null : start + ev.ret;
+    recordWrite(state, process, openFile, { bytes: ev.ret, end, bornBy: ev.ts, ts: ev.ts, quiet: true });
+  }
+  syscallArgsHint(state, process, ev, entry, start);
+}
+
+/** Where a plain read/write began: the kernel's position after the call (ebpf) tells it exactly, O_APPEND included. */
+function callStart(openFile: OpenFile, ev: Ev<'rw'>): number | null {
+  if (ev.position !== undefined && ev.position >= 0) return ev.position - ev.ret;
+  if (ev.op === 'write' && openFile.append) return openFile.file?.size ?? null;
+  return openFile.position;
+}
+
+export function onRwSummary(state: EngineState, ev: Ev<'rw_summary'>): void {
+  const process = state.processFor(ev);
+  const entry = state.fdEntryFor(process, ev.fd, ev.ts, summaryIdentity(ev));
+  if (!entry) return;
+  const openFile = entry.file;
+  if (ev.readBytes > 0) recordRead(process, openFile, ev.readBytes);
+  if (ev.writeBytes > 0) {
+    const end = summaryWriteEnd(openFile, ev);
+    recordWrite(state, process, openFile, { bytes: ev.writeBytes, end, bornBy: openFile.summarisedTs, ts: ev.ts, quiet: false });
+  }
+  openFile.position = summaryPosition(openFile, ev);
+  openFile.summarisedTs = ev.ts;
+}
+
+/**
+ * A backend that could not place O_APPEND writes (writeEnd -1) cannot know where they left the position either,
+ * whatever it says: appends move it to an end of file it never saw.
+ */
+function summaryPosition(openFile: OpenFile, ev: Ev<'rw_summary'>): number | null {
+  if (openFile.append && ev.writeBytes > 0 && ev.writeEnd < 0) return null;
+  if (ev.position >= 0) return ev.position;
+  return ev.readCalls + ev.writeCalls > 0 ? null : openFile.position;
+}
+
+function summaryIdentity(ev: Ev<'rw_summary'>): Identity | null {
+  return ev.dev !== undefined && ev.ino !== undefined ? { dev: ev.dev, ino: ev.ino } : null;
+}
+
+/** The backend's writeEnd when it knows it; for O_APPEND the bytes went to the end, wherever that was. */
+function summaryWriteEnd(openFile: OpenFile, ev: Ev<'rw_summary'>): number | null {
+  if (ev.writeEnd >= 0) return ev.writeEnd;
+  const size = openFile.file?.size ?? null;
+  if (openFile.append && size !== null) return size + ev.writeBytes;
+  return null;
+}
+
+export function onLseek(state: EngineState, ev: Ev<'lseek'>): void {
+  if (ev.ret < 0) return;
+  const entry = state.fdEntry(state.processFor(ev), ev.fd, ev.ts);
+  if (entry) entry.file.position = ev.ret;
+}
+
+export function truncateTo(state: EngineState, file: FileRecord, length: number, cause: 'truncate' | 'ftruncate', ts: number, pid: number): void {
+  if (file.metadata) return;
+  endLifetimeByTruncate(state, file, length, ts, pid);
+  if (length === 0) {
+    file.bornTs = null;
+    file.bornFrom = null;
+  }
+  state.setSize(file, length, cause, ts, pid);
+}
+
+export function onTruncate(state: EngineState, ev: Ev<'truncate'>): void {
+  if (ev.ret !== 0) return;
+  const process = state.processFor(ev);
+  const path = ev.truncated ? null : state.resolve(process, AT_FDCWD, ev.path, ev.ts);
+  const file = path === null ? undefined : state.files.atPath(path);
+  if (!file) {
+    state.counters.unknownNames++;
+    return;
+  }
+  truncateTo(state, file, ev.length, 'truncate', ev.ts, process.pid);
+}
+
+export function onFtruncate(state: EngineState, ev: Ev<'ftruncate'>): void {
+  if (ev.ret !== 0) return;
+  const process = state.processFor(ev);
+  const file = state.fdEntry(process, ev.fd, ev.ts)?.file.file;
+  if (file) truncateTo(state, file, ev.length, 'ftruncate', ev.ts, process.pid);
+}
+
+export function onFallocate(state: EngineState, ev: Ev<'fallocate'>): void {
+  if (ev.ret !== 0) return;
+  const process = state.processFor(ev);
+  const file = state.fdEntry(process, ev.fd, ev.ts)?.file.file;
+  if (!file || file.metadata || file.size === null) return;
+  const size = fallocatedSize(file.size, ev.mode, ev.offset, ev.length);
+  state.setSize(file, size, 'fallocate', ev.ts, process.pid);
+}
+
+function fallocatedSize(size: number, mode: number, offset: number, length: number): number {
+  if ((mode & FALLOC_FL_COLLAPSE_RANGE) !== 0) return Math.max(0, size - length);
+  if ((mode & FALLOC_FL_INSERT_RANGE) !== 0) return size + length;
+  if ((mode & FALLOC_FL_KEEP_SIZE) !== 0) return size;
+  return Math.max(size, offset + length);
+}
+
+export function onFsync(state: EngineState, ev: Ev<'fsync'>): void {
+  if (ev.ret !== 0) return;
+  const file = state.fdEntry(state.processFor(ev), ev.fd, ev.ts)?.file.file;
+  if (file) writeBackFile(state, file.id, ev.ts);
+}
+
+const CLONES: ReadonlySet<CopyMethod> = new Set(['FICLONE', 'FICLONERANGE']);
+
+/** Bytes an explicit copy moved: ioctl clones return 0 and mean "the range" (0 = to the end of the source). */
+function copiedBytes(ev: Ev<'copy'>, source: FileRecord | null): number {
+  if (!CLONES.has(ev.call)) return ev.ret;
+  if (ev.ret !== 0) return 0;
+  return ev.length > 0 ? ev.length : Math.max(0, (source?.size ?? 0) - (ev.offsetIn ?? 0));
+}
+
+export function onCopy(state: EngineState, ev: Ev<'copy'>): void {
+  const process = state.processFor(ev);
+  const input = state.fdEntry(process, ev.fdIn, ev.ts)?.file;
+  const output = state.fdEntry(process, ev.fdOut, ev.ts)?.file;
+  if (!input || !output) return;
+  const bytes = copiedBytes(ev, input.file);
+  if (bytes <= 0) return;
+  const clone = CLONES.has(ev.call);
+  if (ev.offsetIn === null && !clone && input.position !== null) input.position += bytes;
+  input.readBytes += bytes;
+  if (input.file) input.file.readBytes += bytes;
+  const start = ev.offsetOut ?? (clone ? 0 : output.append ? (output.file?.size ?? null) : output.position);
+  if (ev.offsetOut === null && !clone) output.position = start === null ? null : start + bytes;
+  copyInto(state, process, output, { source: input.file ?? input.carries, method: ev.call, bytes, start, ts: ev.ts });
+  if (!output.file && input.file) output.carries = input.file; // file → pipe: the pipe now carries that file
+}
+
+function copyInto(
+  state: EngineState,
+  process: Process,
+  output: OpenFile,
+  copy: { source: FileRecord | null; method: CopyMethod; bytes: number; start: number | null; ts: number },
+): void {
+  const file = output.file;
+  if (!file || file.metadata) return;
+  output.writeBytes += copy.bytes;
+  output.writers.add(process);
+  file.writeBytes += copy.bytes;
+  if (file.bornTs === null) {
+    file.bornTs = copy.ts;
+    file.bornFrom = 'first-write';
+  }
+  const end = copy.start === null ? null : copy.start + copy.bytes;
+  if (end !== null) state.setSize(file, Math.max(file.size ?? 0, end), 'copy', copy.ts, process.pid);
+  if (!copy.source || copy.source === file) return;
+  const io = fileIo(process, file);
+  const key = `${copy.source.id}:${copy.method}`;
+  const pending = io.copiesIn.get(key) ?? { source: copy.source, method: copy.method, bytes: 0 };
+  pending.bytes += copy.bytes;
+  io.copiesIn.set(key, pending);
+  assert.ok(pending.bytes > 0);
+}

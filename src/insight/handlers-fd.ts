@@ -1,0 +1,230 @@
+/**
+ * fd-table syscalls: open/openat/openat2/creat, close, close_range, dup/dup2/dup3/F_DUPFD, other fcntls.
+ * An open is also when Sky asks the system what the syscall did not say (size, dev/ino): see probeOpen.
+ */
+import type { SyscallEvent } from '../trace/events.js';
+import { sameIdentity, type FileRecord, type Identity } from './files.js';
+import type { FileStat } from './inspector.js';
+import { rwHint } from './hints.js';
+import {
+  CLOSE_RANGE_CLOEXEC,
+  FD_CLOEXEC,
+  F_DUPFD,
+  F_DUPFD_CLOEXEC,
+  F_SETFD,
+  F_SETFL,
+  F_SET_FILE_RW_HINT,
+  F_SET_RW_HINT,
+  O_APPEND,
+  O_CLOEXEC,
+  O_CREAT,
+  O_EXCL,
+  O_PATH,
+  O_TRUNC,
+  isWritable,
+} from './linux.js';
+import type { OpenFileKind, Process } from './process.js';
+import { guessKind, type EngineState } from './state.js';
+
+type Ev<K extends SyscallEvent['kind']> = Extract<SyscallEvent, { kind: K }>;
+
+const EBADF = 9;
+
+interface Probe {
+  path: string | null;
+  stat: FileStat | null;
+  /** The file's identity, from the inspection or (ebpf) from the kernel at open time. */
+  identity: Identity | null;
+  kind: OpenFileKind;
+  /** Why the inspection cannot be trusted to describe the file at open time. */
+  doubt?: string;
+}
+
+function eventIdentity(ev: Ev<'open'>): Identity | null {
+  return ev.dev !== undefined && ev.ino !== undefined ? { dev: ev.dev, ino: ev.ino } : null;
+}
+
+/**
+ * Identify the file an open returned. By the time we look the process may have closed the fd (or reused it) and
+ * the path may name another file, so an inspection counts only when its identity matches: the one the kernel
+ * reported with the event (ebpf), or else the fd's and the path's agreeing with each other.
+ */
+function probeOpen(state: EngineState, pid: number, ev: Ev<'open'>, path: string | null): Probe {
+  const expected = eventIdentity(ev);
+  const guess = guessKind(path, ev.flags);
+  if (!state.live) {
+    return { path, stat: null, identity: expected, kind: guess, doubt: ev.truncated ? 'path cut short by the tracer' : undefined };
+  }
+  const fdStat = state.inspector.statFd(pid, ev.ret);
+  const target = fdStat ? state.inspector.fdTarget(pid, ev.ret) : null;
+  const trustedPath = ev.truncated ? null : path; // a cut-short path names some other file, if any
+  const pathStat = trustedPath ? state.inspector.statPath(trustedPath) : null;
+  const named = trustedPath ?? target?.path ?? path;
+  if (expected) return probeAgainst(state, expected, { fdStat, pathStat, target, named, guess });
+  if (fdStat && pathStat && sameIdentity(fdStat, pathStat)) return { path: named, stat: fdStat, identity: fdStat, kind: fdStat.kind };
+  if (fdStat && target && (trustedPath === null || target.path === trustedPath || (target.deleted && !pathStat))) {
+    return { path: trustedPath ?? target.path, stat: fdStat, identity: fdStat, kind: fdStat.kind };
+  }
+  state.counters.lateInspections++;
+  if (pathStat) {
+    return { path: named, stat: pathStat, identity: pathStat, kind: pathStat.kind, doubt: 'fd gone or reused before inspection; inspected by path' };
+  }
+  return { path: named, stat: null, identity: null, kind: guess, doubt: 'process and file gone before inspection' };
+}
+
+function probeAgainst(
+  state: EngineState,
+  expected: Identity,
+  seen: { fdStat: FileStat | null; pathStat: FileStat | null; target: { path: string } | null; named: string | null; guess: OpenFileKind },
+): Probe {
+  const { fdStat, pathStat, target, named, guess } = seen;
+  if (fdStat && sameIdentity(fdStat, expected)) {
+    return { path: named ?? target?.path ?? null, stat: fdStat, identity: expected, kind: fdStat.kind };
+  }
+  if (pathStat && sameIdentity(pathStat, expected)) return { path: named, stat: pathStat, identity: expected, kind: pathStat.kind };
+  state.counters.lateInspections++;
+  return { path: named, stat: null, identity: expected, kind: guess, doubt: 'file changed or gone before inspection; size unknown' };
+}
+
+export function onOpen(state: EngineState, ev: Ev<'open'>): void {
+  if (ev.ret < 0) return;
+  const process = state.processFor(ev);
+  const path = state.resolve(process, ev.dirfd, ev.path, ev.ts);
+  if ((ev.flags & O_PATH) !== 0) {
+    // A handle for *at() calls and fchdir: no I/O goes through it, so it is not a file opened.
+    state.attach(process, ev.ret, state.newOpenFile(guessKind(path, ev.flags), path, ev.flags, ev.ts), cloexec(ev.flags), ev.ts);
+    return;
+  }
+  const probe: Probe = isVirtual(path)
+    ? { path, stat: null, identity: null, kind: 'other' }
+    : probeOpen(state, process.pid, ev, path);
+  // Better the name as the process gave it, flagged, than no insight at all (a replay knows no cwd to start from).
+  const named = probe.path ?? ev.path;
+  const doubt = probe.path === null ? 'relative to a directory we do not know; path as the process gave it' : sizeSetByOpen(ev.flags) ? undefined : probe.doubt;
+  const openFile = state.newOpenFile(probe.kind, named, ev.flags, ev.ts);
+  if (probe.kind !== 'other') {
+    const { record, created } = state.files.lookup(named, probe.stat, probe.identity);
+    if (created && doubt) record.uncertain = doubt;
+    state.bindFile(openFile, record);
+    applyOpenFlags(state, record, created, probe.stat, ev);
+  }
+  state.attach(process, ev.ret, openFile, cloexec(ev.flags), ev.ts);
+  if (openFile.file) state.emitOpened(process, ev.ret, openFile, ev.ts, false, doubt);
+}
+
+/** O_TRUNC (writable) and O_CREAT|O_EXCL leave an empty file: the size is known without looking. */
+function sizeSetByOpen(flags: number): boolean {
+  const truncates = (flags & O_TRUNC) !== 0 && isWritable(flags);
+  return truncates || (flags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL);
+}
+
+/** /proc, /sys and /dev hold no storage blocks: not files for Sky, and /proc entries vanish under inspection. */
+function isVirtual(path: string | null): boolean {
+  return path !== null && /^\/(proc|sys|dev)(\/|$)/.test(path);
+}
+
+function cloexec(flags: number): boolean {
+  return (flags & O_CLOEXEC) !== 0;
+}
+
+/** O_TRUNC ends the life of whatever the file held; a new or emptied file starts one. */
+function applyOpenFlags(state: EngineState, file: FileRecord, created: boolean, stat: FileStat | null, ev: Ev<'open'>): void {
+  if (file.metadata) return;
+  const truncates = (ev.flags & O_TRUNC) !== 0 && isWritable(ev.flags);
+  if (truncates) {
+    // A stat of a new record ran after the truncation (maybe after later writes too): only 0 is known at open.
+    if (!created && file.size !== null && file.size > 0) endLifetimeByTruncate(state, file, 0, ev.ts, ev.pid);
+    if (created) file.size = 0;
+    else state.setSize(file, 0, 'open-truncate', ev.ts, ev.pid);
+    startLife(file, ev.ts, 'created');
+    return;
+  }
+  if (!created) return;
+  const exclusive = (ev.flags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL);
+  if (exclusive) file.size = 0; // the open itself proves the file is new, whenever we stat it
+  if ((ev.flags & O_CREAT) !== 0 && file.size === 0) startLife(file, ev.ts, 'created');
+  else if (stat && stat.size > 0) startLifeFromMtime(state, file, stat);
+}
+
+function startLife(file: FileRecord, ts: number, from: 'created' | 'first-write'): void {
+  file.bornTs = ts;
+  file.bornFrom = from;
+}
+
+function startLifeFromMtime(state: EngineState, file: FileRecord, stat: FileStat): void {
+  const born = state.inspector.wallToMonotonicNs(stat.mtimeNs);
+  if (born === null) return;
+  file.bornTs = born;
+  file.bornFrom = 'mtime';
+}
+
+export function endLifetimeByTruncate(state: EngineState, file: FileRecord, length: number, ts: number, pid: number): void {
+  const size = file.size;
+  if (size === null || length >= size) return;
+  state.emit({
+    kind: 'lifetime_ended',
+    ts,
+    pid,
+    ...state.fileRef(file),
+    bytes: size - length,
+    livedMs: file.bornTs === null ? null : Math.max(0, (ts - file.bornTs) / 1e6),
+    bornFrom: file.bornFrom,
+    cause: 'truncate',
+    ...state.uncertainty(file),
+  });
+}
+
+export function onClose(state: EngineState, ev: Ev<'close'>): void {
+  // Linux releases the fd even when close reports EINTR or EIO; only EBADF means there was none.
+  if (ev.ret === -EBADF) return;
+  const process = state.processFor(ev);
+  state.release(process, ev.fd, 'close', ev.ts);
+}
+
+export function onCloseRange(state: EngineState, ev: Ev<'close_range'>): void {
+  if (ev.ret !== 0) return;
+  const process = state.processFor(ev);
+  for (const fd of process.fds.fds()) {
+    if (fd < ev.first || fd > ev.last) continue;
+    const entry = process.fds.get(fd);
+    if (entry && (ev.flags & CLOSE_RANGE_CLOEXEC) !== 0) entry.cloexec = true;
+    else state.release(process, fd, 'close', ev.ts);
+  }
+}
+
+export function onDup(state: EngineState, ev: Ev<'dup'>): void {
+  if (ev.ret < 0 || ev.ret === ev.fd) return; // dup2(fd, fd) changes nothing, not even FD_CLOEXEC
+  const process = state.processFor(ev);
+  duplicate(state, process, ev.fd, ev.ret, ev.cloexec, ev.ts);
+}
+
+function duplicate(state: EngineState, process: Process, fd: number, target: number, cloexecFlag: boolean, ts: number): void {
+  const source = state.fdEntry(process, fd, ts);
+  if (!source) return;
+  state.attach(process, target, source.file, cloexecFlag, ts);
+}
+
+export function onFcntl(state: EngineState, ev: Ev<'fcntl'>): void {
+  if (ev.ret < 0) return;
+  const process = state.processFor(ev);
+  switch (ev.cmd) {
+    case F_DUPFD:
+    case F_DUPFD_CLOEXEC:
+      duplicate(state, process, ev.fd, ev.ret, ev.cmd === F_DUPFD_CLOEXEC, ev.ts);
+      return;
+    case F_SETFD: {
+      const entry = state.fdEntry(process, ev.fd, ev.ts);
+      if (entry) entry.cloexec = (ev.arg & FD_CLOEXEC) !== 0;
+      return;
+    }
+    case F_SETFL: {
+      const entry = state.fdEntry(process, ev.fd, ev.ts);
+      if (entry) entry.file.append = (ev.arg & O_APPEND) !== 0;
+      return;
+    }
+    case F_SET_RW_HINT:
+    case F_SET_FILE_RW_HINT:
+      rwHint(state, process, ev.fd, ev.arg, ev.ts);
+      return;
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * Insight calls: what the syscalls did not say, read from /proc and the file system. Events reach us after the
+ * fact, so every answer may describe a later state (the fd reused, the process gone, the file replaced); callers
+ * cross-check identities (dev, ino) before trusting one. Every method returns null instead of throwing, because
+ * "gone" is the normal case for short-lived processes.
+ *
+ * Injected into the engine so unit tests run on hand-written event sequences with a fake (or no) system.
+ */
+import fs from 'node:fs';
+
+export interface FileStat {
+  dev: number;
+  ino: number;
+  size: number;
+  /** Last modification, wall-clock nanoseconds. */
+  mtimeNs: number;
+  kind: 'regular' | 'directory' | 'other';
+  nlink: number;
+}
+
+export interface FdInfo {
+  pos: number;
+  flags: number;
+}
+
+export interface SystemInspector {
+  /** readlink /proc/PID/fd/N; `deleted` when the kernel appended " (deleted)". */
+  fdTarget(pid: number, fd: number): { path: string; deleted: boolean } | null;
+  fdInfo(pid: number, fd: number): FdInfo | null;
+  statFd(pid: number, fd: number): FileStat | null;
+  statPath(path: string): FileStat | null;
+  cwd(pid: number): string | null;
+  exe(pid: number): string | null;
+  cmdline(pid: number): string[] | null;
+  /** Reads through /proc/PID/fd/N (works for unlinked files); null unless it is a regular file. */
+  readFd(pid: number, fd: number, offset: number, length: number): Buffer | null;
+  readPath(path: string, offset: number, length: number): Buffer | null;
+  /** Converts a wall-clock time to the events' CLOCK_MONOTONIC scale, or null when this run has no such link. */
+  wallToMonotonicNs(wallNs: number): number | null;
+}
+
+/** Inspects nothing: for replays of another machine's log and for unit tests of pure event logic. */
+export class NullInspector implements SystemInspector {
+  fdTarget(): null {
+    return null;
+  }
+  fdInfo(): null {
+    return null;
+  }
+  statFd(): null {
+    return null;
+  }
+  statPath(): null {
+    return null;
+  }
+  cwd(): null {
+    return null;
+  }
+  exe(): null {
+    return null;
+  }
+  cmdline(): null {
+    return null;
+  }
+  readFd(): null {
+    return null;
+  }
+  readPath(): null {
+    return null;
+  }
+  wallToMonotonicNs(): null {
+    return null;
+  }
+}
+
+const DELETED_SUFFIX = ' (deleted)';
+
+function attempt<T>(fn: () => T): T | null {
+  try {
+    return fn();
+  } catch {
+    return null;
+  }
+}
+
+function toFileStat(stat: fs.BigIntStats): FileStat {
+  const kind = stat.isFile() ? 'regular' : stat.isDirectory() ? 'directory' : 'other';
+  return {
+    dev: Number(stat.dev),
+    ino: Number(stat.ino),
+    size: Number(stat.size),
+    mtimeNs: Number(stat.mtimeNs),
+    kind,
+    nlink: Number(stat.nlink),
+  };
+}
+
+/** Reads a regular file only: opening a FIFO or a device to sample it could block or have side effects. */
+function readRegular(path: string, offset: number, length: number): Buffer | null {
+  const stat = attempt(() => fs.statSync(path));
+  if (!stat || !stat.isFile()) return null;
+  const fd = attempt(() => fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK));
+  if (fd === null) return null;
+  try {
+    const buffer = Buffer.alloc(length);
+    const got = attempt(() => fs.readSync(fd, buffer, 0, length, offset));
+    return got === null ? null : buffer.subarray(0, got);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The live system. Pids are in this process's pid namespace, as the backends report them. */
+export class ProcInspector implements SystemInspector {
+  /** CLOCK_MONOTONIC and wall clock sampled together once; both backends' `ts` are monotonic nanoseconds. */
+  private readonly wallMinusMonotonicNs = Date.now() * 1e6 - Number(process.hrtime.bigint());
+
+  fdTarget(pid: number, fd: number): { path: string; deleted: boolean } | null {
+    const target = attempt(() => fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+    if (target === null) return null;
+    const deleted = target.endsWith(DELETED_SUFFIX);
+    return { path: deleted ? target.slice(0, -DELETED_SUFFIX.length) : target, deleted };
+  }
+
+  fdInfo(pid: number, fd: number): FdInfo | null {
+    const text = attempt(() => fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+    if (text === null) return null;
+    const pos = /^pos:\s+(\d+)/m.exec(text);
+    const flags = /^flags:\s+([0-7]+)/m.exec(text);
+    if (!pos || !flags) return null;
+    return { pos: Number(pos[1]), flags: parseInt(flags[1], 8) };
+  }
+
+  statFd(pid: number, fd: number): FileStat | null {
+    const stat = attempt(() => fs.statSync(`/proc/${pid}/fd/${fd}`, { bigint: true }));
+    return stat ? toFileStat(stat) : null;
+  }
+
+  statPath(path: string): FileStat | null {
+    const stat = attempt(() => fs.statSync(path, { bigint: true }));
+    return stat ? toFileStat(stat) : null;
+  }
+
+  cwd(pid: number): string | null {
+    return attempt(() => fs.readlinkSync(`/proc/${pid}/cwd`));
+  }
+
+  exe(pid: number): string | null {
+    const exe = attempt(() => fs.readlinkSync(`/proc/${pid}/exe`));
+    return exe === null ? null : exe.endsWith(DELETED_SUFFIX) ? exe.slice(0, -DELETED_SUFFIX.length) : exe;
+  }
+
+  cmdline(pid: number): string[] | null {
+    const raw = attempt(() => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+    if (raw === null || raw.length === 0) return null; // zombies and kernel threads have none
+    return raw.replace(/\0$/, '').split('\0');
+  }
+
+  readFd(pid: number, fd: number, offset: number, length: number): Buffer | null {
+    return readRegular(`/proc/${pid}/fd/${fd}`, offset, length);
+  }
+
+  readPath(path: string, offset: number, length: number): Buffer | null {
+    return readRegular(path, offset, length);
+  }
+
+  wallToMonotonicNs(wallNs: number): number | null {
+    return wallNs - this.wallMinusMonotonicNs;
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Block lifetimes: unlink and rename-over end a file's life (at the last close if it is still open, when the
+ * kernel actually frees the blocks); truncation ends the life of the bytes cut off (handlers-data.ts). A name we
+ * never saw has unknown bytes: it is counted, not reported, because a guess would be silently wrong.
+ */
+import type { SyscallEvent } from '../trace/events.js';
+import type { FileRecord } from './files.js';
+import { RENAME_EXCHANGE, AT_REMOVEDIR } from './linux.js';
+import type { EngineState } from './state.js';
+import type { LifetimeCause } from './types.js';
+
+type Ev<K extends SyscallEvent['kind']> = Extract<SyscallEvent, { kind: K }>;
+
+export function onUnlink(state: EngineState, ev: Ev<'unlink'>): void {
+  if (ev.ret !== 0) return;
+  const process = state.processFor(ev);
+  // A path the tracer cut short names some other file, if any: better unknown than wrong.
+  const path = ev.truncated ? null : state.resolve(process, ev.dirfd, ev.path, ev.ts);
+  const file = path === null ? undefined : state.files.unbind(path);
+  if (!file) {
+    state.counters.unknownNames++;
+    return;
+  }
+  if ((ev.flags & AT_REMOVEDIR) !== 0 || file.metadata) return;
+  nameRemoved(state, file, 'unlink', ev.ts, process.pid);
+}
+
+export function onRename(state: EngineState, ev: Ev<'rename'>): void {
+  if (ev.ret !== 0) return;
+  const process = state.processFor(ev);
+  const from = state.resolve(process, ev.olddirfd, ev.oldpath, ev.ts);
+  const to = state.resolve(process, ev.newdirfd, ev.newpath, ev.ts);
+  if (from === null || to === null || ev.truncated) {
+    state.counters.unknownNames++;
+    return;
+  }
+  if ((ev.flags & RENAME_EXCHANGE) !== 0) {
+    state.files.exchange(from, to);
+    return;
+  }
+  const replaced = state.files.rename(from, to);
+  if (replaced && !replaced.metadata) nameRemoved(state, replaced, 'rename-over', ev.ts, process.pid);
+}
+
+/** One name fewer: the blocks die only with the last name and the last open description. */
+function nameRemoved(state: EngineState, file: FileRecord, cause: LifetimeCause, ts: number, pid: number): void {
+  if (file.nlink !== null && file.nlink > 1) {
+    file.nlink--;
+    return;
+  }
+  if (file.opens > 0) {
+    file.doomed = { ts, pid, cause };
+    return;
+  }
+  endLife(state, file, cause, ts, pid);
+}
+
+/** ReleaseHooks.onLastClose: a doomed file's blocks are freed now. */
+export function lastClose(state: EngineState, file: FileRecord, ts: number, pid: number): void {
+  if (file.doomed) endLife(state, file, file.doomed.cause, ts, pid);
+}
+
+function endLife(state: EngineState, file: FileRecord, cause: LifetimeCause, ts: number, pid: number): void {
+  state.emit({
+    kind: 'lifetime_ended',
+    ts,
+    pid,
+    ...state.fileRef(file),
+    bytes: file.size,
+    livedMs: file.bornTs === null ? null : Math.max(0, (ts - file.bornTs) / 1e6),
+    bornFrom: file.bornFrom,
+    cause,
+    ...state.uncertainty(file),
+  });
+  file.doomed = null;
+  file.nlink = 0;
+  state.files.retire(file);
+}

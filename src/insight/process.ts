@@ -1,0 +1,166 @@
+/**
+ * The process table's data: processes (thread groups) with their fd tables, open file descriptions, cwd, exe
+ * and shared writable mappings. The semantics follow the kernel's: an fd points at an open file description
+ * (offset, O_APPEND, the file), dup and fork share descriptions, threads share the whole table, FD_CLOEXEC
+ * belongs to the fd and is acted on at execve.
+ */
+import assert from 'node:assert/strict';
+import type { FileRecord } from './files.js';
+import type { CopyMethod } from './types.js';
+
+export type OpenFileKind = 'regular' | 'directory' | 'other';
+
+/** An open file description (the kernel's `struct file`). */
+export interface OpenFile {
+  readonly id: number;
+  kind: OpenFileKind;
+  /** The storage file behind it; null for pipes, sockets, devices and fds we could not identify. */
+  file: FileRecord | null;
+  /** Absolute path it was opened by (what dirfd-relative lookups and fchdir resolve against), or /proc's name. */
+  path: string | null;
+  flags: number;
+  append: boolean;
+  /** File position; null once we lost track of it. */
+  position: number | null;
+  /** fds (in any process) that refer to this description. */
+  refs: number;
+  readBytes: number;
+  writeBytes: number;
+  openedTs: number;
+  /** End of the window the previous rw_summary covered: the next summary's writes happened after it. */
+  summarisedTs: number;
+  /** Processes that wrote through it: each gets its copy/encryption check when the description is released. */
+  writers: Set<Process>;
+  /** A pipe fed from a file by splice/sendfile: the file whose bytes it carries. */
+  carries: FileRecord | null;
+  uncertain?: string;
+}
+
+export interface FdEntry {
+  file: OpenFile;
+  cloexec: boolean;
+}
+
+export class FdTable {
+  private readonly entries = new Map<number, FdEntry>();
+
+  get(fd: number): FdEntry | undefined {
+    return this.entries.get(fd);
+  }
+
+  /** Installs `entry` at `fd` and returns what was there, which the caller must release. */
+  install(fd: number, entry: FdEntry): FdEntry | undefined {
+    assert.ok(Number.isInteger(fd) && fd >= 0, `bad fd ${fd}`);
+    const displaced = this.entries.get(fd);
+    this.entries.set(fd, entry);
+    return displaced;
+  }
+
+  remove(fd: number): FdEntry | undefined {
+    const entry = this.entries.get(fd);
+    this.entries.delete(fd);
+    return entry;
+  }
+
+  fds(): number[] {
+    return [...this.entries.keys()].sort((a, b) => a - b);
+  }
+
+  entriesOf(): IterableIterator<[number, FdEntry]> {
+    return this.entries.entries();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** fork: the child gets its own table whose entries share the parent's open file descriptions. */
+  clone(): FdTable {
+    const copy = new FdTable();
+    for (const [fd, entry] of this.entries) {
+      entry.file.refs++;
+      copy.entries.set(fd, { file: entry.file, cloexec: entry.cloexec });
+    }
+    return copy;
+  }
+}
+
+/** A shared writable file mapping: stores through it reach the file without a write syscall. */
+export interface Mapping {
+  start: number;
+  length: number;
+  file: FileRecord;
+  fileOffset: number;
+}
+
+export interface PendingCopy {
+  source: FileRecord;
+  method: CopyMethod;
+  bytes: number;
+}
+
+/** What one process moved from or into one file, for the copy and encryption detectors. */
+export interface FileIo {
+  readBytes: number;
+  writeBytes: number;
+  /** Explicit copies into this file, keyed by source id and method. */
+  copiesIn: Map<string, PendingCopy>;
+  /** A read-write copy check found no source yet: retry when the process exits. */
+  recheck: boolean;
+}
+
+export interface Process {
+  readonly pid: number;
+  ppid: number | null;
+  exe: string | null;
+  argv: string[] | null;
+  comm: string | null;
+  cwd: string | null;
+  fds: FdTable;
+  threads: Set<number>;
+  mappings: Mapping[];
+  io: Map<FileRecord, FileIo>;
+  /** Created from an event of an unknown pid, not from a fork we saw: its fds come from /proc on first use. */
+  discovered: boolean;
+  /** fds a discovered process closed before its fork event arrived: the fork must not resurrect them. */
+  closedBeforeFork: Set<number>;
+  uncertain?: string;
+}
+
+/** Bound on per-process file accounting: a grep over a million files must not keep a million entries. */
+export const PROCESS_IO_FILES_MAX = 4096;
+
+export function newProcess(pid: number, fds: FdTable, discovered: boolean): Process {
+  return {
+    pid,
+    ppid: null,
+    exe: null,
+    argv: null,
+    comm: null,
+    cwd: null,
+    fds,
+    threads: new Set([pid]),
+    mappings: [],
+    io: new Map(),
+    discovered,
+    closedBeforeFork: new Set(),
+  };
+}
+
+export function fileIo(process: Process, file: FileRecord): FileIo {
+  let io = process.io.get(file);
+  if (io) return io;
+  io = { readBytes: 0, writeBytes: 0, copiesIn: new Map(), recheck: false };
+  process.io.set(file, io);
+  if (process.io.size > PROCESS_IO_FILES_MAX) dropOldestReadOnly(process);
+  return io;
+}
+
+function dropOldestReadOnly(process: Process): void {
+  for (const [file, io] of process.io) {
+    if (io.writeBytes === 0 && io.copiesIn.size === 0) {
+      process.io.delete(file);
+      return;
+    }
+  }
+}

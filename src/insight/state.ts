@@ -1,0 +1,372 @@
+/**
+ * Everything the handlers share: the process and file tables, the inspector, and the few operations whose
+ * semantics must be identical everywhere (finding a process or an fd, attaching and releasing fds, changing a
+ * file's size, emitting). Handlers live in handlers-*.ts and only call into here.
+ */
+import assert from 'node:assert/strict';
+import { posix } from 'node:path';
+import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
+import type { BlockReader } from './content.js';
+import { FileTable, sameIdentity, type FileRecord, type Identity } from './files.js';
+import type { FileStat, SystemInspector } from './inspector.js';
+import { classifyFile, validateIoClassTable, type IoClass, type IoClassTable } from './ioclass.js';
+import { O_APPEND, O_CLOEXEC, O_DIRECTORY } from './linux.js';
+import { FdTable, newProcess, type FdEntry, type OpenFile, type OpenFileKind, type Process } from './process.js';
+import type { CloseCause, FileRef, Insight, SizeChangeCause } from './types.js';
+
+export interface Counters {
+  events: number;
+  /** Processes (thread groups) seen, forked or discovered. */
+  processes: number;
+  lostEvents: number;
+  /** Events naming an fd that neither the stream nor /proc could identify. */
+  unknownFds: number;
+  /** Unlinks, renames and truncates of names we had no record of (their bytes are unknown). */
+  unknownNames: number;
+  /** Opens whose file could only be inspected by path, or not at all. */
+  lateInspections: number;
+  /** Read-write copy candidates whose files could not be read back. */
+  unverifiedCopies: number;
+  /** Hinted calls whose magic was not ours. */
+  foreignHints: number;
+}
+
+/** Hooks the state calls when a description is released; set by the engine (detectors live elsewhere). */
+export interface ReleaseHooks {
+  onWritesFinished(state: EngineState, process: Process, file: FileRecord, ts: number, final: boolean): void;
+  onLastClose(state: EngineState, file: FileRecord, ts: number, pid: number): void;
+}
+
+type Listener = (insight: Insight) => void;
+
+export class EngineState {
+  readonly processes = new Map<number, Process>();
+  readonly files: FileTable;
+  readonly counters: Counters = {
+    events: 0,
+    processes: 0,
+    lostEvents: 0,
+    unknownFds: 0,
+    unknownNames: 0,
+    lateInspections: 0,
+    unverifiedCopies: 0,
+    foreignHints: 0,
+  };
+  readonly listeners = new Set<Listener>();
+  private pending: Insight[] = [];
+  private nextOpenFileId = 1;
+
+  constructor(
+    readonly inspector: SystemInspector,
+    /** False when there is no live system behind the events (a replay): no insight calls, no "late" doubts. */
+    readonly live: boolean,
+    readonly ioClassTable: IoClassTable,
+    readonly hintMagic: number,
+    filesMax: number,
+    readonly hooks: ReleaseHooks,
+    /** Working directory the traced command was started in, for the first process discovered; null if unknown. */
+    private commandCwd: string | null,
+  ) {
+    validateIoClassTable(ioClassTable);
+    this.files = new FileTable(filesMax);
+  }
+
+  emit(insight: Insight): void {
+    this.pending.push(insight);
+    for (const listener of this.listeners) listener(insight);
+  }
+
+  drain(): Insight[] {
+    const out = this.pending;
+    this.pending = [];
+    return out;
+  }
+
+  classOf(file: FileRecord): IoClass {
+    return classifyFile(file, this.ioClassTable);
+  }
+
+  // ---- processes
+
+  processFor(ev: SyscallEvent): Process {
+    const process = this.processes.get(ev.pid) ?? this.discoverProcess(ev.pid);
+    process.threads.add(ev.tid);
+    if (ev.comm) process.comm = ev.comm;
+    return process;
+  }
+
+  private discoverProcess(pid: number): Process {
+    const process = newProcess(pid, new FdTable(), true);
+    this.counters.processes++;
+    if (this.live) {
+      process.cwd = this.inspector.cwd(pid);
+      process.exe = this.inspector.exe(pid);
+      process.argv = this.inspector.cmdline(pid);
+    }
+    // The traced command is the one process seen without a fork; events arrive late enough that a short command
+    // is gone from /proc by then, so its starting directory comes from whoever started it.
+    if (process.cwd === null && this.commandCwd !== null) process.cwd = this.commandCwd;
+    this.commandCwd = null;
+    this.processes.set(pid, process);
+    return process;
+  }
+
+  /** The cwd to resolve against; re-read from /proc when lost events may have hidden a chdir. */
+  cwdOf(process: Process): string | null {
+    if (process.uncertain && this.live) {
+      const cwd = this.inspector.cwd(process.pid);
+      if (cwd !== null) process.cwd = cwd;
+    }
+    return process.cwd;
+  }
+
+  /** Absolute, normalised path for (dirfd, path) as the process meant it; null when the base is unknown. */
+  resolve(process: Process, dirfd: number, path: string, ts: number): string | null {
+    if (path.startsWith('/')) return posix.resolve(path);
+    const base = dirfd === AT_FDCWD ? this.cwdOf(process) : (this.fdEntry(process, dirfd, ts)?.file.path ?? null);
+    if (base === null || !base.startsWith('/')) return null;
+    return path === '' ? base : posix.resolve(base, path);
+  }
+
+  // ---- fds
+
+  newOpenFile(kind: OpenFileKind, path: string | null, flags: number, ts: number): OpenFile {
+    return {
+      id: this.nextOpenFileId++,
+      kind,
+      file: null,
+      path,
+      flags,
+      append: (flags & O_APPEND) !== 0,
+      position: 0,
+      refs: 0,
+      readBytes: 0,
+      writeBytes: 0,
+      openedTs: ts,
+      summarisedTs: ts,
+      writers: new Set(),
+      carries: null,
+    };
+  }
+
+  /** Binds an open file description to a file record (one more description open on it). */
+  bindFile(openFile: OpenFile, file: FileRecord): void {
+    assert.equal(openFile.file, null, 'a description is bound once');
+    openFile.file = file;
+    file.opens++;
+    file.openCount++;
+    if (openFile.kind === 'directory') file.metadata = true;
+  }
+
+  attach(process: Process, fd: number, openFile: OpenFile, cloexec: boolean, ts: number): void {
+    openFile.refs++;
+    process.closedBeforeFork.delete(fd);
+    const displaced = process.fds.install(fd, { file: openFile, cloexec });
+    if (displaced) this.drop(process, fd, displaced, 'replaced', ts);
+    if (openFile.file) openFile.file.holder = { pid: process.pid, fd };
+  }
+
+  release(process: Process, fd: number, cause: CloseCause, ts: number): void {
+    const entry = process.fds.remove(fd);
+    if (process.discovered) process.closedBeforeFork.add(fd);
+    if (!entry) return;
+    this.drop(process, fd, entry, cause, ts);
+  }
+
+  private drop(process: Process, fd: number, entry: FdEntry, cause: CloseCause, ts: number): void {
+    const openFile = entry.file;
+    openFile.refs--;
+    assert.ok(openFile.refs >= 0, 'an open file description is released at most once per fd');
+    const file = openFile.file;
+    if (file?.holder?.pid === process.pid && file.holder.fd === fd) file.holder = null;
+    if (openFile.refs === 0) this.closeOpenFile(process, fd, openFile, cause, ts);
+  }
+
+  private closeOpenFile(process: Process, fd: number, openFile: OpenFile, cause: CloseCause, ts: number): void {
+    const file = openFile.file;
+    if (!file) return;
+    file.opens--;
+    assert.ok(file.opens >= 0);
+    if (!file.doomed) this.observeSize(file, ts, process.pid);
+    this.emit({
+      kind: 'file_closed',
+      ts,
+      pid: process.pid,
+      ...this.fileRef(file),
+      fd,
+      size: file.size,
+      ioClass: this.classOf(file),
+      metadata: file.metadata,
+      readBytes: openFile.readBytes,
+      writeBytes: openFile.writeBytes,
+      position: openFile.position,
+      cause,
+      ...this.uncertainty(openFile, file),
+    });
+    for (const writer of openFile.writers) this.hooks.onWritesFinished(this, writer, file, ts, false);
+    if (file.opens === 0) this.hooks.onLastClose(this, file, ts, process.pid);
+  }
+
+  /**
+   * The fd's entry, learning it from /proc when the stream never showed it (inherited, opened before tracing, or
+   * hidden by lost events). Never null for fd >= 0: an unknowable fd gets a placeholder so we ask /proc once.
+   */
+  fdEntry(process: Process, fd: number, ts: number): FdEntry | null {
+    if (fd < 0) return null;
+    const entry = process.fds.get(fd);
+    if (entry && !entry.file.uncertain) return entry;
+    if (entry && !this.live) return entry;
+    if (entry && this.confirm(process, fd, entry)) return entry;
+    if (entry) this.release(process, fd, 'replaced', ts);
+    return this.discoverFd(process, fd, ts);
+  }
+
+  /**
+   * fdEntry, checked against the identity the kernel reported for the fd (ebpf summaries): a mismatch means our
+   * table missed an open or close, so the entry is replaced by what /proc says, or doubted when /proc cannot say.
+   */
+  fdEntryFor(process: Process, fd: number, ts: number, identity: Identity | null): FdEntry | null {
+    const entry = this.fdEntry(process, fd, ts);
+    const file = entry?.file.file;
+    if (!entry || !identity || !file || file.dev === null || sameIdentity(file, identity)) return entry;
+    const reason = `fd ${fd} of pid ${process.pid} is not the file the stream said (missed open or close)`;
+    if (!this.live) {
+      entry.file.uncertain = reason;
+      return entry;
+    }
+    this.release(process, fd, 'replaced', ts);
+    const found = this.discoverFd(process, fd, ts);
+    if (found.file.file && !sameIdentity(found.file.file, identity)) found.file.uncertain = reason;
+    return found;
+  }
+
+  /** After lost events: is the fd still what we think it is? */
+  private confirm(process: Process, fd: number, entry: FdEntry): boolean {
+    const target = this.inspector.fdTarget(process.pid, fd);
+    if (!target) return true; // cannot tell: keep it, still marked uncertain
+    const stat = this.inspector.statFd(process.pid, fd);
+    const file = entry.file.file;
+    const same = file ? stat !== null && sameIdentity(file, stat) : target.path === entry.file.path;
+    if (same) entry.file.uncertain = undefined;
+    return same;
+  }
+
+  private discoverFd(process: Process, fd: number, ts: number): FdEntry {
+    const target = this.live ? this.inspector.fdTarget(process.pid, fd) : null;
+    if (!target) return this.placeholder(process, fd, ts);
+    const stat = this.inspector.statFd(process.pid, fd);
+    const info = this.inspector.fdInfo(process.pid, fd);
+    const kind: OpenFileKind = stat?.kind ?? 'other';
+    const openFile = this.newOpenFile(kind, target.path, info?.flags ?? 0, ts);
+    openFile.position = info?.pos ?? null;
+    if (kind !== 'other') this.bindFile(openFile, this.files.lookup(target.path, stat).record);
+    this.attach(process, fd, openFile, ((info?.flags ?? 0) & O_CLOEXEC) !== 0, ts);
+    if (openFile.file) this.emitOpened(process, fd, openFile, ts, true, undefined);
+    const entry = process.fds.get(fd);
+    assert.ok(entry);
+    return entry;
+  }
+
+  private placeholder(process: Process, fd: number, ts: number): FdEntry {
+    this.counters.unknownFds++;
+    const openFile = this.newOpenFile('other', null, 0, ts);
+    openFile.position = null;
+    openFile.uncertain = `fd ${fd} of pid ${process.pid} was never seen opened and /proc could not name it`;
+    this.attach(process, fd, openFile, false, ts);
+    const entry = process.fds.get(fd);
+    assert.ok(entry);
+    return entry;
+  }
+
+  emitOpened(process: Process, fd: number, openFile: OpenFile, ts: number, discovered: boolean, doubt: string | undefined): void {
+    const file = openFile.file;
+    assert.ok(file, 'only storage files are reported opened');
+    const uncertain = doubt ?? this.uncertainty(process, openFile, file).uncertain;
+    this.emit({
+      kind: 'file_opened',
+      ts,
+      pid: process.pid,
+      ...this.fileRef(file),
+      fd,
+      flags: openFile.flags,
+      size: file.size,
+      ioClass: this.classOf(file),
+      metadata: file.metadata,
+      exe: process.exe,
+      discovered,
+      ...(uncertain ? { uncertain } : {}),
+    });
+  }
+
+  // ---- files
+
+  fileRef(file: FileRecord): FileRef {
+    return { path: file.path, dev: file.dev, ino: file.ino };
+  }
+
+  /** `quiet` (per-call writes): report only when the size crosses into another class, not every byte. */
+  setSize(file: FileRecord, size: number, cause: SizeChangeCause, ts: number, pid: number, quiet = false): void {
+    assert.ok(Number.isSafeInteger(size) && size >= 0, `bad size ${size}`);
+    const oldSize = file.size;
+    if (oldSize === size) return;
+    file.size = size;
+    const oldClass = oldSize === null ? null : classifyFile({ metadata: file.metadata, size: oldSize }, this.ioClassTable);
+    const ioClass = this.classOf(file);
+    if (quiet && oldClass === ioClass) return;
+    this.emit({ kind: 'file_size_changed', ts, pid, ...this.fileRef(file), oldSize, size, ioClass, cause, ...this.uncertainty(file) });
+  }
+
+  /** A stat of this very file (identity checked), through an fd that still holds it or else its path. */
+  statOf(file: FileRecord): { stat: FileStat; read: BlockReader } | null {
+    if (!this.live) return null;
+    const holder = file.holder;
+    if (holder) {
+      const stat = this.inspector.statFd(holder.pid, holder.fd);
+      if (stat && sameIdentity(file, stat)) {
+        return { stat, read: (offset, length) => this.inspector.readFd(holder.pid, holder.fd, offset, length) };
+      }
+    }
+    const stat = this.inspector.statPath(file.path);
+    if (!stat || (file.dev !== null && !sameIdentity(file, stat))) return null;
+    return { stat, read: (offset, length) => this.inspector.readPath(file.path, offset, length) };
+  }
+
+  /**
+   * Fills in a size the events could not establish. A size the events did establish wins: a stat runs later than
+   * the event it would describe (the file may have grown or been truncated since), so it is a fallback only.
+   */
+  observeSize(file: FileRecord, ts: number, pid: number): void {
+    if (file.metadata || (file.size !== null && !file.sizeDoubted)) return;
+    const seen = this.statOf(file);
+    if (!seen) return;
+    file.nlink = seen.stat.nlink;
+    this.setSize(file, seen.stat.size, 'observed', ts, pid);
+    file.sizeDoubted = false;
+    file.uncertain = undefined;
+  }
+
+  // ---- uncertainty
+
+  uncertainty(...sources: Array<{ uncertain?: string } | null | undefined>): { uncertain?: string } {
+    for (const source of sources) if (source?.uncertain) return { uncertain: source.uncertain };
+    return {};
+  }
+
+  /** Lost events may have hidden any open, close, write or chdir: doubt everything until /proc confirms it. */
+  doubtEverything(reason: string): void {
+    for (const process of this.processes.values()) {
+      process.uncertain = reason;
+      for (const [, entry] of process.fds.entriesOf()) entry.file.uncertain = reason;
+    }
+    for (const file of this.files.all()) {
+      file.uncertain = reason;
+      file.sizeDoubted = true;
+    }
+  }
+}
+
+export function guessKind(path: string | null, flags: number): OpenFileKind {
+  if ((flags & O_DIRECTORY) !== 0) return 'directory';
+  if (path !== null && /^\/(dev|proc|sys)\//.test(path)) return 'other';
+  return 'regular';
+}

@@ -1,0 +1,120 @@
+/**
+ * `sky trace` as a user runs it: the built CLI (dist/, built by the test script or `npm run build`) on a recorded
+ * log and on live commands under each backend.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BACKENDS, FIXTURES, tempDir } from './helpers.js';
+
+const SKY = path.resolve('bin/sky');
+const REPLAY = path.join(FIXTURES, 'replay-cp.jsonl');
+
+async function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function sky(args: string[], cwd = process.cwd()): { code: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [SKY, 'trace', ...args], { cwd, encoding: 'utf8', timeout: 60_000 });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('sky trace on a recorded log', () => {
+  it('--json streams one insight per line, in event order', () => {
+    const { code, stdout, stderr } = sky(['--replay', REPLAY, '--json']);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const insights = stdout.trim().split('\n').map((line) => JSON.parse(line) as { kind: string });
+    expect(insights.map((i) => i.kind)).toEqual([
+      'file_opened',
+      'file_opened',
+      'app_hint',
+      'file_size_changed',
+      'file_closed',
+      'copy_detected',
+      'file_closed',
+      'file_opened',
+      'file_size_changed',
+      'file_closed',
+      'lifetime_ended',
+      'uncertainty',
+    ]);
+    expect(insights[5]).toMatchObject({ srcPath: '/work/demo/a', dstPath: '/work/demo/b', bytes: 3145728, method: 'copy_file_range' });
+    expect(insights[10]).toMatchObject({ path: '/work/demo/tmp', bytes: 8192, cause: 'unlink', livedMs: 3 });
+  });
+
+  it('prints a human summary by default', () => {
+    const { code, stdout } = sky(['--replay', REPLAY]);
+    expect(code).toBe(0);
+    expect(stdout).toContain('copy        /work/demo/a -> /work/demo/b  3.0 MiB by copy_file_range (/usr/bin/cp)');
+    expect(stdout).toMatch(/3\.0 MiB {2}class 2 .* \/work\/demo\/b/);
+    expect(stdout).toContain('5 LOST');
+    expect(stdout).toContain('unlink       8.0 KiB lived 3.0 ms  /work/demo/tmp');
+  });
+
+  it('rejects ambiguous targets with a usage error', () => {
+    const { code, stderr } = sky(['--replay', REPLAY, '--pid', '1']);
+    expect(code).toBe(2);
+    expect(stderr).toContain('exactly one target');
+  });
+
+  it('says clearly when a log cannot be read', () => {
+    const { code, stderr } = sky(['--replay', '/nonexistent/log.jsonl']);
+    expect(code).toBe(3);
+    expect(stderr).toMatch(/^sky trace: .*nonexistent/);
+  });
+});
+
+describe.each(BACKENDS)('sky trace --backend %s on a live command', (backend) => {
+  let dir = '';
+  beforeAll(() => {
+    dir = tempDir(`cli-${backend}`);
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('exits with the traced command exit code and reports its files', () => {
+    const { code, stdout } = sky(['--backend', backend, '--', 'sh', '-c', 'printf hello > out.txt; exit 5'], dir);
+    expect(code).toBe(5);
+    expect(stdout).toMatch(/5 B {2}class 4 .* written {7}5 B {2}.*\/out\.txt/);
+  });
+
+  // The log has no cwd for the traced command, so the replay reports the relative path as given (flagged).
+  it('records a log that replays to the same insights', () => {
+    const log = path.join(dir, 'run.jsonl');
+    const live = sky(['--backend', backend, '--record', log, '--json', '--', 'sh', '-c', 'printf 123 > rec.txt'], dir);
+    expect(live.code).toBe(0);
+    const replayed = sky(['--replay', log, '--json'], dir);
+    const closed = (out: string): unknown[] =>
+      out
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { kind: string; path?: string; writeBytes?: number })
+        .filter((i) => i.kind === 'file_closed' && path.basename(i.path ?? '') === 'rec.txt')
+        .map((i) => i.writeBytes);
+    expect(closed(replayed.stdout)).toEqual(closed(live.stdout));
+    expect(closed(live.stdout)).toEqual([3]);
+  });
+
+  it('stops cleanly on Ctrl-C (to the whole process group, as a terminal sends it) and prints the summary', async () => {
+    const marker = path.join(dir, 'started');
+    const script = `printf go > ${marker}; sleep 30`;
+    const child = spawn(process.execPath, [SKY, 'trace', '--backend', backend, '--', 'sh', '-c', script], { cwd: dir, detached: true });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await waitFor(() => fs.existsSync(marker), 60_000);
+      process.kill(-child.pid!, 'SIGINT');
+      expect(await exited).toBe(130);
+      expect(stdout).toContain(`${marker}`);
+      expect(stdout).toMatch(/^sky trace: \d+ events, 0 lost/m);
+    } finally {
+      if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+    }
+  });
+});

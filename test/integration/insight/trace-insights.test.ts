@@ -1,0 +1,245 @@
+/**
+ * Real programs under both tracer backends (eBPF via bpftrace, ptrace via strace), through the InsightEngine,
+ * with exact expectations. Starting a tracer costs seconds (bpftrace compiles its program), so each backend runs
+ * three traced workloads (fd-table scenarios, copies, crypto) and the tests assert on their parts.
+ *
+ * The SDK hint tests run on eBPF only: strace decodes only the arguments a syscall takes, so the two extra hint
+ * arguments are invisible to the ptrace backend by design.
+ */
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  BACKENDS,
+  SDK_HEADER_DIR,
+  compile,
+  killGroup,
+  lastClosed,
+  ofKind,
+  randomFile,
+  startOutsider,
+  tempDir,
+  traceCommand,
+  type Backend,
+  type TraceResult,
+} from './helpers.js';
+
+const FD_MODES = ['dup2', 'paths', 'append', 'threads', 'fork', 'lifetime', 'mmap', 'apphints'] as const;
+/** Nested shells: the innermost file is written three execs and two forks below the traced command. */
+const NESTED = 'mkdir nested && cd nested && sh -c "printf 12345 > inner.out; sh -c \\"printf 1234567 > deepest.out\\""; printf 12 > outer.out';
+const TRACED_EXIT = 7;
+
+let binDir = '';
+let fdops = '';
+let hints = '';
+
+beforeAll(() => {
+  binDir = tempDir('bin');
+  fdops = compile('fdops.c', path.join(binDir, 'fdops'), ['-pthread']);
+  hints = compile('hints.c', path.join(binDir, 'hints'), ['-I', SDK_HEADER_DIR]);
+});
+
+afterAll(() => fs.rmSync(binDir, { recursive: true, force: true }));
+
+/** Every fd-table scenario in its own directory, in one traced shell that exits with TRACED_EXIT if all passed. */
+async function runFdScenarios(backend: Backend, dir: string): Promise<TraceResult> {
+  for (const mode of FD_MODES) fs.mkdirSync(path.join(dir, mode));
+  const steps = FD_MODES.map((mode) => `(cd ${mode} && ${fdops} ${mode})`);
+  const script = [...steps, `(${NESTED})`, `exit ${TRACED_EXIT}`].join(' && ');
+  return traceCommand(backend, ['sh', '-c', script], dir);
+}
+
+async function runCopies(backend: Backend, dir: string): Promise<TraceResult> {
+  for (const name of ['cp', 'cat', 'dd']) randomFile(path.join(dir, `${name}.src`), 300_000);
+  const script = 'cp cp.src cp.dst && cat cat.src > cat.dst && dd if=dd.src of=dd.dst bs=64k status=none';
+  return traceCommand(backend, ['sh', '-c', script], dir);
+}
+
+async function runCrypto(backend: Backend, dir: string): Promise<TraceResult> {
+  const home = path.join(dir, 'gnupg');
+  fs.mkdirSync(home, { mode: 0o700 });
+  randomFile(path.join(dir, 'plain'), 200_000);
+  randomFile(path.join(dir, 'plain2'), 200_000);
+  const gpg = 'gpg --batch --yes --pinentry-mode loopback --passphrase x --symmetric plain';
+  const env = { ...process.env, GNUPGHOME: home };
+  // The agent is a daemon: started outside the trace so the traced command is only gpg and gzip (ptrace would
+  // otherwise follow the daemon, which outlives the command).
+  execFileSync('gpg-connect-agent', ['/bye'], { env, stdio: 'ignore' });
+  try {
+    return await traceCommand(backend, ['sh', '-c', `${gpg} && gzip -k plain2`], dir, { GNUPGHOME: home });
+  } finally {
+    execFileSync('gpgconf', ['--kill', 'gpg-agent'], { env });
+  }
+}
+
+describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) => {
+  let dir = '';
+  let outsider: ChildProcess | null = null;
+  let fd: TraceResult;
+  let copies: TraceResult;
+  let crypto: TraceResult;
+
+  beforeAll(async () => {
+    dir = tempDir(backend);
+    for (const part of ['fd', 'copies', 'crypto']) fs.mkdirSync(path.join(dir, part));
+    // A process the traced command did not start, busy in the same directory the whole time.
+    outsider = startOutsider('while :; do echo x >> outside.out; sleep 0.02; done', path.join(dir, 'fd'));
+    try {
+      fd = await runFdScenarios(backend, path.join(dir, 'fd'));
+    } finally {
+      killGroup(outsider);
+    }
+    copies = await runCopies(backend, path.join(dir, 'copies'));
+    crypto = await runCrypto(backend, path.join(dir, 'crypto'));
+  });
+
+  afterAll(() => {
+    killGroup(outsider);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const at = (...parts: string[]): string => path.join(dir, ...parts);
+
+  it('returns the traced command exit code and loses nothing', () => {
+    expect(fd.exit).toBe(TRACED_EXIT);
+    expect([fd.lost, copies.lost, crypto.lost]).toEqual([0, 0, 0]);
+    expect([copies.exit, crypto.exit]).toEqual([0, 0]);
+  });
+
+  it('attributes writes through a dup2-ed stdout to the file', () => {
+    expect(lastClosed(fd.insights, at('fd', 'dup2', 'dup2.out'))).toMatchObject({ size: 1234, writeBytes: 1234, ioClass: 4 });
+  });
+
+  it('resolves paths relative to the cwd after chdir and to a directory fd', () => {
+    expect(lastClosed(fd.insights, at('fd', 'paths', 'sub', 'rel.out'))).toMatchObject({ size: 111, writeBytes: 111 });
+    expect(lastClosed(fd.insights, at('fd', 'paths', 'dirfd.out'))).toMatchObject({ size: 222, writeBytes: 222 });
+  });
+
+  it('places O_APPEND writes at the end of the file, even after lseek', () => {
+    const closes = ofKind(fd.insights, 'file_closed').filter((c) => c.path === at('fd', 'append', 'append.out'));
+    // ebpf reads the kernel's file position; strace cannot see where O_APPEND writes leave it, so it is unknown.
+    const appendedPosition = backend === 'ebpf' ? 175 : null;
+    expect(closes.map((c) => [c.size, c.writeBytes, c.position])).toEqual([
+      [100, 100, 100],
+      [175, 75, appendedPosition],
+    ]);
+  });
+
+  it('follows threads that share the fd table', () => {
+    const file = at('fd', 'threads', 'thread.out');
+    const opened = ofKind(fd.insights, 'file_opened').filter((o) => o.path === file);
+    expect(opened).toHaveLength(1);
+    expect(lastClosed(fd.insights, file)).toMatchObject({ size: 4000, writeBytes: 4000, pid: opened[0].pid });
+  });
+
+  it('follows fork (shared offsets) and exec chains', () => {
+    const shared = lastClosed(fd.insights, at('fd', 'fork', 'fork.out'));
+    expect(shared).toMatchObject({ size: 60, writeBytes: 60, position: 60 });
+    const execOut = lastClosed(fd.insights, at('fd', 'fork', 'exec.out'));
+    expect(execOut).toMatchObject({ size: 6, writeBytes: 6 });
+    expect(execOut?.pid).not.toBe(shared?.pid);
+  });
+
+  it('follows nested shells', () => {
+    expect(lastClosed(fd.insights, at('fd', 'nested', 'inner.out'))?.size).toBe(5);
+    expect(lastClosed(fd.insights, at('fd', 'nested', 'deepest.out'))?.size).toBe(7);
+    expect(lastClosed(fd.insights, at('fd', 'nested', 'outer.out'))?.size).toBe(2);
+  });
+
+  it('measures lifetimes ended by unlink and truncate', () => {
+    const ended = ofKind(fd.insights, 'lifetime_ended');
+    expect(ended.map((l) => [l.path, l.cause, l.bytes, l.bornFrom])).toEqual([
+      [at('fd', 'lifetime', 'doomed.out'), 'unlink', 8192, 'created'],
+      [at('fd', 'lifetime', 'shrunk.out'), 'truncate', 9000, 'created'],
+    ]);
+    expect(ended[0].livedMs).toBeGreaterThanOrEqual(100);
+    expect(ended[1].livedMs).toBeGreaterThanOrEqual(50);
+  });
+
+  it('surfaces writes through a shared mapping at msync, munmap and fsync', () => {
+    const file = at('fd', 'mmap', 'mapped.out');
+    const writebacks = ofKind(fd.insights, 'mmap_writeback').filter((w) => w.path === file);
+    expect(writebacks.map((w) => [w.trigger, w.range.offset, w.range.length])).toEqual([
+      ['msync', 4096, 4096],
+      ['munmap', 0, 8192],
+      ['fsync', 8192, 8192],
+      ['munmap', 8192, 8192],
+    ]);
+    expect(lastClosed(fd.insights, file)).toMatchObject({ size: 16384, ioClass: 4 });
+  });
+
+  it('sees fadvise, F_SET_RW_HINT and ioprio_set hints with their classes', () => {
+    const file = at('fd', 'apphints', 'advised.out');
+    const opened = ofKind(fd.insights, 'file_opened').find((o) => o.path === file);
+    const hints = ofKind(fd.insights, 'app_hint').filter((h) => h.path === file || (h.source === 'ioprio' && h.pid === opened?.pid));
+    expect(hints.map((h) => [h.source, h.ioClass, h.raw])).toEqual([
+      ['fadvise', 4, 3],
+      ['rw_hint', 4, 2],
+      ['ioprio', 0, 3 << 13],
+    ]);
+  });
+
+  it('does not trace a process the target did not start', () => {
+    expect(fs.statSync(at('fd', 'outside.out')).size).toBeGreaterThan(0);
+    expect(fd.insights.filter((i) => JSON.stringify(i).includes('outside.out'))).toEqual([]);
+  });
+
+  it('finds cp and `cat a > b` (copy_file_range) and dd (read/write) as copies', () => {
+    const found = ofKind(copies.insights, 'copy_detected').map((c) => [c.srcPath, c.dstPath, c.bytes, c.method, c.verified]);
+    expect(found).toEqual([
+      [at('copies', 'cp.src'), at('copies', 'cp.dst'), 300_000, 'copy_file_range', true],
+      [at('copies', 'cat.src'), at('copies', 'cat.dst'), 300_000, 'copy_file_range', true],
+      [at('copies', 'dd.src'), at('copies', 'dd.dst'), 300_000, 'read-write', true],
+    ]);
+  });
+
+  it('finds gpg --symmetric as encryption, and gzip as neither encryption nor copy', () => {
+    const found = ofKind(crypto.insights, 'encryption_detected');
+    expect(found.map((e) => [e.path, path.basename(e.exe ?? '')])).toEqual([[at('crypto', 'plain.gpg'), 'gpg']]);
+    expect(found[0].evidence).toEqual(expect.arrayContaining(['exe:gpg', 'extension:.gpg']));
+    expect(found[0].entropy).toBeGreaterThan(7.9);
+    expect(lastClosed(crypto.insights, at('crypto', 'plain2.gz'))?.writeBytes).toBeGreaterThan(100_000);
+    expect(ofKind(crypto.insights, 'copy_detected')).toEqual([]);
+  });
+});
+
+// ptrace cannot see hints: strace decodes only the arguments a syscall takes, so the extra two are invisible.
+describe('SDK hints through the ebpf backend (ebpf only)', () => {
+  let dir = '';
+  let run: TraceResult;
+
+  beforeAll(async () => {
+    dir = tempDir('hints');
+    const sdk = path.resolve('dist/hints/sdk/index.js');
+    const node = `import fs from 'node:fs'; import { iwrite, ipwrite } from ${JSON.stringify(sdk)};
+      const fd = fs.openSync('node-hinted.out', 'w');
+      iwrite(fd, Buffer.alloc(5000, 1), 4); ipwrite(fd, Buffer.alloc(100, 2), 10000, 0); fs.closeSync(fd);`;
+    const script = `${hints} && ${JSON.stringify(process.execPath)} --input-type=module -e "$NODE_SCRIPT"`;
+    run = await traceCommand('ebpf', ['sh', '-c', script], dir, { NODE_SCRIPT: node });
+  });
+
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const hinted = (file: string): unknown[] =>
+    ofKind(run.insights, 'app_hint')
+      .filter((h) => h.source === 'syscall-args' && h.path === path.join(dir, file))
+      .map((h) => [h.ioClass, h.range]);
+
+  it('sees the classes of the C header calls', () => {
+    expect(run.exit).toBe(0);
+    expect(hinted('hinted.out')).toEqual([
+      [2, { offset: 0, length: 4096 }],
+      [5, { offset: 16384, length: 8192 }],
+      [1, { offset: 0, length: 4096 }],
+      [3, { offset: 0, length: 100 }],
+    ]);
+  });
+
+  it('sees the classes of the Node SDK calls', () => {
+    expect(hinted('node-hinted.out')).toEqual([
+      [4, { offset: 0, length: 5000 }],
+      [0, { offset: 10000, length: 100 }],
+    ]);
+  });
+});

@@ -1,0 +1,353 @@
+import { describe, expect, it } from 'vitest';
+import {
+  HINT_MAGIC,
+  InsightEngine,
+  PAPER_IOCLASS_TABLE,
+  classifyFile,
+  encryptionEvidence,
+  entropyBitsPerByte,
+  renderSummary,
+  validateIoClassTable,
+} from '../../../src/insight/index.js';
+import { CREATE, Clock, FakeSystem, MS, O_RDONLY, O_RDWR, O_WRONLY, Task, ofKind, pseudoRandom, run } from './helpers.js';
+
+const MiB = 1024 * 1024;
+
+describe('ioclass table', () => {
+  it('is the paper table: metadata 5, <1 MiB 4, <2 MiB 3, <5 MiB 2, <10 MiB 1, else 0', () => {
+    validateIoClassTable(PAPER_IOCLASS_TABLE);
+    const cases: Array<[number, number]> = [
+      [0, 4],
+      [MiB - 1, 4],
+      [MiB, 3],
+      [2 * MiB - 1, 3],
+      [2 * MiB, 2],
+      [5 * MiB - 1, 2],
+      [5 * MiB, 1],
+      [10 * MiB - 1, 1],
+      [10 * MiB, 0],
+      [2 ** 40, 0],
+    ];
+    for (const [size, ioClass] of cases) expect([size, classifyFile({ metadata: false, size })]).toEqual([size, ioClass]);
+    expect(classifyFile({ metadata: true, size: 50 * MiB })).toBe(5);
+  });
+
+  it('rejects a table without a catch-all rule', () => {
+    expect(() => validateIoClassTable({ ...PAPER_IOCLASS_TABLE, bySize: [{ name: 'x', ioClass: 1, belowBytes: 10 }] })).toThrow();
+  });
+});
+
+/** A system where pid 50 (exe given) copies or encrypts; files live in memory. */
+function systemWith(exe: string, files: Record<string, Buffer>): FakeSystem {
+  const system = new FakeSystem();
+  for (const [path, data] of Object.entries(files)) system.addFile(path, data);
+  system.addProc(50, exe, '/w');
+  return system;
+}
+
+describe('copy detection', () => {
+  it('reports copy_file_range copies once, at the destination close, with the total bytes', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const cp = new Task(new Clock(), 50);
+    const insights = run(engine, [
+      cp.exec('/usr/bin/cp'),
+      cp.open('/w/a', O_RDONLY, 3),
+      cp.open('/w/b', CREATE, 4),
+      cp.copy('copy_file_range', 3, 4, 65536),
+      cp.copy('copy_file_range', 3, 4, 34464),
+      cp.copy('copy_file_range', 3, 4, 0),
+      cp.close(4),
+      cp.close(3),
+    ]);
+    expect(ofKind(insights, 'copy_detected')).toEqual([
+      expect.objectContaining({ srcPath: '/w/a', dstPath: '/w/b', bytes: 100000, method: 'copy_file_range', exe: '/usr/bin/cp', verified: true }),
+    ]);
+    expect(engine.inspectFile('/w/b')?.size).toBe(100000);
+  });
+
+  it('treats a successful FICLONE (ret 0) as a whole-file copy', () => {
+    const system = systemWith('/usr/bin/cp', { '/w/a': pseudoRandom(8192, 'a'), '/w/b': Buffer.alloc(0) });
+    system.procs.get(50)?.fds.set(3, '/w/a');
+    const engine = new InsightEngine({ inspector: system });
+    const cp = new Task(new Clock(), 50);
+    const insights = run(engine, [cp.open('/w/a', O_RDONLY, 3), cp.open('/w/b', CREATE, 4), cp.copy('FICLONE', 3, 4, 0, 0), cp.exit()]);
+    expect(ofKind(insights, 'copy_detected')).toMatchObject([{ srcPath: '/w/a', dstPath: '/w/b', bytes: 8192, method: 'FICLONE' }]);
+  });
+
+  it('follows a splice through a pipe from one file into another', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 50);
+    const insights = run(engine, [
+      p.open('/w/a', O_RDONLY, 3),
+      p.open('/w/b', CREATE, 4),
+      p.copy('splice', 3, 6, 4096), // fd 6 is a pipe the stream never named
+      p.copy('splice', 5, 4, 4096), // fd 5 is its read end... a different description
+      p.copy('splice', 6, 4, 4096),
+      p.close(4),
+    ]);
+    expect(ofKind(insights, 'copy_detected')).toMatchObject([{ srcPath: '/w/a', dstPath: '/w/b', bytes: 4096, method: 'splice' }]);
+  });
+
+  it('confirms a read/write copy by fingerprints read back, and reports the bytes that match', () => {
+    const data = pseudoRandom(300_000, 'copy');
+    const system = systemWith('/usr/bin/dd', { '/w/a': data, '/w/b': Buffer.from(data) });
+    const engine = new InsightEngine({ inspector: system });
+    const dd = new Task(new Clock(), 50);
+    const insights = run(engine, [
+      dd.open('/w/a', O_RDONLY, 0),
+      dd.open('/w/b', CREATE, 1),
+      dd.summary(0, { readCalls: 6, readBytes: 300_000, position: 300_000 }),
+      dd.close(0),
+      dd.summary(1, { writeCalls: 5, writeBytes: 300_000, writeStart: 0, writeEnd: 300_000, position: 300_000 }),
+      dd.close(1),
+    ]);
+    expect(ofKind(insights, 'copy_detected')).toEqual([
+      expect.objectContaining({ srcPath: '/w/a', dstPath: '/w/b', bytes: 300_000, method: 'read-write', verified: true }),
+    ]);
+  });
+
+  it('does not call a transformation a copy (gzip reads a, writes different bytes)', () => {
+    const system = systemWith('/usr/bin/gzip', { '/w/a': pseudoRandom(300_000, 'x'), '/w/a.gz': pseudoRandom(300_100, 'y') });
+    const engine = new InsightEngine({ inspector: system });
+    const gz = new Task(new Clock(), 50);
+    const insights = run(engine, [
+      gz.open('/w/a', O_RDONLY, 3),
+      gz.open('/w/a.gz', CREATE, 4),
+      gz.summary(3, { readCalls: 5, readBytes: 300_000 }),
+      gz.summary(4, { writeCalls: 5, writeBytes: 300_100, writeStart: 0, writeEnd: 300_100 }),
+      gz.exit(),
+    ]);
+    expect(ofKind(insights, 'copy_detected')).toEqual([]);
+    expect(ofKind(insights, 'encryption_detected')).toEqual([]);
+  });
+
+  it('waits for the source summary when the destination closes first', () => {
+    const data = pseudoRandom(50_000, 'late');
+    const system = systemWith('/usr/bin/copier', { '/w/a': data, '/w/b': Buffer.from(data) });
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 50);
+    const insights = run(engine, [
+      p.open('/w/a', O_RDONLY, 3),
+      p.open('/w/b', CREATE, 4),
+      p.summary(4, { writeCalls: 1, writeBytes: 50_000, writeStart: 0, writeEnd: 50_000 }),
+      p.close(4),
+      p.summary(3, { readCalls: 1, readBytes: 50_000 }),
+      p.exit(),
+    ]);
+    expect(ofKind(insights, 'copy_detected')).toMatchObject([{ srcPath: '/w/a', dstPath: '/w/b', bytes: 50_000 }]);
+  });
+});
+
+describe('encryption detection', () => {
+  it('gathers evidence from the exe name, openssl subcommands and the destination extension', () => {
+    expect(encryptionEvidence({ exe: '/usr/bin/gpg', argv: ['gpg'], comm: 'gpg' }, '/w/x.gpg')).toEqual(['exe:gpg', 'extension:.gpg']);
+    expect(encryptionEvidence({ exe: '/usr/bin/openssl', argv: ['openssl', 'enc', '-aes-256-cbc'], comm: null }, '/w/x')).toEqual(['exe:openssl enc']);
+    expect(encryptionEvidence({ exe: '/usr/bin/openssl', argv: ['openssl', 'dgst'], comm: null }, '/w/x')).toEqual([]);
+    expect(encryptionEvidence({ exe: '/usr/bin/gzip', argv: ['gzip'], comm: 'gzip' }, '/w/x.gz')).toEqual([]);
+  });
+
+  it('entropy separates ciphertext from text and from short samples', () => {
+    expect(entropyBitsPerByte(pseudoRandom(4096, 'e'))).toBeGreaterThan(7.9);
+    expect(entropyBitsPerByte(Buffer.from('the quick brown fox jumps over the lazy dog '.repeat(100)))).toBeLessThan(5);
+    expect(entropyBitsPerByte(Buffer.alloc(0))).toBe(0);
+  });
+
+  function encrypt(exe: string, path: string, content: Buffer): ReturnType<typeof run> {
+    const system = systemWith(exe, { '/w/plain': Buffer.from('secret '.repeat(1000)), [path]: content });
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 50);
+    return run(engine, [
+      p.open('/w/plain', O_RDONLY, 3),
+      p.open(path, CREATE, 4),
+      p.summary(3, { readCalls: 1, readBytes: 7000 }),
+      p.summary(4, { writeCalls: 1, writeBytes: content.length, writeStart: 0, writeEnd: content.length }),
+      p.close(4),
+    ]);
+  }
+
+  it('confirms gpg output by its entropy', () => {
+    const found = ofKind(encrypt('/usr/bin/gpg', '/w/plain.gpg', pseudoRandom(20_000, 'c')), 'encryption_detected');
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({ path: '/w/plain.gpg', exe: '/usr/bin/gpg' });
+    expect(found[0].evidence.slice(0, 2)).toEqual(['exe:gpg', 'extension:.gpg']);
+    expect(found[0].entropy).toBeGreaterThan(7.9);
+  });
+
+  it('decodes ASCII armour before measuring', () => {
+    const body = pseudoRandom(12_000, 'armor').toString('base64').replace(/.{64}/g, '$&\n');
+    const armored = Buffer.from(`-----BEGIN PGP MESSAGE-----\n\n${body}\n=abcd\n-----END PGP MESSAGE-----\n`);
+    expect(ofKind(encrypt('/usr/bin/gpg', '/w/plain.asc', armored), 'encryption_detected')).toHaveLength(1);
+  });
+
+  it('does not call low-entropy output of gpg (a trust database) or high-entropy gzip output encryption', () => {
+    expect(ofKind(encrypt('/usr/bin/gpg', '/w/trustdb.gpg', Buffer.alloc(20_000, 1)), 'encryption_detected')).toEqual([]);
+    expect(ofKind(encrypt('/usr/bin/gzip', '/w/plain.gz', pseudoRandom(20_000, 'z')), 'encryption_detected')).toEqual([]);
+  });
+
+  it('does not judge a sample too small to measure (gpg random_seed, 600 bytes)', () => {
+    expect(ofKind(encrypt('/usr/bin/gpg', '/w/random_seed', pseudoRandom(600, 's')), 'encryption_detected')).toEqual([]);
+  });
+});
+
+describe('lifetimes', () => {
+  it('unlink ends the life of the bytes written, timed from creation', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const clock = new Clock();
+    const p = new Task(clock, 1);
+    const created = run(engine, [p.open('/t/f', CREATE, 3)]);
+    const bornAt = created[0].ts;
+    run(engine, [p.write(3, 5000), p.close(3)]);
+    clock.tick(250);
+    const [ended] = ofKind(run(engine, [p.unlink('/t/f')]), 'lifetime_ended');
+    expect(ended).toMatchObject({ path: '/t/f', bytes: 5000, cause: 'unlink', bornFrom: 'created' });
+    expect(ended.livedMs).toBe((ended.ts - bornAt) / MS);
+    expect(engine.inspectFile('/t/f')).toBeNull();
+  });
+
+  it('an unlinked file still open dies at its last close', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 1);
+    const early = run(engine, [p.open('/t/tmp', CREATE, 3), p.write(3, 100), p.unlink('/t/tmp'), p.write(3, 20)]);
+    expect(ofKind(early, 'lifetime_ended')).toEqual([]);
+    expect(ofKind(run(engine, [p.close(3)]), 'lifetime_ended')).toMatchObject([{ path: '/t/tmp', bytes: 120, cause: 'unlink' }]);
+  });
+
+  it('rename over an existing file ends the replaced file; the renamed one keeps living under its new name', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 1);
+    run(engine, [p.open('/t/cfg', CREATE, 3), p.write(3, 77), p.close(3), p.open('/t/cfg.new', CREATE, 3), p.write(3, 80), p.close(3)]);
+    const ended = ofKind(run(engine, [p.rename('/t/cfg.new', '/t/cfg')]), 'lifetime_ended');
+    expect(ended).toMatchObject([{ path: '/t/cfg', bytes: 77, cause: 'rename-over' }]);
+    expect(engine.inspectFile('/t/cfg')?.size).toBe(80);
+    expect(engine.inspectFile('/t/cfg.new')).toBeNull();
+  });
+
+  it('truncation ends the life of the bytes cut off; O_TRUNC of a known file too', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 1);
+    run(engine, [p.open('/t/f', CREATE, 3), p.write(3, 9000)]);
+    const cut = ofKind(run(engine, [p.ev('ftruncate', { fd: 3, length: 1000, ret: 0 }), p.close(3)]), 'lifetime_ended');
+    expect(cut).toMatchObject([{ bytes: 8000, cause: 'truncate' }]);
+    const reopened = ofKind(run(engine, [p.open('/t/f', CREATE, 3)]), 'lifetime_ended');
+    expect(reopened).toMatchObject([{ bytes: 1000, cause: 'truncate' }]);
+  });
+
+  it('unlinking one of two hard links ends nothing', () => {
+    const system = new FakeSystem();
+    system.addFile('/t/a', 'abc').nlink = 2;
+    system.addProc(1, '/bin/rm');
+    system.procs.get(1)?.fds.set(3, '/t/a');
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 1);
+    expect(ofKind(run(engine, [p.open('/t/a', O_RDONLY, 3), p.close(3), p.unlink('/t/a')]), 'lifetime_ended')).toEqual([]);
+  });
+
+  it('an unlink whose path the tracer cut short ends nothing', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 1);
+    run(engine, [p.open('/t/x', CREATE, 3), p.close(3)]);
+    const cut = { ...p.unlink('/t/x'), truncated: true };
+    expect(ofKind(run(engine, [cut]), 'lifetime_ended')).toEqual([]);
+    expect(engine.summary().counters.unknownNames).toBe(1);
+  });
+
+  it('an unlink of a name never seen is counted, not guessed', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    expect(run(engine, [new Task(new Clock(), 1).unlink('/unknown')])).toEqual([]);
+    expect(engine.summary().counters.unknownNames).toBe(1);
+  });
+});
+
+describe('application hints', () => {
+  it('reports syscall-argument hints with their class and range; a foreign magic is ignored', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 1);
+    const insights = run(engine, [
+      p.open('/db/index', CREATE, 3),
+      p.write(3, 4096, null, { magic: HINT_MAGIC, ioClass: 2 }),
+      p.write(3, 4096, 65536, { magic: HINT_MAGIC, ioClass: 5 }),
+      p.write(3, 10, null, { magic: 0x1234, ioClass: 1 }),
+    ]);
+    expect(ofKind(insights, 'app_hint').map((h) => [h.path, h.fd, h.ioClass, h.source, h.range])).toEqual([
+      ['/db/index', 3, 2, 'syscall-args', { offset: 0, length: 4096 }],
+      ['/db/index', 3, 5, 'syscall-args', { offset: 65536, length: 4096 }],
+    ]);
+    expect(engine.summary().counters.foreignHints).toBe(1);
+  });
+
+  it('maps fadvise, F_SET_RW_HINT and ioprio_set onto classes', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 1);
+    const insights = run(engine, [
+      p.open('/f', O_RDWR, 3),
+      p.ev('fadvise', { fd: 3, offset: 0, length: 0, advice: 2, ret: 0 }),
+      p.ev('fadvise', { fd: 3, offset: 0, length: 0, advice: 0, ret: 0 }),
+      p.ev('fcntl', { fd: 3, cmd: 1036, arg: 2, ret: 0 }),
+      p.ev('ioprio', { which: 1, who: 0, ioprio: (3 << 13) | 0, ret: 0 }),
+    ]);
+    expect(ofKind(insights, 'app_hint').map((h) => [h.source, h.ioClass, h.raw, h.path])).toEqual([
+      ['fadvise', 0, 2, '/f'],
+      ['rw_hint', 4, 2, '/f'],
+      ['ioprio', 0, 3 << 13, null],
+    ]);
+  });
+});
+
+describe('mmap write-back', () => {
+  it('surfaces shared writable mappings at msync, munmap (partial) and fsync, not private ones', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 1);
+    const base = 0x7f0000000000;
+    run(engine, [
+      p.open('/m', O_RDWR, 3),
+      p.ev('mmap', { addr: 0, length: 8 * 4096, prot: 3, flags: 1, fd: 3, offset: 4096, ret: base }),
+      p.ev('mmap', { addr: 0, length: 4096, prot: 3, flags: 2, fd: 3, offset: 0, ret: base + 0x100000 }),
+    ]);
+    const synced = ofKind(run(engine, [p.ev('msync', { addr: base + 4096, length: 4096, flags: 4, ret: 0 })]), 'mmap_writeback');
+    expect(synced.map((w) => [w.path, w.range, w.trigger])).toEqual([['/m', { offset: 8192, length: 4096 }, 'msync']]);
+    const unmapped = ofKind(run(engine, [p.ev('munmap', { addr: base, length: 2 * 4096, ret: 0 })]), 'mmap_writeback');
+    expect(unmapped.map((w) => w.range)).toEqual([{ offset: 4096, length: 8192 }]);
+    const fsynced = ofKind(run(engine, [p.ev('fsync', { fd: 3, dataOnly: false, ret: 0 })]), 'mmap_writeback');
+    expect(fsynced.map((w) => [w.range, w.trigger])).toEqual([[{ offset: 3 * 4096, length: 6 * 4096 }, 'fsync']]);
+    const atExit = ofKind(run(engine, [p.exit()]), 'mmap_writeback');
+    expect(atExit.map((w) => w.trigger)).toEqual(['exit']);
+  });
+});
+
+describe('summary', () => {
+  it('names files with sizes and classes, copies, hints and lifetimes', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 50);
+    run(engine, [
+      p.exec('/usr/bin/cp'),
+      p.open('/w/a', O_RDONLY, 3),
+      p.open('/w/b', CREATE, 4),
+      p.copy('copy_file_range', 3, 4, 3 * MiB),
+      p.ev('fadvise', { fd: 3, offset: 0, length: 0, advice: 2, ret: 0 }),
+      p.close(4),
+      p.close(3),
+      p.unlink('/w/b'),
+      p.ev('lost', { count: 3 }),
+    ]);
+    const summary = engine.summary();
+    // Sorted by bytes moved (3 MiB each way here), then by path.
+    expect(summary.files.list.map((f) => [f.path, f.size, f.ioClass])).toEqual([
+      ['/w/a', null, 4],
+      ['/w/b', 3 * MiB, 2],
+    ]);
+    const text = renderSummary(summary);
+    expect(text).toContain('copy        /w/a -> /w/b  3.0 MiB by copy_file_range (/usr/bin/cp)');
+    expect(text).toContain('fadvise');
+    expect(text).toContain('unlink');
+    expect(text).toContain('3 LOST');
+  });
+});
+
+describe('unused flags', () => {
+  it('O_WRONLY without O_TRUNC keeps the size', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 1);
+    run(engine, [p.open('/k', CREATE, 3), p.write(3, 10), p.close(3), p.open('/k', O_WRONLY, 3)]);
+    expect(engine.inspectFile('/k')?.size).toBe(10);
+  });
+});

@@ -1,0 +1,178 @@
+/**
+ * Hand-written event sequences: a tiny builder per process (thread) that stamps ascending timestamps, and a fake
+ * system for the insight calls so detectors that read files back can be tested without a kernel.
+ */
+import { createHash } from 'node:crypto';
+import { AT_FDCWD, type SyscallEvent } from '../../../src/trace/events.js';
+import type { FdInfo, FileStat, SystemInspector } from '../../../src/insight/inspector.js';
+import { InsightEngine, type Insight, type InsightKind } from '../../../src/insight/index.js';
+
+export const O_RDONLY = 0;
+export const O_WRONLY = 1;
+export const O_RDWR = 2;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_TRUNC = 0o1000;
+export const O_APPEND = 0o2000;
+export const O_DIRECTORY = 0o200000;
+export const O_CLOEXEC = 0o2000000;
+export const CREATE = O_WRONLY | O_CREAT | O_TRUNC;
+export const MS = 1_000_000;
+
+export class Clock {
+  now = 1_000 * MS;
+  tick(ms = 1): number {
+    this.now += ms * MS;
+    return this.now;
+  }
+}
+
+type Body<K extends SyscallEvent['kind']> = Omit<Extract<SyscallEvent, { kind: K }>, 'ts' | 'pid' | 'tid' | 'kind'>;
+
+/** Events of one thread; `pid` is the thread group, `tid` the thread. */
+export class Task {
+  constructor(
+    readonly clock: Clock,
+    readonly pid: number,
+    readonly tid = pid,
+  ) {}
+
+  thread(tid: number): Task {
+    return new Task(this.clock, this.pid, tid);
+  }
+
+  ev<K extends SyscallEvent['kind']>(kind: K, body: Body<K>): SyscallEvent {
+    return { ts: this.clock.tick(), pid: this.pid, tid: this.tid, kind, ...body } as unknown as SyscallEvent;
+  }
+
+  open(path: string, flags: number, ret: number, dirfd = AT_FDCWD): SyscallEvent {
+    return this.ev('open', { dirfd, path, flags, mode: 0o644, ret });
+  }
+  close(fd: number, ret = 0): SyscallEvent {
+    return this.ev('close', { fd, ret });
+  }
+  dup(fd: number, ret: number, cloexec = false): SyscallEvent {
+    return this.ev('dup', { fd, cloexec, ret });
+  }
+  write(fd: number, count: number, offset: number | null = null, hint?: { magic: number; ioClass: number }): SyscallEvent {
+    return this.ev('rw', { op: 'write', fd, offset, count, ret: count, ...(hint ? { hint } : {}) });
+  }
+  read(fd: number, count: number, offset: number | null = null): SyscallEvent {
+    return this.ev('rw', { op: 'read', fd, offset, count, ret: count });
+  }
+  summary(fd: number, s: Partial<Body<'rw_summary'>>): SyscallEvent {
+    return this.ev('rw_summary', {
+      fd,
+      readCalls: 0,
+      readBytes: 0,
+      writeCalls: 0,
+      writeBytes: 0,
+      writeStart: -1,
+      writeEnd: -1,
+      position: -1,
+      ...s,
+    });
+  }
+  fork(child: number, thread = false): SyscallEvent {
+    return this.ev('fork', { child: thread ? this.pid : child, childTid: child, thread });
+  }
+  exec(path: string, argv?: string[]): SyscallEvent {
+    return this.ev('exec', { path, ret: 0, ...(argv ? { argv } : {}) });
+  }
+  exit(group = true): SyscallEvent {
+    return this.ev('exit', { group, code: 0 });
+  }
+  chdir(path: string): SyscallEvent {
+    return this.ev('chdir', { path, ret: 0 });
+  }
+  copy(call: 'copy_file_range' | 'sendfile' | 'splice' | 'FICLONE' | 'FICLONERANGE', fdIn: number, fdOut: number, ret: number, length = ret): SyscallEvent {
+    return this.ev('copy', { call, fdIn, fdOut, offsetIn: null, offsetOut: null, length, ret });
+  }
+  unlink(path: string, dirfd = AT_FDCWD): SyscallEvent {
+    return this.ev('unlink', { dirfd, path, flags: 0, ret: 0 });
+  }
+  rename(oldpath: string, newpath: string, flags = 0): SyscallEvent {
+    return this.ev('rename', { olddirfd: AT_FDCWD, oldpath, newdirfd: AT_FDCWD, newpath, flags, ret: 0 });
+  }
+}
+
+export function run(engine: InsightEngine, events: SyscallEvent[]): Insight[] {
+  return events.flatMap((ev) => engine.handle(ev));
+}
+
+export function ofKind<K extends InsightKind>(insights: Insight[], kind: K): Array<Extract<Insight, { kind: K }>> {
+  return insights.filter((i): i is Extract<Insight, { kind: K }> => i.kind === kind);
+}
+
+export function pseudoRandom(bytes: number, seed: string): Buffer {
+  const out = Buffer.alloc(bytes);
+  for (let offset = 0, i = 0; offset < bytes; i++) {
+    offset += createHash('sha256').update(`${seed}:${i}`).digest().copy(out, offset);
+  }
+  return out;
+}
+
+interface FakeFile {
+  dev: number;
+  ino: number;
+  data: Buffer;
+  kind: FileStat['kind'];
+  nlink: number;
+}
+
+/** A system of in-memory files and processes; tests change it to play "what /proc says now". */
+export class FakeSystem implements SystemInspector {
+  readonly files = new Map<string, FakeFile>();
+  readonly procs = new Map<number, { cwd: string; exe: string; argv: string[]; fds: Map<number, string> }>();
+  private nextIno = 100;
+
+  addFile(path: string, data: Buffer | string = '', kind: FileStat['kind'] = 'regular'): FakeFile {
+    const file = { dev: 8, ino: this.nextIno++, data: Buffer.from(data), kind, nlink: 1 };
+    this.files.set(path, file);
+    return file;
+  }
+
+  addProc(pid: number, exe: string, cwd = '/'): void {
+    this.procs.set(pid, { cwd, exe, argv: [exe], fds: new Map() });
+  }
+
+  private stat(file: FakeFile | undefined): FileStat | null {
+    if (!file) return null;
+    return { dev: file.dev, ino: file.ino, size: file.data.length, mtimeNs: 0, kind: file.kind, nlink: file.nlink };
+  }
+
+  fdTarget(pid: number, fd: number): { path: string; deleted: boolean } | null {
+    const path = this.procs.get(pid)?.fds.get(fd);
+    return path === undefined ? null : { path, deleted: !this.files.has(path) };
+  }
+  fdInfo(pid: number, fd: number): FdInfo | null {
+    return this.procs.get(pid)?.fds.has(fd) ? { pos: 0, flags: 1 } : null;
+  }
+  statFd(pid: number, fd: number): FileStat | null {
+    const path = this.procs.get(pid)?.fds.get(fd);
+    return path === undefined ? null : this.stat(this.files.get(path));
+  }
+  statPath(path: string): FileStat | null {
+    return this.stat(this.files.get(path));
+  }
+  cwd(pid: number): string | null {
+    return this.procs.get(pid)?.cwd ?? null;
+  }
+  exe(pid: number): string | null {
+    return this.procs.get(pid)?.exe ?? null;
+  }
+  cmdline(pid: number): string[] | null {
+    return this.procs.get(pid)?.argv ?? null;
+  }
+  readFd(pid: number, fd: number, offset: number, length: number): Buffer | null {
+    const path = this.procs.get(pid)?.fds.get(fd);
+    return path === undefined ? null : this.readPath(path, offset, length);
+  }
+  readPath(path: string, offset: number, length: number): Buffer | null {
+    const file = this.files.get(path);
+    return file && file.kind === 'regular' ? file.data.subarray(offset, offset + length) : null;
+  }
+  wallToMonotonicNs(): number | null {
+    return null;
+  }
+}
