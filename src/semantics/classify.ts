@@ -1,0 +1,193 @@
+/**
+ * The classify layer: first in every stack that has tracing. It tags each request (req.tag) from the volume's
+ * SemanticIndex, and for writes computes the XXH3-128 fingerprint of each whole 4 KiB-aligned block once, into
+ * req.fingerprints (16 bytes per block, canonical big-endian), for the index to match and for iDedup to reuse.
+ *
+ * Which blocks are fingerprinted: those wholly inside the write, counted from the first 4 KiB boundary at or after
+ * req.offset. Block k of req.fingerprints covers volume bytes [alignedStart + 4096 k, +4096), where
+ * alignedStart = ceil(offset / 4096) * 4096 (see alignedBlocks). A write with no whole block gets no fingerprints
+ * (req.fingerprints stays null) and is tagged by the LBA map alone.
+ *
+ * How a request is tagged is described in index-store.ts. Tags are shared and frozen; layers below read them.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { SizeSchema } from '../device/size-schema.js';
+import { PassthroughLayer } from '../volume/passthrough.js';
+import type { LayerContext, LayerFactory } from '../volume/stack.js';
+import type { BlockLayer, IoRequest } from '../volume/types.js';
+import { FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, fingerprintBlocks } from './fingerprint.js';
+import { SEMANTIC_DEFAULTS, SemanticIndex, isRetagSink, type SemanticIndexOptions } from './index-store.js';
+import { importOpenCasCsv, IoClassRulesError, parseIoClassRules, parseIoClassRulesYaml, type IoClassRules } from './ioclass.js';
+
+export const RETAG_GRANULARITY_DEFAULT = 64 * 1024;
+
+export interface ClassifyLayerOptions {
+  /** The volume's index (shared with the hint channel that feeds it). */
+  index: SemanticIndex;
+  /** Forget file ownership of trimmed ranges. Default true. */
+  forgetOnTrim?: boolean;
+  /** Granularity of the seen-bitmap behind re-tags (power of two ≥ 4 KiB). Default 64 KiB. */
+  retagGranularity?: number;
+}
+
+/** First aligned block of a request and how many whole 4 KiB blocks it covers. */
+export function alignedBlocks(offset: number, length: number): { firstBlockOffset: number; blocks: number } {
+  const firstBlockOffset = Math.ceil(offset / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
+  const endBlockOffset = Math.floor((offset + length) / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
+  return { firstBlockOffset, blocks: Math.max(0, (endBlockOffset - firstBlockOffset) / FINGERPRINT_BLOCK_BYTES) };
+}
+
+export class ClassifyLayer extends PassthroughLayer {
+  readonly index: SemanticIndex;
+  private readonly forgetOnTrim: boolean;
+  private readonly retagGranularity: number;
+  private readonly unsubscribers: (() => void)[] = [];
+
+  constructor(next: BlockLayer, options: ClassifyLayerOptions) {
+    super(next, 'classify');
+    this.index = options.index;
+    this.forgetOnTrim = options.forgetOnTrim ?? true;
+    this.retagGranularity = options.retagGranularity ?? RETAG_GRANULARITY_DEFAULT;
+  }
+
+  /** Opens the layers below, then subscribes every one of them that wants re-tags (RetagSink). */
+  override async open(): Promise<void> {
+    await this.next.open();
+    this.index.trackSeen(this.next.size(), this.retagGranularity);
+    for (let layer: BlockLayer | null = this.next; layer; layer = layer.next) {
+      if (isRetagSink(layer)) {
+        const sink = layer;
+        this.unsubscribers.push(this.index.onRetag((ranges, cause) => sink.applyRetag(ranges, cause)));
+      }
+    }
+  }
+
+  override read(req: IoRequest, into: Buffer): Promise<void> {
+    req.tag = this.index.tagRead(req.offset, req.length);
+    return this.next.read(req, into);
+  }
+
+  override write(req: IoRequest, data: Buffer): Promise<void> {
+    const offset = req.offset;
+    const firstBlockOffset = Math.ceil(offset / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
+    const endBlockOffset = Math.floor((offset + req.length) / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
+    const blocks = endBlockOffset > firstBlockOffset ? (endBlockOffset - firstBlockOffset) / FINGERPRINT_BLOCK_BYTES : 0;
+    let fingerprints: Uint8Array | null = null;
+    if (blocks > 0) {
+      fingerprints = new Uint8Array(blocks * FINGERPRINT_BYTES);
+      fingerprintBlocks(data, firstBlockOffset - offset, blocks, fingerprints, 0);
+    }
+    req.fingerprints = fingerprints;
+    req.tag = this.index.tagWrite(offset, req.length, fingerprints, firstBlockOffset, blocks);
+    return this.next.write(req, data);
+  }
+
+  override trim(req: IoRequest): Promise<void> {
+    req.tag = this.index.tagRead(req.offset, req.length);
+    if (this.forgetOnTrim) this.index.forgetRange(req.offset, req.length);
+    return this.next.trim(req);
+  }
+
+  override zero(req: IoRequest): Promise<void> {
+    req.tag = this.index.tagRead(req.offset, req.length);
+    return this.next.zero(req);
+  }
+
+  override cache(req: IoRequest): Promise<void> {
+    req.tag = this.index.tagRead(req.offset, req.length);
+    return this.next.cache(req);
+  }
+
+  override async close(): Promise<void> {
+    for (const unsubscribe of this.unsubscribers.splice(0)) unsubscribe();
+    await this.next.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Configuration
+
+const count = (min: number, max: number) => z.number().int().min(min).max(max);
+
+export const ClassifyOptionsSchema = z
+  .object({
+    type: z.literal('classify'),
+    /** A rules file (.yaml/.yml, or .csv for an Open CAS ioclass file), or the rules inline. Default: the paper's table. */
+    rules: z.union([z.string().min(1), z.record(z.string(), z.unknown())]).optional(),
+    maxExtents: count(1024, 100_000_000).default(SEMANTIC_DEFAULTS.maxExtents),
+    maxFingerprints: count(16, 100_000_000).default(SEMANTIC_DEFAULTS.maxFingerprints),
+    maxFiles: count(1, 100_000_000).default(SEMANTIC_DEFAULTS.maxFiles),
+    maxLearnedRangesPerFile: count(0, 1_000_000).default(SEMANTIC_DEFAULTS.maxLearnedRangesPerFile),
+    fingerprintTtlMsMax: count(1, 24 * 60 * 60 * 1000).default(SEMANTIC_DEFAULTS.fingerprintTtlMsMax),
+    copyTtlMs: count(1, 24 * 60 * 60 * 1000).default(SEMANTIC_DEFAULTS.copyTtlMs),
+    learnFromWrites: z.boolean().default(SEMANTIC_DEFAULTS.learnFromWrites),
+    forgetOnTrim: z.boolean().default(true),
+    retagGranularity: SizeSchema.refine((n) => n >= FINGERPRINT_BLOCK_BYTES && (n & (n - 1)) === 0, 'must be a power of two of at least 4K').default(RETAG_GRANULARITY_DEFAULT),
+  })
+  .strict();
+
+export type ClassifyOptions = z.output<typeof ClassifyOptionsSchema>;
+
+/** Loads rules named by the layer config: a YAML file, an Open CAS CSV file, or an inline object. */
+export function loadIoClassRules(rules: string | Record<string, unknown>): IoClassRules {
+  if (typeof rules !== 'string') return parseIoClassRules(rules, 'the classify layer\'s inline rules');
+  let text: string;
+  try {
+    text = readFileSync(rules, 'utf8');
+  } catch (err) {
+    throw new IoClassRulesError(`cannot read ioclass rules ${rules}: ${(err as Error).message}`);
+  }
+  return rules.toLowerCase().endsWith('.csv') ? importOpenCasCsv(text, rules).rules : parseIoClassRulesYaml(text, rules);
+}
+
+/** Where the hint channel finds each volume's index. One per engine; the default one serves `classifyFactory`. */
+export class SemanticRegistry {
+  private readonly indexes = new Map<string, SemanticIndex>();
+
+  register(volume: string, index: SemanticIndex): void {
+    this.indexes.set(volume, index);
+  }
+
+  get(volume: string): SemanticIndex | undefined {
+    return this.indexes.get(volume);
+  }
+
+  delete(volume: string, index?: SemanticIndex): void {
+    if (index === undefined || this.indexes.get(volume) === index) this.indexes.delete(volume);
+  }
+
+  volumes(): string[] {
+    return [...this.indexes.keys()];
+  }
+}
+
+export const defaultSemanticRegistry = new SemanticRegistry();
+
+/** A classify factory whose indexes land in `registry` (tests and embedders pass their own; `clock` for tests). */
+export function createClassifyFactory(settings: { registry?: SemanticRegistry; clock?: () => number } = {}): LayerFactory<ClassifyOptions> {
+  const registry = settings.registry ?? defaultSemanticRegistry;
+  return {
+    type: 'classify',
+    schema: ClassifyOptionsSchema,
+    create(next: BlockLayer, options: ClassifyOptions, context: LayerContext): BlockLayer {
+      const indexOptions: SemanticIndexOptions = {
+        maxExtents: options.maxExtents,
+        maxFingerprints: options.maxFingerprints,
+        maxFiles: options.maxFiles,
+        maxLearnedRangesPerFile: options.maxLearnedRangesPerFile,
+        fingerprintTtlMsMax: options.fingerprintTtlMsMax,
+        copyTtlMs: options.copyTtlMs,
+        learnFromWrites: options.learnFromWrites,
+        clock: settings.clock,
+      };
+      if (options.rules !== undefined) indexOptions.rules = loadIoClassRules(options.rules);
+      const index = new SemanticIndex(indexOptions);
+      registry.register(context.volume, index);
+      return new ClassifyLayer(next, { index, forgetOnTrim: options.forgetOnTrim, retagGranularity: options.retagGranularity });
+    },
+  };
+}
+
+/** The `classify` layer type: `layers: [{ type: classify, rules: ioclass.yaml }]`. */
+export const classifyFactory: LayerFactory<ClassifyOptions> = createClassifyFactory();

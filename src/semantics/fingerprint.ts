@@ -1,0 +1,111 @@
+/**
+ * Block fingerprints: XXH3-128 (seed 0) of each 4 KiB block, in the canonical big-endian byte order that xxhsum
+ * prints. The tracer fingerprints the blocks a write() covered and sends them as hex; the classify layer computes
+ * the same function over each whole 4 KiB block of an incoming block write and matches. iDedup reuses the bytes.
+ *
+ * Two implementations of the one function: a WebAssembly SIMD hasher for 4 KiB blocks (xxh3-wasm.ts: many blocks
+ * per call, nothing allocated per block) and @node-rs/xxhash (a prebuilt native xxhash-rust; any length, but one
+ * call and one BigInt per block, and its xxh3 runs at ~2 GB/s here). Blocks go to the first when the runtime has
+ * WebAssembly SIMD (Node 20 does), otherwise to the second; both give the same bytes (tested).
+ */
+import assert from 'node:assert/strict';
+import { xxh3 } from '@node-rs/xxhash';
+import { createWasmBlockHasher, type Xxh3BlockHasher } from './xxh3-wasm.js';
+
+/** Bytes covered by one fingerprint; also the dedup block size. */
+export const FINGERPRINT_BLOCK_BYTES = 4096;
+/** Bytes of one fingerprint (128 bits). */
+export const FINGERPRINT_BYTES = 16;
+/** Hex characters of one fingerprint. */
+export const FINGERPRINT_HEX_CHARS = 32;
+
+const MASK_64 = (1n << 64n) - 1n;
+
+/** XXH3-128 of a whole buffer (any length) as a BigInt. */
+export function fingerprint128(bytes: Uint8Array): bigint {
+  return xxh3.xxh128(bytes);
+}
+
+/** Fingerprint of `block` (any length; the hint channel uses 4 KiB) as 32 lowercase hex digits. */
+export function fingerprintHex(block: Uint8Array): string {
+  return xxh3.xxh128(block).toString(16).padStart(FINGERPRINT_HEX_CHARS, '0');
+}
+
+/** The per-block fallback: @node-rs/xxhash, one call and one BigInt per block. */
+export const nodeRsBlockHasher: Xxh3BlockHasher = {
+  hashBlocks(data, dataOffset, count, out, outOffset) {
+    const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+    for (let block = 0; block < count; block++) {
+      const start = dataOffset + block * FINGERPRINT_BLOCK_BYTES;
+      const hash = xxh3.xxh128(data.subarray(start, start + FINGERPRINT_BLOCK_BYTES));
+      const at = outOffset + block * FINGERPRINT_BYTES;
+      view.setBigUint64(at, hash >> 64n);
+      view.setBigUint64(at + 8, hash & MASK_64);
+    }
+  },
+};
+
+/** SKY_FINGERPRINT_IMPL=node-rs forces the fallback (benchmarks, or a runtime where the WebAssembly path misbehaves). */
+const wasmBlockHasher = process.env.SKY_FINGERPRINT_IMPL === 'node-rs' ? null : createWasmBlockHasher();
+const blockHasher: Xxh3BlockHasher = wasmBlockHasher ?? nodeRsBlockHasher;
+
+/** Which implementation hashes blocks in this process. */
+export const FINGERPRINT_IMPLEMENTATION: 'wasm-simd' | 'node-rs' = wasmBlockHasher ? 'wasm-simd' : 'node-rs';
+
+/**
+ * Fingerprints `count` consecutive 4 KiB blocks of `data` starting at byte `dataOffset`, writing 16 bytes per block
+ * into `out` from `outOffset`.
+ */
+export function fingerprintBlocks(data: Uint8Array, dataOffset: number, count: number, out: Uint8Array, outOffset: number): void {
+  assert.ok(dataOffset >= 0 && dataOffset + count * FINGERPRINT_BLOCK_BYTES <= data.length, 'blocks beyond the data');
+  assert.ok(outOffset >= 0 && outOffset + count * FINGERPRINT_BYTES <= out.length, 'fingerprint buffer too short');
+  blockHasher.hashBlocks(data, dataOffset, count, out, outOffset);
+}
+
+/** Hex fingerprints of the whole 4 KiB blocks of `data` (what a tracer sends in WriteFingerprints). */
+export function fingerprintBlocksHex(data: Uint8Array): string[] {
+  const count = Math.floor(data.length / FINGERPRINT_BLOCK_BYTES);
+  const out = new Uint8Array(count * FINGERPRINT_BYTES);
+  fingerprintBlocks(data, 0, count, out, 0);
+  const hexes: string[] = [];
+  for (let k = 0; k < count; k++) hexes.push(encodeFingerprintHex(out, k * FINGERPRINT_BYTES));
+  return hexes;
+}
+
+const HEX_PATTERN = /^[0-9a-fA-F]{32}$/;
+
+/** True when `text` is a well-formed fingerprint (32 hex digits). */
+export function isFingerprintHex(text: string): boolean {
+  return HEX_PATTERN.test(text);
+}
+
+function hexDigit(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48;
+  if (code >= 97 && code <= 102) return code - 87;
+  if (code >= 65 && code <= 70) return code - 55;
+  return -1;
+}
+
+/** Decodes 32 hex digits into `out[outOffset..+16)`; returns false (and writes nothing useful) on a bad digit. */
+export function decodeFingerprintHex(text: string, out: Uint8Array, outOffset: number): boolean {
+  if (text.length !== FINGERPRINT_HEX_CHARS) return false;
+  for (let i = 0; i < FINGERPRINT_BYTES; i++) {
+    const high = hexDigit(text.charCodeAt(2 * i));
+    const low = hexDigit(text.charCodeAt(2 * i + 1));
+    if (high < 0 || low < 0) return false;
+    out[outOffset + i] = (high << 4) | low;
+  }
+  return true;
+}
+
+const HEX_BYTE: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** The hex form of the fingerprint at `bytes[offset..+16)`. */
+export function encodeFingerprintHex(bytes: Uint8Array, offset: number): string {
+  let text = '';
+  for (let i = 0; i < FINGERPRINT_BYTES; i++) text += HEX_BYTE[bytes[offset + i]!];
+  return text;
+}
+
+/** Fingerprint of a 4 KiB block of zeroes: ambiguous (every sparse file has it), so never registered. */
+export const ZERO_BLOCK_FINGERPRINT_HEX = fingerprintHex(new Uint8Array(FINGERPRINT_BLOCK_BYTES));

@@ -1,0 +1,720 @@
+/**
+ * SemanticIndex: what the engine knows about one volume, fed by SemanticMessages, asked by the classify layer.
+ *
+ *  - an LBA map (lba-map.ts): volume byte ranges → file, from FileExtents and from matched writes;
+ *  - a fingerprint table (fingerprint-table.ts): 4 KiB content fingerprint → file, with expiry, from
+ *    WriteFingerprints and CopyFingerprints;
+ *  - a file table: fileId → path, size, class inputs (process, app class, patterns), its shared IoTag.
+ *
+ * Everything is bounded (see SemanticIndexOptions); what falls out is forgotten in a way that makes answers
+ * 'unknown', never wrong. Tags are shared, frozen objects (one per file and class): layers below must not modify
+ * them. Messages are applied synchronously; a message about ranges already seen re-tags them (onRetag).
+ *
+ * Tagging rules (the heart of Sky, DESIGN.md):
+ *  - Before any message arrived for the volume, every request is 'unknown'.
+ *  - Reads (and trim/zero/cache): the owner with the most bytes of the request decides (ties: the lowest offset):
+ *    a file → 'data' of that file; no known extent → 'metadata'; an evicted range → 'unknown'.
+ *  - Writes: each whole aligned 4 KiB block's fingerprint is looked up. The file matching the most blocks wins if
+ *    it matched at least as many blocks as matched nothing; otherwise the request is tagged like a read (so an
+ *    in-place overwrite of a known extent stays data of its file, and a write nobody announced is metadata).
+ *    Writes with no whole block inside (sub-4 KiB or unaligned small writes) are tagged like a read.
+ *  - A matched write teaches the LBA map that those blocks belong to the file (learnFromWrites).
+ */
+import assert from 'node:assert/strict';
+import type { IoTag } from '../volume/types.js';
+import { FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, ZERO_BLOCK_FINGERPRINT_HEX, decodeFingerprintHex } from './fingerprint.js';
+import { FingerprintTable, NO_OWNER, type FingerprintTableStats } from './fingerprint-table.js';
+import { fileFacts, paperIoClassRules, SECTOR_BYTES, type ClassifyFacts, type FileFacts, type IoClassRules, type IoDirection } from './ioclass.js';
+import { GAP, LbaMap, UNKNOWN, type LbaMapStats } from './lba-map.js';
+import { SEMANTIC_MESSAGE_TYPES, parseSemanticMessage, type SemanticMessage, type SemanticMessageType, type VolumeExtent } from './messages.js';
+
+export interface SemanticIndexOptions {
+  rules?: IoClassRules;
+  /** Intervals in the LBA map (≈ 40 bytes each at worst). Default 1,000,000. */
+  maxExtents?: number;
+  /** Registered write fingerprints (≈ 56 bytes each with table slack, plus 16 per remembered for copies). Default 262,144. */
+  maxFingerprints?: number;
+  /** Files described (≈ 300 bytes each plus paths). Default 100,000; the least recently described is forgotten first. */
+  maxFiles?: number;
+  /** Ranges learnt from matched writes, per file (beyond, learning stops for that file). Default 4096. */
+  maxLearnedRangesPerFile?: number;
+  /** Longest fingerprint TTL honoured; longer ones are clamped. Default 10 minutes. */
+  fingerprintTtlMsMax?: number;
+  /** TTL of fingerprints registered by CopyFingerprints without a ttlMs. Default 60 s. */
+  copyTtlMs?: number;
+  /** Record the blocks of matched writes in the LBA map. Default true. */
+  learnFromWrites?: boolean;
+  /** Monotonic milliseconds (injected for tests). Default performance.now. */
+  clock?: () => number;
+}
+
+export const SEMANTIC_DEFAULTS = {
+  maxExtents: 1_000_000,
+  maxFingerprints: 262_144,
+  maxFiles: 100_000,
+  maxLearnedRangesPerFile: 4096,
+  fingerprintTtlMsMax: 10 * 60 * 1000,
+  copyTtlMs: 60 * 1000,
+  learnFromWrites: true,
+} as const;
+
+/** One range whose tag changed after it was seen. */
+export interface RetagRange {
+  offset: number;
+  length: number;
+  tag: IoTag;
+}
+
+export type RetagCause = 'extents' | 'class' | 'gone';
+export type RetagListener = (ranges: readonly RetagRange[], cause: RetagCause) => void;
+
+/** A layer below classify that wants re-tags implements this; the classify layer subscribes it at open(). */
+export interface RetagSink {
+  applyRetag(ranges: readonly RetagRange[], cause: RetagCause): void;
+}
+
+export function isRetagSink(layer: unknown): layer is RetagSink {
+  return typeof (layer as Partial<RetagSink> | null)?.applyRetag === 'function';
+}
+
+/** iDedup's hook: a copy was announced; `fingerprints` are the source's known ones (16 bytes each, packed). */
+export type CopyListener = (event: { sourceFileId: string; targetFileId: string; fingerprints: readonly Uint8Array[] }) => void;
+
+export type ApplyResult = { ok: true } | { ok: false; error: string };
+
+export interface FileSnapshot {
+  fileId: string;
+  path: string | null;
+  size: number;
+  /** The class the rules give the file (file facts only). */
+  ioClass: number;
+  /** The sender's opinion (FileExtents/FileClass ioClass). */
+  senderClass: number | null;
+  appClass: number | null;
+  copy: boolean;
+  encrypted: boolean;
+  sourceFileId: string | null;
+  /** From the last FileExtents. */
+  extents: VolumeExtent[];
+  /** Learnt from matched writes since. */
+  learned: VolumeExtent[];
+  /** Fingerprints remembered for copies. */
+  fingerprints: number;
+}
+
+export interface SemanticIndexStats {
+  insight: boolean;
+  files: number;
+  lba: LbaMapStats;
+  fingerprints: FingerprintTableStats;
+  messages: Record<SemanticMessageType, number>;
+  rejected: number;
+  filesEvicted: number;
+  reads: { data: number; metadata: number; unknown: number };
+  writes: { data: number; metadata: number; unknown: number };
+  blocks: { matched: number; unmatched: number };
+  retagRanges: number;
+}
+
+/** Bound on the bitmap of seen granules (re-tags name only ranges that layers below may hold). */
+const SEEN_BITMAP_BYTES_MAX = 16 * 1024 * 1024;
+
+interface FileRecord {
+  readonly index: number;
+  readonly id: string;
+  path: string | null;
+  size: number;
+  senderClass: number | null;
+  appClass: number | null;
+  copy: boolean;
+  encrypted: boolean;
+  sourceFileId: string | null;
+  pid: number | null;
+  process: string | null;
+  facts: FileFacts;
+  /** Class and tag when the rules look at files only; otherwise per-class tags are cached in tagsByClass. */
+  ioClass: number;
+  tag: IoTag;
+  tagsByClass: (IoTag | undefined)[];
+  /** Pairs [start, end) from the last FileExtents. */
+  extents: Float64Array;
+  /** Pairs [start, end) learnt from matched writes since. */
+  learned: number[];
+  /** Packed fingerprints (16 bytes each) this file registered or inherited, oldest first. */
+  fingerprintChunks: Uint8Array[];
+}
+
+const OUTCOME_DATA = 0;
+const OUTCOME_METADATA = 1;
+const OUTCOME_UNKNOWN = 2;
+
+export class SemanticIndex {
+  readonly rules: IoClassRules;
+  readonly lba: LbaMap;
+  readonly fingerprints: FingerprintTable;
+  private readonly options: Required<Omit<SemanticIndexOptions, 'rules' | 'clock'>>;
+  private readonly now: () => number;
+  private insight = false;
+  private readonly files: (FileRecord | null)[] = [];
+  /** Insertion order = recency of description (re-inserted on every message): the first entry is evicted first. */
+  private readonly byId = new Map<string, FileRecord>();
+  private readonly freeIndexes: number[] = [];
+  /** Fingerprint chunks in arrival order across files, for bounding what copies may re-register. */
+  private history: { file: FileRecord; chunk: Uint8Array }[] = [];
+  private historyHead = 0;
+  private historyFingerprints = 0;
+  private readonly retagListeners: RetagListener[] = [];
+  private readonly copyListeners: CopyListener[] = [];
+  private seen: Uint8Array | null = null;
+  /** seen !== null and someone listens: only then are requests recorded. */
+  private seenActive = false;
+  /** The tag of each file index (file-only rules), read on the hot path without touching the file record. */
+  private readonly ownerTags: (IoTag | null)[] = [];
+  private readonly fileOnly: boolean;
+  /** Outcome of the last tagging (OUTCOME_*), and counts: reads data/metadata/unknown, then writes. */
+  private outcome = OUTCOME_UNKNOWN;
+  private readonly outcomes = new Float64Array(6);
+  private seenShift = 16;
+  private readonly scratchOwners = new Int32Array(8);
+  private readonly scratchCounts = new Int32Array(8);
+  private readonly facts: ClassifyFacts = { metadata: false, file: null, requestBytes: 0, direction: 'read', sector: 0 };
+  private readonly metadataTags: (IoTag | undefined)[] = [];
+  private readonly unknownTags: (IoTag | undefined)[] = [];
+  private readonly goneTag: IoTag;
+  private readonly fileOnlyMetadataTag: IoTag;
+  private readonly fileOnlyUnknownTag: IoTag;
+  private readonly counters = {
+    messages: Object.fromEntries(SEMANTIC_MESSAGE_TYPES.map((t) => [t, 0])) as Record<SemanticMessageType, number>,
+    rejected: 0,
+    filesEvicted: 0,
+    blocks: { matched: 0, unmatched: 0 },
+    retagRanges: 0,
+  };
+
+  constructor(options: SemanticIndexOptions = {}) {
+    this.rules = options.rules ?? paperIoClassRules();
+    this.fileOnly = this.rules.fileOnly;
+    this.options = {
+      maxExtents: options.maxExtents ?? SEMANTIC_DEFAULTS.maxExtents,
+      maxFingerprints: options.maxFingerprints ?? SEMANTIC_DEFAULTS.maxFingerprints,
+      maxFiles: options.maxFiles ?? SEMANTIC_DEFAULTS.maxFiles,
+      maxLearnedRangesPerFile: options.maxLearnedRangesPerFile ?? SEMANTIC_DEFAULTS.maxLearnedRangesPerFile,
+      fingerprintTtlMsMax: options.fingerprintTtlMsMax ?? SEMANTIC_DEFAULTS.fingerprintTtlMsMax,
+      copyTtlMs: options.copyTtlMs ?? SEMANTIC_DEFAULTS.copyTtlMs,
+      learnFromWrites: options.learnFromWrites ?? SEMANTIC_DEFAULTS.learnFromWrites,
+    };
+    assert.ok(this.options.maxFiles >= 1 && this.options.maxFiles < 2 ** 31, 'maxFiles out of range');
+    this.now = options.clock ?? (() => performance.now());
+    this.lba = new LbaMap(this.options.maxExtents);
+    this.fingerprints = new FingerprintTable(this.options.maxFingerprints);
+    this.goneTag = Object.freeze({ origin: 'unknown', ioClass: this.rules.defaultClass, hints: new Set(['gone']) });
+    // With file-only rules the class of metadata and unknown blocks never depends on the request.
+    this.fileOnlyMetadataTag = this.requestTag('metadata', 0, 0, 'read');
+    this.fileOnlyUnknownTag = this.requestTag('unknown', 0, 0, 'read');
+  }
+
+  /** True once any message arrived: from then on, bytes outside known files are metadata. */
+  get hasInsight(): boolean {
+    return this.insight;
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Messages
+
+  /** Validates and applies a decoded message (what the hint channel calls). */
+  accept(raw: unknown): ApplyResult {
+    const parsed = parseSemanticMessage(raw);
+    if (!parsed.ok) {
+      this.counters.rejected++;
+      return parsed;
+    }
+    return this.apply(parsed.message);
+  }
+
+  /** Applies a validated message. */
+  apply(message: SemanticMessage): ApplyResult {
+    const result = this.dispatch(message);
+    if (result.ok) {
+      this.counters.messages[message.type]++;
+      this.insight = true;
+    } else this.counters.rejected++;
+    return result;
+  }
+
+  private dispatch(m: SemanticMessage): ApplyResult {
+    switch (m.type) {
+      case 'FileExtents': return this.onFileExtents(m);
+      case 'WriteFingerprints': return this.onWriteFingerprints(m);
+      case 'FileClass': return this.describe(m.fileId, (f) => { f.size = m.size; f.senderClass = m.ioClass; });
+      case 'FilePattern': return this.describe(m.fileId, (f) => {
+        if (m.pattern === 'copy') {
+          f.copy = true;
+          f.sourceFileId = m.sourceFileId ?? f.sourceFileId;
+        } else f.encrypted = true;
+      });
+      case 'AppHint':
+        if (!this.rules.classById(m.ioClass)) return { ok: false, error: `AppHint.ioClass: class ${m.ioClass} is not defined in the active rules` };
+        return this.describe(m.fileId, (f) => { f.appClass = m.ioClass; });
+      case 'FileGone': return this.onFileGone(m.fileId);
+      case 'CopyFingerprints': return this.onCopyFingerprints(m.sourceFileId, m.targetFileId, m.ttlMs ?? this.options.copyTtlMs);
+    }
+  }
+
+  private onFileExtents(m: Extract<SemanticMessage, { type: 'FileExtents' }>): ApplyResult {
+    const file = this.upsert(m.fileId);
+    file.path = m.path;
+    file.size = m.size;
+    if (m.ioClass !== undefined) file.senderClass = m.ioClass;
+    if (m.pid !== undefined) file.pid = m.pid;
+    if (m.process !== undefined) file.process = m.process;
+    this.refresh(file);
+    this.forgetRanges(file, GAP);
+    const extents = new Float64Array(m.extents.length * 2);
+    m.extents.forEach((e, k) => {
+      extents[2 * k] = e.volumeOffset;
+      extents[2 * k + 1] = e.volumeOffset + e.length;
+    });
+    file.extents = extents;
+    for (let k = 0; k < extents.length; k += 2) this.lba.assign(extents[k]!, extents[k + 1]!, file.index);
+    this.emitFileRetag(file, 'extents');
+    return { ok: true };
+  }
+
+  private onWriteFingerprints(m: Extract<SemanticMessage, { type: 'WriteFingerprints' }>): ApplyResult {
+    const file = this.upsert(m.fileId);
+    let changed = false;
+    if (m.path !== undefined) file.path = m.path;
+    if (m.size !== undefined && m.size !== file.size) {
+      file.size = m.size;
+      changed = true;
+    }
+    if (m.pid !== undefined) file.pid = m.pid;
+    if (m.process !== undefined) file.process = m.process;
+    if (changed || m.path !== undefined || m.process !== undefined || m.pid !== undefined) this.refreshAndRetag(file);
+    const now = this.now();
+    const expiresAt = now + Math.min(m.ttlMs, this.options.fingerprintTtlMsMax);
+    const chunk = new Uint8Array(m.fingerprints.length * FINGERPRINT_BYTES);
+    let kept = 0;
+    for (const hex of m.fingerprints) {
+      if (hex.toLowerCase() === ZERO_BLOCK_FINGERPRINT_HEX) continue;
+      const ok = decodeFingerprintHex(hex, chunk, kept * FINGERPRINT_BYTES);
+      assert.ok(ok, 'fingerprints were validated');
+      this.fingerprints.insert(chunk, kept * FINGERPRINT_BYTES, file.index, expiresAt, now);
+      kept++;
+    }
+    if (kept > 0) this.remember(file, chunk.subarray(0, kept * FINGERPRINT_BYTES));
+    return { ok: true };
+  }
+
+  private onFileGone(fileId: string): ApplyResult {
+    const file = this.byId.get(fileId);
+    if (!file) return { ok: true };
+    this.emitOwnedRetag(file, this.goneTag, 'gone');
+    this.removeFile(file, GAP);
+    return { ok: true };
+  }
+
+  private onCopyFingerprints(sourceId: string, targetId: string, ttlMs: number): ApplyResult {
+    if (sourceId === targetId) return { ok: false, error: 'CopyFingerprints: source and target are the same file' };
+    // Touch the source first, so that making room for a new target cannot forget it.
+    const source = this.byId.has(sourceId) ? this.upsert(sourceId) : undefined;
+    const target = this.upsert(targetId);
+    target.copy = true;
+    target.sourceFileId = sourceId;
+    this.refreshAndRetag(target);
+    if (!source) return { ok: true };
+    const now = this.now();
+    const expiresAt = now + Math.min(ttlMs, this.options.fingerprintTtlMsMax);
+    const chunks = source.fingerprintChunks.slice();
+    for (const chunk of chunks) {
+      for (let at = 0; at < chunk.length; at += FINGERPRINT_BYTES) this.fingerprints.insert(chunk, at, target.index, expiresAt, now);
+      this.remember(target, chunk);
+    }
+    for (const listener of this.copyListeners) listener({ sourceFileId: sourceId, targetFileId: targetId, fingerprints: chunks });
+    return { ok: true };
+  }
+
+  /** Applies `change` to the file (created if new), recomputes its class and re-tags what was seen if it moved. */
+  private describe(fileId: string, change: (file: FileRecord) => void): ApplyResult {
+    const file = this.upsert(fileId);
+    change(file);
+    this.refreshAndRetag(file);
+    return { ok: true };
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Tagging (the classify layer's hot path: no allocation)
+
+  /** Tag for a read (or trim, zero, cache) of [offset, offset + length). */
+  tagRead(offset: number, length: number): IoTag {
+    if (this.seenActive) this.markSeen(offset, length);
+    const tag = this.tagByMap(offset, length, 'read');
+    this.outcomes[this.outcome]!++;
+    return tag;
+  }
+
+  /**
+   * Tag for a write of [offset, offset + length) whose whole aligned blocks have the fingerprints in
+   * `fingerprints` (16 bytes each; `blocks` of them, the first at byte `firstBlockOffset` of the volume).
+   */
+  tagWrite(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number): IoTag {
+    if (this.seenActive) this.markSeen(offset, length);
+    const tag = this.tagWriteInner(offset, length, fingerprints, firstBlockOffset, blocks);
+    this.outcomes[3 + this.outcome]!++;
+    return tag;
+  }
+
+  private tagWriteInner(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number): IoTag {
+    if (!this.insight) {
+      this.outcome = OUTCOME_UNKNOWN;
+      return this.unknownTag(offset, length, 'write');
+    }
+    if (fingerprints === null || blocks === 0) return this.tagByMap(offset, length, 'write');
+    assert.ok(fingerprints.length >= blocks * FINGERPRINT_BYTES, 'one fingerprint per block');
+    const owners = this.scratchOwners;
+    const counts = this.scratchCounts;
+    let distinct = 0;
+    let unmatched = 0;
+    const table = this.fingerprints;
+    // The clock is read once per request, and only if some block is found (most metadata writes find none).
+    let now = -1;
+    let runOwner = NO_OWNER;
+    let runStart = 0;
+    for (let block = 0; block < blocks; block++) {
+      const slot = table.probe(fingerprints, block * FINGERPRINT_BYTES);
+      let owner = NO_OWNER;
+      if (slot >= 0) {
+        if (now < 0) now = this.now();
+        owner = table.ownerIfAlive(slot, now);
+      }
+      if (owner !== runOwner) {
+        if (runOwner !== NO_OWNER) this.learn(runOwner, firstBlockOffset + runStart * FINGERPRINT_BLOCK_BYTES, (block - runStart) * FINGERPRINT_BLOCK_BYTES);
+        runOwner = owner;
+        runStart = block;
+      }
+      if (owner === NO_OWNER) {
+        unmatched++;
+        continue;
+      }
+      let k = 0;
+      while (k < distinct && owners[k] !== owner) k++;
+      if (k === distinct) {
+        if (distinct === owners.length) continue; // beyond 8 distinct files in one request: ignored
+        owners[distinct] = owner;
+        counts[distinct++] = 0;
+      }
+      counts[k]!++;
+    }
+    if (runOwner !== NO_OWNER) this.learn(runOwner, firstBlockOffset + runStart * FINGERPRINT_BLOCK_BYTES, (blocks - runStart) * FINGERPRINT_BLOCK_BYTES);
+    this.counters.blocks.matched += blocks - unmatched;
+    this.counters.blocks.unmatched += unmatched;
+    let best = -1;
+    for (let k = 0; k < distinct; k++) if (best < 0 || counts[k]! > counts[best]!) best = k;
+    if (best >= 0 && counts[best]! >= unmatched) {
+      this.outcome = OUTCOME_DATA;
+      return this.fileTag(owners[best]!, offset, length, 'write');
+    }
+    return this.tagByMap(offset, length, 'write');
+  }
+
+  /** Tags by the LBA map's dominant owner; sets `outcome`. */
+  private tagByMap(offset: number, length: number, direction: IoDirection): IoTag {
+    if (!this.insight) {
+      this.outcome = OUTCOME_UNKNOWN;
+      return this.unknownTag(offset, length, direction);
+    }
+    const owner = this.lba.dominant(offset, length);
+    if (owner >= 0) {
+      this.outcome = OUTCOME_DATA;
+      return this.fileTag(owner, offset, length, direction);
+    }
+    if (owner === GAP) {
+      this.outcome = OUTCOME_METADATA;
+      return this.fileOnly ? this.fileOnlyMetadataTag : this.requestTag('metadata', offset, length, direction);
+    }
+    this.outcome = OUTCOME_UNKNOWN;
+    return this.unknownTag(offset, length, direction);
+  }
+
+  private unknownTag(offset: number, length: number, direction: IoDirection): IoTag {
+    return this.fileOnly ? this.fileOnlyUnknownTag : this.requestTag('unknown', offset, length, direction);
+  }
+
+  private fileTag(owner: number, offset: number, length: number, direction: IoDirection): IoTag {
+    if (this.fileOnly) return this.ownerTags[owner]!;
+    const file = this.files[owner]!;
+    const facts = this.factsFor(false, file.facts, offset, length, direction);
+    const ioClass = this.rules.classify(facts);
+    return (file.tagsByClass[ioClass] ??= this.buildFileTag(file, ioClass));
+  }
+
+  /** Tag for metadata or unknown blocks under the request's facts (cached per class). */
+  private requestTag(origin: 'metadata' | 'unknown', offset: number, length: number, direction: IoDirection): IoTag {
+    const ioClass = this.rules.classify(this.factsFor(origin === 'metadata', null, offset, length, direction));
+    const cache = origin === 'metadata' ? this.metadataTags : this.unknownTags;
+    return (cache[ioClass] ??= Object.freeze({ origin, ioClass, hints: new Set<string>() }));
+  }
+
+  private factsFor(metadata: boolean, file: FileFacts | null, offset: number, length: number, direction: IoDirection): ClassifyFacts {
+    const facts = this.facts;
+    facts.metadata = metadata;
+    facts.file = file;
+    facts.requestBytes = length;
+    facts.direction = direction;
+    facts.sector = Math.floor(offset / SECTOR_BYTES);
+    return facts;
+  }
+
+  /** Records that [offset, offset + length) holds `owner`'s blocks, unless the map already says so. */
+  private learn(owner: number, offset: number, length: number): void {
+    if (!this.options.learnFromWrites) return;
+    if (this.lba.dominant(offset, length) === owner && this.lba.dominantBytes === length) return;
+    const file = this.files[owner]!;
+    const learned = file.learned;
+    const last = learned.length - 1;
+    if (last > 0 && learned[last] === offset) learned[last] = offset + length;
+    else if (learned.length / 2 < this.options.maxLearnedRangesPerFile) learned.push(offset, offset + length);
+    else return;
+    this.lba.assign(offset, offset + length, owner);
+  }
+
+  /** Forgets which file owns [offset, offset + length) (TRIM: those blocks no longer hold anyone's data). */
+  forgetRange(offset: number, length: number): void {
+    if (this.lba.size > 0) this.lba.assign(offset, offset + length, GAP);
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Re-tagging
+
+  /** Subscribes to "these ranges, already seen, now carry this tag". Returns the unsubscribe function. */
+  onRetag(listener: RetagListener): () => void {
+    this.retagListeners.push(listener);
+    this.seenActive = this.seen !== null;
+    return () => {
+      const at = this.retagListeners.indexOf(listener);
+      if (at >= 0) this.retagListeners.splice(at, 1);
+      this.seenActive = this.seen !== null && this.retagListeners.length > 0;
+    };
+  }
+
+  /** Subscribes to announced copies (iDedup prefetches the source's fingerprint mappings). */
+  onCopy(listener: CopyListener): () => void {
+    this.copyListeners.push(listener);
+    return () => {
+      const at = this.copyListeners.indexOf(listener);
+      if (at >= 0) this.copyListeners.splice(at, 1);
+    };
+  }
+
+  /**
+   * Starts remembering which parts of a volume of `volumeBytes` requests touched, at `granularity` bytes (a power
+   * of two; coarsened so the bitmap stays ≤ 16 MiB). Re-tags name only seen granules, clipped to the file's ranges.
+   */
+  trackSeen(volumeBytes: number, granularity: number): void {
+    assert.ok(Number.isSafeInteger(volumeBytes) && volumeBytes > 0, 'volume size');
+    assert.ok(granularity >= FINGERPRINT_BLOCK_BYTES && (granularity & (granularity - 1)) === 0, 'granularity is a power of two ≥ 4 KiB');
+    let shift = Math.log2(granularity);
+    while (Math.ceil(volumeBytes / 2 ** shift / 8) > SEEN_BITMAP_BYTES_MAX) shift++;
+    this.seenShift = shift;
+    this.seen = new Uint8Array(Math.ceil(volumeBytes / 2 ** shift / 8));
+    this.seenActive = this.retagListeners.length > 0;
+  }
+
+  private markSeen(offset: number, length: number): void {
+    const seen = this.seen!;
+    const scale = 2 ** this.seenShift;
+    const last = Math.min(Math.floor((offset + length - 1) / scale), seen.length * 8 - 1);
+    for (let g = Math.floor(offset / scale); g <= last; g++) seen[g >>> 3]! |= 1 << (g & 7);
+  }
+
+  private isSeen(granule: number): boolean {
+    return this.seen !== null && granule < this.seen.length * 8 && (this.seen[granule >>> 3]! & (1 << (granule & 7))) !== 0;
+  }
+
+  /** Re-tags the seen parts of everything the map says the file owns, with the file's current tag. */
+  private emitFileRetag(file: FileRecord, cause: RetagCause): void {
+    if (this.retagListeners.length === 0 || this.seen === null) return;
+    this.emitOwnedRetag(file, this.rules.fileOnly ? file.tag : this.buildFileTag(file, file.ioClass), cause);
+  }
+
+  private emitOwnedRetag(file: FileRecord, tag: IoTag, cause: RetagCause): void {
+    if (this.retagListeners.length === 0 || this.seen === null) return;
+    const ranges: RetagRange[] = [];
+    const scale = 2 ** this.seenShift;
+    const visit = (start: number, end: number, owner: number): void => {
+      if (owner !== file.index) return;
+      let runStart = -1;
+      for (let g = Math.floor(start / scale); g * scale < end; g++) {
+        if (this.isSeen(g)) {
+          if (runStart < 0) runStart = Math.max(start, g * scale);
+        } else if (runStart >= 0) {
+          ranges.push({ offset: runStart, length: g * scale - runStart, tag });
+          runStart = -1;
+        }
+      }
+      if (runStart >= 0) ranges.push({ offset: runStart, length: end - runStart, tag });
+    };
+    for (let k = 0; k < file.extents.length; k += 2) this.lba.forEachIn(file.extents[k]!, file.extents[k + 1]!, visit);
+    for (let k = 0; k < file.learned.length; k += 2) this.lba.forEachIn(file.learned[k]!, file.learned[k + 1]!, visit);
+    if (ranges.length === 0) return;
+    this.counters.retagRanges += ranges.length;
+    for (const listener of this.retagListeners.slice()) listener(ranges, cause);
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // File table
+
+  private upsert(fileId: string): FileRecord {
+    const existing = this.byId.get(fileId);
+    if (existing) {
+      this.byId.delete(fileId);
+      this.byId.set(fileId, existing);
+      return existing;
+    }
+    if (this.byId.size >= this.options.maxFiles) {
+      const oldest = this.byId.values().next().value as FileRecord;
+      this.removeFile(oldest, UNKNOWN);
+      this.counters.filesEvicted++;
+    }
+    const index = this.freeIndexes.pop() ?? this.files.length;
+    const file: FileRecord = {
+      index,
+      id: fileId,
+      path: null,
+      size: 0,
+      senderClass: null,
+      appClass: null,
+      copy: false,
+      encrypted: false,
+      sourceFileId: null,
+      pid: null,
+      process: null,
+      facts: fileFacts(null, 0),
+      ioClass: this.rules.defaultClass,
+      tag: this.fileOnlyUnknownTag,
+      tagsByClass: [],
+      extents: new Float64Array(0),
+      learned: [],
+      fingerprintChunks: [],
+    };
+    this.files[index] = file;
+    this.byId.set(fileId, file);
+    this.refresh(file);
+    return file;
+  }
+
+  /** Recomputes facts, class and tag; true when the class or the hints changed. */
+  private refresh(file: FileRecord): boolean {
+    const before = file.tag;
+    file.facts = fileFacts(file.path, file.size, {
+      pid: file.pid, process: file.process, appClass: file.appClass, copy: file.copy, encrypted: file.encrypted,
+    });
+    file.tagsByClass = [];
+    file.ioClass = this.rules.classify(this.factsFor(false, file.facts, 0, 0, 'read'));
+    file.tag = this.buildFileTag(file, file.ioClass);
+    this.ownerTags[file.index] = file.tag;
+    return before.ioClass !== file.tag.ioClass || before.origin !== 'data' || !sameHints(before.hints, file.tag.hints);
+  }
+
+  private refreshAndRetag(file: FileRecord): void {
+    if (this.refresh(file)) this.emitFileRetag(file, 'class');
+  }
+
+  private buildFileTag(file: FileRecord, ioClass: number): IoTag {
+    const hints = new Set<string>();
+    if (file.encrypted) hints.add('unique');
+    if (file.copy) hints.add('copy');
+    if (file.appClass !== null) hints.add('app');
+    const tag: IoTag = { origin: 'data', ioClass, fileId: file.id, fileSize: file.size, hints };
+    if (file.pid !== null) tag.pid = file.pid;
+    if (file.process !== null) tag.exe = file.process;
+    return Object.freeze(tag);
+  }
+
+  /** Drops the file: its ranges become `replacement` (GAP when gone, UNKNOWN when merely forgotten). */
+  private removeFile(file: FileRecord, replacement: number): void {
+    this.forgetRanges(file, replacement);
+    for (const chunk of file.fingerprintChunks) {
+      for (let at = 0; at < chunk.length; at += FINGERPRINT_BYTES) this.fingerprints.remove(chunk, at, file.index);
+    }
+    file.fingerprintChunks = [];
+    this.byId.delete(file.id);
+    this.files[file.index] = null;
+    this.ownerTags[file.index] = null;
+    this.freeIndexes.push(file.index);
+  }
+
+  private forgetRanges(file: FileRecord, replacement: number): void {
+    for (let k = 0; k < file.extents.length; k += 2) this.lba.reassignOwner(file.extents[k]!, file.extents[k + 1]!, file.index, replacement);
+    for (let k = 0; k < file.learned.length; k += 2) this.lba.reassignOwner(file.learned[k]!, file.learned[k + 1]!, file.index, replacement);
+    file.extents = new Float64Array(0);
+    file.learned = [];
+  }
+
+  /** Keeps `chunk` for later copies of the file, within the global bound (oldest forgotten first). */
+  private remember(file: FileRecord, chunk: Uint8Array): void {
+    file.fingerprintChunks.push(chunk);
+    this.history.push({ file, chunk });
+    this.historyFingerprints += chunk.length / FINGERPRINT_BYTES;
+    while (this.historyFingerprints > this.options.maxFingerprints) {
+      const oldest = this.history[this.historyHead]!;
+      this.historyHead++;
+      this.historyFingerprints -= oldest.chunk.length / FINGERPRINT_BYTES;
+      const owner = oldest.file;
+      if (this.files[owner.index] === owner && owner.fingerprintChunks[0] === oldest.chunk) {
+        owner.fingerprintChunks.shift();
+        // Every table entry a file owns stays listed in its chunks, so removing the file removes them all (a
+        // stale entry would name whichever file reuses the index).
+        for (let at = 0; at < oldest.chunk.length; at += FINGERPRINT_BYTES) this.fingerprints.remove(oldest.chunk, at, owner.index);
+      }
+    }
+    if (this.historyHead > 1024 && this.historyHead * 2 > this.history.length) {
+      this.history = this.history.slice(this.historyHead);
+      this.historyHead = 0;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Inspection
+
+  /** What the index knows about a file (for tests, `sky stats`, and iDedup's copy handling). */
+  file(fileId: string): FileSnapshot | undefined {
+    const f = this.byId.get(fileId);
+    if (!f) return undefined;
+    const pairs = (p: ArrayLike<number>) => Array.from({ length: p.length / 2 }, (_, k) => ({ volumeOffset: p[2 * k]!, length: p[2 * k + 1]! - p[2 * k]! }));
+    return {
+      fileId: f.id, path: f.path, size: f.size, ioClass: f.ioClass, senderClass: f.senderClass, appClass: f.appClass,
+      copy: f.copy, encrypted: f.encrypted, sourceFileId: f.sourceFileId,
+      extents: pairs(f.extents), learned: pairs(f.learned),
+      fingerprints: f.fingerprintChunks.reduce((n, c) => n + c.length / FINGERPRINT_BYTES, 0),
+    };
+  }
+
+  /** The known fingerprints of a file, packed 16 bytes each (iDedup prefetches these for copies). */
+  fileFingerprints(fileId: string): readonly Uint8Array[] {
+    return this.byId.get(fileId)?.fingerprintChunks.slice() ?? [];
+  }
+
+  stats(): SemanticIndexStats {
+    const c = this.counters;
+    return {
+      insight: this.insight,
+      files: this.byId.size,
+      lba: this.lba.stats(),
+      fingerprints: this.fingerprints.stats(),
+      messages: { ...c.messages },
+      rejected: c.rejected,
+      filesEvicted: c.filesEvicted,
+      reads: { data: this.outcomes[0]!, metadata: this.outcomes[1]!, unknown: this.outcomes[2]! },
+      writes: { data: this.outcomes[3]!, metadata: this.outcomes[4]!, unknown: this.outcomes[5]! },
+      blocks: { ...c.blocks },
+      retagRanges: c.retagRanges,
+    };
+  }
+}
+
+function sameHints(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const h of a) if (!b.has(h)) return false;
+  return true;
+}

@@ -1,0 +1,338 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { MemoryDevice } from '../../../src/device/index.js';
+import {
+  ClassifyLayer, SemanticIndex, SemanticRegistry, alignedBlocks, createClassifyFactory, encodeFingerprintHex, fingerprintHex,
+  type RetagCause, type RetagRange, type RetagSink, type SemanticIndexOptions, type SemanticMessage,
+} from '../../../src/semantics/index.js';
+import { buildStack, describeStack, findLayer, newIoRequest, PassthroughLayer, statsFactory, type BlockLayer, type IoRequest, type IoTag } from '../../../src/volume/index.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Sits under classify and records what it passes down, like iCache or iDedup would see it. */
+class Recorder extends PassthroughLayer implements RetagSink {
+  readonly tags: (IoTag | null)[] = [];
+  readonly fingerprints: (Uint8Array | null)[] = [];
+  readonly retags: { ranges: RetagRange[]; cause: RetagCause }[] = [];
+  constructor(next: BlockLayer) {
+    super(next, 'recorder');
+  }
+  override read(req: IoRequest, into: Buffer): Promise<void> {
+    this.tags.push(req.tag);
+    return super.read(req, into);
+  }
+  override write(req: IoRequest, data: Buffer): Promise<void> {
+    this.tags.push(req.tag);
+    this.fingerprints.push(req.fingerprints);
+    return super.write(req, data);
+  }
+  override trim(req: IoRequest): Promise<void> {
+    this.tags.push(req.tag);
+    return super.trim(req);
+  }
+  applyRetag(ranges: readonly RetagRange[], cause: RetagCause): void {
+    this.retags.push({ ranges: [...ranges], cause });
+  }
+  get last(): IoTag {
+    return this.tags[this.tags.length - 1]!;
+  }
+}
+
+async function setup(options: Omit<SemanticIndexOptions, 'clock'> = {}) {
+  let now = 1000;
+  const index = new SemanticIndex({ ...options, clock: () => now });
+  const recorder = new Recorder(new MemoryDevice({ size: 256 * MiB }));
+  const layer = new ClassifyLayer(recorder, { index, retagGranularity: 64 * KiB });
+  await layer.open();
+  const apply = (message: SemanticMessage) => expect(index.apply(message)).toEqual({ ok: true });
+  const read = async (offset: number, length: number) => {
+    await layer.read(newIoRequest(offset, length), Buffer.alloc(length));
+    return recorder.last;
+  };
+  const write = async (offset: number, data: Buffer) => {
+    await layer.write(newIoRequest(offset, data.length), data);
+    return recorder.last;
+  };
+  return { index, layer, recorder, apply, read, write, advance: (ms: number) => (now += ms) };
+}
+
+/** 4 KiB blocks with distinct content per seed. */
+function blocks(count: number, seed: number): Buffer {
+  const data = Buffer.alloc(count * 4096);
+  for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761 + seed * 97 + 1) >>> 0, i);
+  return data;
+}
+
+function hexes(data: Buffer): string[] {
+  const out: string[] = [];
+  for (let at = 0; at < data.length; at += 4096) out.push(fingerprintHex(data.subarray(at, at + 4096)));
+  return out;
+}
+
+const extentsOf = (fileId: string, size: number, ...ranges: [number, number][]): SemanticMessage => ({
+  type: 'FileExtents', fileId, path: `/data/${fileId}`, size, extents: ranges.map(([volumeOffset, length]) => ({ volumeOffset, length })),
+});
+
+describe('classify: reads', () => {
+  it('says unknown before any insight, then data inside known extents and metadata outside', async () => {
+    const { apply, read } = await setup();
+    expect(await read(0, 4096)).toMatchObject({ origin: 'unknown', ioClass: 0 });
+    apply(extentsOf('A', 100 * KiB, [1 * MiB, 128 * KiB]));
+    expect(await read(1 * MiB, 4096)).toEqual({ origin: 'data', ioClass: 4, fileId: 'A', fileSize: 100 * KiB, hints: new Set() });
+    expect(await read(1 * MiB + 124 * KiB, 4096)).toMatchObject({ origin: 'data', fileId: 'A' });
+    expect(await read(1 * MiB + 128 * KiB, 4096)).toEqual({ origin: 'metadata', ioClass: 5, hints: new Set() });
+    expect(await read(0, 4096)).toMatchObject({ origin: 'metadata', ioClass: 5 });
+  });
+
+  it('tags a request spanning several files by the owner of the most bytes', async () => {
+    const { apply, read } = await setup();
+    apply(extentsOf('A', 3 * MiB, [0, 8 * KiB]));
+    apply(extentsOf('B', 20 * MiB, [8 * KiB, 8 * KiB], [20 * KiB, 4 * KiB]));
+    expect(await read(4 * KiB, 12 * KiB)).toMatchObject({ fileId: 'B', ioClass: 0 }); // 4K of A, 8K of B
+    expect(await read(0, 16 * KiB)).toMatchObject({ fileId: 'A', ioClass: 2 }); // 8K each: the first wins
+    expect(await read(12 * KiB, 12 * KiB)).toMatchObject({ fileId: 'B' }); // 4K B, 4K gap, 4K B
+    expect(await read(14 * KiB, 10 * KiB)).toMatchObject({ fileId: 'B' }); // 2K B, 4K gap, 4K B: 6K of B beat 4K of gap
+    expect(await read(15 * KiB, 7 * KiB)).toMatchObject({ origin: 'metadata' }); // 1K B, 4K gap, 2K B
+  });
+
+  it('hands out shared, frozen tags', async () => {
+    const { apply, read } = await setup();
+    apply(extentsOf('A', 10, [0, 4096]));
+    const first = await read(0, 4096);
+    expect(await read(0, 512)).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
+  });
+});
+
+describe('classify: writes', () => {
+  it('fingerprints each whole aligned 4 KiB block once into req.fingerprints', async () => {
+    const { write, recorder } = await setup();
+    const data = blocks(3, 1);
+    await write(8192, data);
+    const fps = recorder.fingerprints[0]!;
+    expect(fps.length).toBe(48);
+    expect([0, 16, 32].map((at) => encodeFingerprintHex(fps, at))).toEqual(hexes(data));
+    // Unaligned: only the whole blocks inside are fingerprinted, counted from the first boundary.
+    const odd = blocks(3, 2).subarray(0, 10_000);
+    await write(1000, odd);
+    expect(alignedBlocks(1000, 10_000)).toEqual({ firstBlockOffset: 4096, blocks: 1 });
+    expect(encodeFingerprintHex(recorder.fingerprints[1]!, 0)).toBe(fingerprintHex(odd.subarray(3096, 3096 + 4096)));
+    expect(recorder.fingerprints[1]!.length).toBe(16);
+    await write(512, Buffer.alloc(1024, 7));
+    expect(recorder.fingerprints[2]).toBeNull();
+  });
+
+  it('matches registered fingerprints: a match is data of that file, no match is metadata', async () => {
+    const { apply, write, read, index } = await setup();
+    const content = blocks(4, 3);
+    expect(await write(64 * MiB, content)).toMatchObject({ origin: 'unknown' }); // no insight yet
+    apply({ type: 'WriteFingerprints', fileId: 'B', blockSize: 4096, fingerprints: hexes(content), ttlMs: 30_000, path: '/home/b.txt', size: 16 * KiB });
+    expect(await write(32 * MiB, content)).toEqual({ origin: 'data', ioClass: 4, fileId: 'B', fileSize: 16 * KiB, hints: new Set() });
+    expect(await write(33 * MiB, blocks(4, 4))).toMatchObject({ origin: 'metadata', ioClass: 5 });
+    // The matched write taught the map where B's blocks are.
+    expect(await read(32 * MiB + 4096, 4096)).toMatchObject({ fileId: 'B' });
+    expect(index.file('B')?.learned).toEqual([{ volumeOffset: 32 * MiB, length: 16 * KiB }]);
+    expect(index.stats().blocks).toEqual({ matched: 4, unmatched: 4 }); // blocks before any insight are not looked up
+    expect(index.stats().writes).toEqual({ data: 1, metadata: 1, unknown: 1 });
+  });
+
+  it('decides by the majority of blocks; without a majority of matches, by the LBA map', async () => {
+    const { apply, write } = await setup();
+    const b = blocks(2, 5);
+    const c = blocks(1, 6);
+    apply({ type: 'WriteFingerprints', fileId: 'B', blockSize: 4096, fingerprints: hexes(b), ttlMs: 30_000 });
+    apply({ type: 'WriteFingerprints', fileId: 'C', blockSize: 4096, fingerprints: hexes(c), ttlMs: 30_000 });
+    expect(await write(0, Buffer.concat([c, b]))).toMatchObject({ fileId: 'B' }); // 2 of B, 1 of C
+    expect(await write(MiB, Buffer.concat([c, blocks(1, 7)]))).toMatchObject({ fileId: 'C' }); // 1 match, 1 none: ties go to the match
+    expect(await write(2 * MiB, Buffer.concat([c, blocks(2, 8)]))).toMatchObject({ origin: 'metadata' }); // 1 match, 2 none
+    // An in-place overwrite inside a known extent stays data of its file even without a fingerprint.
+    apply(extentsOf('A', 50 * MiB, [4 * MiB, 1 * MiB]));
+    expect(await write(4 * MiB, blocks(2, 9))).toMatchObject({ fileId: 'A', ioClass: 0 });
+    // Sub-block writes have no fingerprint: the map decides.
+    expect(await write(4 * MiB + 512, Buffer.alloc(512))).toMatchObject({ fileId: 'A' });
+    expect(await write(8 * MiB + 512, Buffer.alloc(512))).toMatchObject({ origin: 'metadata' });
+  });
+
+  it('forgets fingerprints after their TTL', async () => {
+    const { apply, write, advance } = await setup();
+    const content = blocks(1, 10);
+    apply({ type: 'WriteFingerprints', fileId: 'B', blockSize: 4096, fingerprints: hexes(content), ttlMs: 1000 });
+    advance(999);
+    expect(await write(0, content)).toMatchObject({ fileId: 'B' });
+    advance(1);
+    expect(await write(MiB, content)).toMatchObject({ origin: 'metadata' });
+  });
+
+  it('never registers the zero block (every sparse file has it)', async () => {
+    const { apply, write } = await setup();
+    apply({ type: 'WriteFingerprints', fileId: 'B', blockSize: 4096, fingerprints: hexes(Buffer.alloc(4096)), ttlMs: 30_000 });
+    expect(await write(0, Buffer.alloc(4096))).toMatchObject({ origin: 'metadata' });
+  });
+
+  it('never attributes a forgotten file\'s fingerprints to the file that reuses its slot', async () => {
+    const { apply, write, index } = await setup({ maxFingerprints: 16 });
+    const a = blocks(12, 21);
+    apply({ type: 'WriteFingerprints', fileId: 'A', blockSize: 4096, fingerprints: hexes(a).slice(0, 8), ttlMs: 30_000 });
+    apply({ type: 'WriteFingerprints', fileId: 'A', blockSize: 4096, fingerprints: hexes(a).slice(8), ttlMs: 30_000 });
+    apply({ type: 'WriteFingerprints', fileId: 'C', blockSize: 4096, fingerprints: hexes(blocks(8, 22)), ttlMs: 30_000 });
+    expect(index.fingerprints.size).toBeLessThanOrEqual(16);
+    apply({ type: 'FileGone', fileId: 'A', cause: 'unlink' });
+    apply(extentsOf('B', 10, [64 * MiB, 4096])); // takes A's index
+    for (let k = 0; k < 12; k++) expect(await write(k * 4096, a.subarray(k * 4096, (k + 1) * 4096))).toMatchObject({ origin: 'metadata' });
+  });
+
+  it('registers a copy source\'s fingerprints for the target', async () => {
+    const { apply, write, index } = await setup();
+    const content = blocks(3, 11);
+    apply({ type: 'WriteFingerprints', fileId: 'S', blockSize: 4096, fingerprints: hexes(content), ttlMs: 30_000, size: 12 * KiB });
+    const copies: string[] = [];
+    index.onCopy((event) => copies.push(`${event.sourceFileId}->${event.targetFileId}:${event.fingerprints.reduce((n, c) => n + c.length / 16, 0)}`));
+    apply({ type: 'CopyFingerprints', sourceFileId: 'S', targetFileId: 'T' });
+    expect(copies).toEqual(['S->T:3']);
+    expect(await write(0, content)).toMatchObject({ origin: 'data', fileId: 'T', hints: new Set(['copy']) });
+    expect(index.file('T')).toMatchObject({ copy: true, sourceFileId: 'S', fingerprints: 3 });
+  });
+});
+
+describe('classify: classes, hints and lifetimes', () => {
+  it('follows file size changes, application hints and detected patterns', async () => {
+    const { apply, read, index } = await setup();
+    apply(extentsOf('A', 100, [0, 4096]));
+    expect(await read(0, 4096)).toMatchObject({ ioClass: 4 });
+    apply({ type: 'FileClass', fileId: 'A', size: 6 * MiB, ioClass: 1 });
+    expect(await read(0, 4096)).toMatchObject({ ioClass: 1, fileSize: 6 * MiB });
+    apply({ type: 'AppHint', fileId: 'A', ioClass: 5 });
+    expect(await read(0, 4096)).toEqual({ origin: 'data', ioClass: 5, fileId: 'A', fileSize: 6 * MiB, hints: new Set(['app']) });
+    apply({ type: 'FilePattern', fileId: 'A', pattern: 'encrypted' });
+    expect((await read(0, 4096)).hints).toEqual(new Set(['app', 'unique']));
+    expect(index.apply({ type: 'AppHint', fileId: 'A', ioClass: 9 })).toEqual({ ok: false, error: 'AppHint.ioClass: class 9 is not defined in the active rules' });
+    expect(index.file('A')).toMatchObject({ senderClass: 1, appClass: 5, encrypted: true });
+  });
+
+  it('treats a gone file\'s blocks as no one\'s, and replaces extents on a new FileExtents', async () => {
+    const { apply, read, index } = await setup();
+    apply(extentsOf('A', 100, [0, 8192]));
+    apply(extentsOf('A', 100, [MiB, 8192]));
+    expect(await read(0, 4096)).toMatchObject({ origin: 'metadata' });
+    expect(await read(MiB, 4096)).toMatchObject({ fileId: 'A' });
+    apply({ type: 'FileGone', fileId: 'A', cause: 'unlink' });
+    expect(await read(MiB, 4096)).toMatchObject({ origin: 'metadata' });
+    expect(index.file('A')).toBeUndefined();
+    expect(index.stats().files).toBe(0);
+  });
+
+  it('forgets the least recently described file when the table is full: its blocks become unknown', async () => {
+    const { apply, read, index } = await setup({ maxFiles: 2 });
+    apply(extentsOf('A', 100, [0, 4096]));
+    apply(extentsOf('B', 100, [MiB, 4096]));
+    apply({ type: 'FileClass', fileId: 'A', size: 200, ioClass: 4 }); // A is now the more recent
+    apply(extentsOf('C', 100, [2 * MiB, 4096]));
+    expect(await read(MiB, 4096)).toMatchObject({ origin: 'unknown' });
+    expect(await read(0, 4096)).toMatchObject({ fileId: 'A' });
+    expect(await read(2 * MiB, 4096)).toMatchObject({ fileId: 'C' });
+    expect(index.stats().filesEvicted).toBe(1);
+  });
+
+  it('forgets ownership of trimmed ranges', async () => {
+    const { apply, read, layer } = await setup();
+    apply(extentsOf('A', 100, [0, 64 * KiB]));
+    await layer.trim(newIoRequest(0, 32 * KiB));
+    expect(await read(0, 4096)).toMatchObject({ origin: 'metadata' });
+    expect(await read(32 * KiB, 4096)).toMatchObject({ fileId: 'A' });
+  });
+
+  it('evaluates request conditions per request when the rules have them', async () => {
+    const rules = (await import('../../../src/semantics/ioclass.js')).parseIoClassRulesYaml(`
+default_class: 0
+classes: [{ id: 0, name: rest, eviction_priority: 9 }, { id: 1, name: big reads, eviction_priority: 5 }, { id: 2, name: meta, eviction_priority: 0 }]
+rules:
+  - { class: 2, when: { metadata: true } }
+  - { class: 1, when: { request_size: ">=64K", io_direction: read } }
+`);
+    const { apply, read, write } = await setup({ rules });
+    apply(extentsOf('A', 100, [0, MiB]));
+    expect(await read(0, 4096)).toMatchObject({ fileId: 'A', ioClass: 0 });
+    const big = await read(0, 64 * KiB);
+    expect(big).toMatchObject({ fileId: 'A', ioClass: 1 });
+    expect(await read(0, 128 * KiB)).toBe(big); // cached per file and class
+    expect(await write(0, blocks(16, 1))).toMatchObject({ fileId: 'A', ioClass: 0 });
+    expect(await read(2 * MiB, 4096)).toMatchObject({ origin: 'metadata', ioClass: 2 });
+  });
+});
+
+describe('classify: late insights re-tag what was seen', () => {
+  it('notifies layers below for seen ranges only, when extents or classes arrive', async () => {
+    const { apply, read, recorder, index } = await setup();
+    const listened: RetagCause[] = [];
+    index.onRetag((_, cause) => listened.push(cause));
+    apply(extentsOf('X', 1, [100 * MiB, 4096])); // some insight, so unseen ranges read as metadata
+    expect(await read(MiB, 4096)).toMatchObject({ origin: 'metadata' });
+    expect(await read(MiB + 256 * KiB, 4096)).toMatchObject({ origin: 'metadata' });
+    // A file whose extents cover what was read as metadata: only the seen 64 KiB granules are re-tagged.
+    apply(extentsOf('A', 300 * KiB, [MiB - 8 * KiB, 512 * KiB]));
+    expect(recorder.retags).toHaveLength(1);
+    const retag = recorder.retags[0]!;
+    expect(retag.cause).toBe('extents');
+    expect(retag.ranges.map((r) => [r.offset - MiB, r.length])).toEqual([[0, 64 * KiB], [256 * KiB, 64 * KiB]]);
+    expect(retag.ranges[0]!.tag).toMatchObject({ origin: 'data', fileId: 'A', ioClass: 4 });
+    // A class change re-tags the same ranges; a change that keeps the class does not.
+    apply({ type: 'FileClass', fileId: 'A', size: 3 * MiB, ioClass: 2 });
+    expect(recorder.retags).toHaveLength(2);
+    expect(recorder.retags[1]).toMatchObject({ cause: 'class', ranges: [{ tag: { ioClass: 2 } }, { tag: { ioClass: 2 } }] });
+    apply({ type: 'FileClass', fileId: 'A', size: 3 * MiB + 1, ioClass: 2 });
+    expect(recorder.retags).toHaveLength(2);
+    // Gone: the blocks are dead.
+    apply({ type: 'FileGone', fileId: 'A', cause: 'unlink' });
+    expect(recorder.retags[2]).toMatchObject({ cause: 'gone', ranges: [{ tag: { origin: 'unknown', hints: new Set(['gone']) } }, {}] });
+    expect(listened).toEqual(['extents', 'class', 'gone']);
+  });
+
+  it('unsubscribes at close', async () => {
+    const { apply, read, recorder, layer } = await setup();
+    apply(extentsOf('X', 1, [100 * MiB, 4096]));
+    await read(0, 4096);
+    await layer.close();
+    apply(extentsOf('A', 1, [0, 4096]));
+    expect(recorder.retags).toEqual([]);
+  });
+});
+
+describe('classify layer factory', () => {
+  it('builds from config, registers the volume\'s index, and loads YAML or Open CAS CSV rules', async () => {
+    const registry = new SemanticRegistry();
+    const factory = createClassifyFactory({ registry });
+    const factories = new Map([[factory.type, factory], [statsFactory.type, statsFactory]]);
+    const dir = mkdtempSync(path.join(tmpdir(), 'sky-classify-'));
+    const csv = path.join(dir, 'ioclass.csv');
+    writeFileSync(csv, 'IO class id,IO class name,Eviction priority,Allocation\n0,unclassified,22,1\n1,metadata&done,0,1\n11,file_size:le:4096&done,9,1\n');
+    const top = buildStack(new MemoryDevice({ size: 16 * MiB }), [{ type: 'stats' }, { type: 'classify', rules: csv, maxExtents: 4096 }], factories, { volume: 'disk' });
+    await top.open();
+    expect(describeStack(top)).toEqual(['stats', 'classify', 'memory']);
+    const index = registry.get('disk')!;
+    expect(findLayer(top, ClassifyLayer)!.index).toBe(index);
+    expect(index.accept({ type: 'FileExtents', fileId: 'a', path: '/a', size: 100, extents: [{ volumeOffset: 0, length: 4096 }] })).toEqual({ ok: true });
+    const req = newIoRequest(0, 4096);
+    await top.read(req, Buffer.alloc(4096));
+    expect(req.tag).toMatchObject({ origin: 'data', ioClass: 11 });
+    const meta = newIoRequest(MiB, 4096);
+    await top.read(meta, Buffer.alloc(4096));
+    expect(meta.tag).toMatchObject({ origin: 'metadata', ioClass: 1 });
+    expect(index.accept({ type: 'FileExtents', fileId: 'a' })).toMatchObject({ ok: false });
+    expect(index.stats().rejected).toBe(1);
+
+    const parsed = factory.schema.safeParse({ type: 'classify', maxExtents: 5, retagGranularity: '3K' });
+    expect(parsed.success).toBe(false);
+    expect(parsed.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual([
+      'maxExtents: Too small: expected number to be >=1024',
+      'retagGranularity: must be a power of two of at least 4K',
+    ]);
+    const yaml = path.join(dir, 'bad.yaml');
+    writeFileSync(yaml, 'default_class: 0\nclasses: [{ id: 0, name: x, eviction_priority: 1 }]\nrules: [{ class: 3 }]\n');
+    expect(() => buildStack(new MemoryDevice({ size: MiB }), [{ type: 'classify', rules: yaml }], factories, { volume: 'v' })).toThrow(
+      `invalid ioclass rules in ${yaml}:\n  rules.0.class: class 3 is not defined`,
+    );
+  });
+});

@@ -1,0 +1,174 @@
+import { describe, expect, it } from 'vitest';
+import { SeededRandom } from '../../../src/device/prng.js';
+import {
+  FINGERPRINT_BLOCK_BYTES, FINGERPRINT_IMPLEMENTATION, ZERO_BLOCK_FINGERPRINT_HEX, decodeFingerprintHex, encodeFingerprintHex,
+  fingerprintBlocks, fingerprintBlocksHex, fingerprintHex, nodeRsBlockHasher,
+} from '../../../src/semantics/fingerprint.js';
+import { WASM_BLOCKS_PER_CALL, createWasmBlockHasher } from '../../../src/semantics/xxh3-wasm.js';
+import { FingerprintTable, NO_OWNER } from '../../../src/semantics/fingerprint-table.js';
+import { parseSemanticMessage } from '../../../src/semantics/messages.js';
+
+function key(n: number): Uint8Array {
+  const bytes = new Uint8Array(16);
+  const view = new DataView(bytes.buffer);
+  // Spread n over all words so that keys collide in the low bits of the first word now and then.
+  view.setUint32(0, Math.imul(n, 2654435761) >>> 0);
+  view.setUint32(4, n);
+  view.setUint32(8, n ^ 0x5a5a5a5a);
+  view.setUint32(12, 7);
+  return bytes;
+}
+
+describe('fingerprints', () => {
+  it('are XXH3-128 in canonical hex (known test vector) and round-trip through bytes', () => {
+    expect(fingerprintHex(new Uint8Array(0))).toBe('99aa06d3014798d86001c324468d497f');
+    const block = new Uint8Array(FINGERPRINT_BLOCK_BYTES).map((_, i) => (i * 7) & 0xff);
+    const hex = fingerprintHex(block);
+    const out = new Uint8Array(32);
+    fingerprintBlocks(block, 0, 1, out, 16);
+    expect(encodeFingerprintHex(out, 16)).toBe(hex);
+    const back = new Uint8Array(16);
+    expect(decodeFingerprintHex(hex.toUpperCase(), back, 0)).toBe(true);
+    expect(encodeFingerprintHex(back, 0)).toBe(hex);
+    expect(decodeFingerprintHex('zz' + hex.slice(2), back, 0)).toBe(false);
+    expect(ZERO_BLOCK_FINGERPRINT_HEX).toBe(fingerprintHex(new Uint8Array(4096)));
+  });
+});
+
+describe('the WebAssembly XXH3-128 block hasher', () => {
+  it('is what Node 20 uses', () => {
+    expect(FINGERPRINT_IMPLEMENTATION).toBe(process.env.SKY_FINGERPRINT_IMPL === 'node-rs' ? 'node-rs' : 'wasm-simd');
+  });
+
+  it('agrees bit for bit with @node-rs/xxhash, across call windows and at any offsets', () => {
+    const wasm = createWasmBlockHasher()!;
+    const random = new SeededRandom(9);
+    const count = WASM_BLOCKS_PER_CALL + 44;
+    const data = new Uint8Array(count * FINGERPRINT_BLOCK_BYTES + 100);
+    for (let i = 0; i < data.length; i++) data[i] = Math.floor(random.nextFloat() * 256);
+    data.fill(0, 100, 100 + FINGERPRINT_BLOCK_BYTES); // a zero block
+    data.fill(0xff, 100 + FINGERPRINT_BLOCK_BYTES, 100 + 2 * FINGERPRINT_BLOCK_BYTES);
+    const fromWasm = new Uint8Array(count * 16 + 8);
+    const fromNodeRs = new Uint8Array(count * 16 + 8);
+    wasm.hashBlocks(data, 100, count, fromWasm, 8);
+    nodeRsBlockHasher.hashBlocks(data, 100, count, fromNodeRs, 8);
+    expect(Buffer.from(fromWasm).equals(Buffer.from(fromNodeRs))).toBe(true);
+    expect(encodeFingerprintHex(fromWasm, 8)).toBe(ZERO_BLOCK_FINGERPRINT_HEX);
+    expect(encodeFingerprintHex(fromWasm, 8 + 16 * 7)).toBe(fingerprintHex(data.subarray(100 + 7 * 4096, 100 + 8 * 4096)));
+    expect(fingerprintBlocksHex(data.subarray(100, 100 + 3 * 4096 + 5))).toEqual([0, 1, 2].map((k) => fingerprintHex(data.subarray(100 + k * 4096, 100 + (k + 1) * 4096))));
+  });
+});
+
+describe('FingerprintTable', () => {
+  it('finds, replaces and removes entries', () => {
+    const table = new FingerprintTable(100);
+    table.insert(key(1), 0, 5, 1000, 0);
+    table.insert(key(2), 0, 6, 1000, 0);
+    expect(table.lookup(key(1), 0, 10)).toBe(5);
+    expect(table.lookup(key(2), 0, 10)).toBe(6);
+    expect(table.lookup(key(3), 0, 10)).toBe(NO_OWNER);
+    table.insert(key(1), 0, 9, 1000, 0);
+    expect(table.lookup(key(1), 0, 10)).toBe(9);
+    expect(table.size).toBe(2);
+    expect(table.remove(key(1), 0, 5)).toBe(false); // owned by 9 now
+    expect(table.remove(key(1), 0, 9)).toBe(true);
+    expect(table.lookup(key(1), 0, 10)).toBe(NO_OWNER);
+    expect(table.size).toBe(1);
+  });
+
+  it('expires entries at their deadline', () => {
+    const table = new FingerprintTable(100);
+    table.insert(key(1), 0, 1, 500, 0);
+    table.insert(key(2), 0, 2, 1500, 0);
+    expect(table.lookup(key(1), 0, 499)).toBe(1);
+    expect(table.lookup(key(1), 0, 500)).toBe(NO_OWNER);
+    expect(table.size).toBe(1); // removed on the failed lookup
+    expect(table.sweep(2000)).toBe(1);
+    expect(table.size).toBe(0);
+    expect(table.stats()).toMatchObject({ expired: 2, inserted: 2 });
+  });
+
+  it('stays bounded: a full table sweeps expired entries, then evicts those expiring soonest', () => {
+    const table = new FingerprintTable(1000);
+    for (let n = 0; n < 1000; n++) table.insert(key(n), 0, 1, n < 100 ? 50 : 10_000 + n, 0);
+    expect(table.size).toBe(1000);
+    // The 100 expired at 50 are swept; a sweep that frees less than a quarter also evicts down to 3/4 full.
+    table.insert(key(5000), 0, 2, 20_000, 100);
+    expect(table.stats().expired).toBe(100);
+    expect(table.stats().evicted).toBeGreaterThan(100);
+    expect(table.stats().evicted).toBeLessThan(200);
+    expect(table.size).toBeGreaterThan(700); // 3/4 full, give or take the sampled threshold
+    expect(table.size).toBeLessThan(800);
+    for (let n = 6000; n < 6200; n++) table.insert(key(n), 0, 3, 30_000, 100);
+    expect(table.size).toBeLessThanOrEqual(1000);
+    // Evicted first: the soonest-expiring (the lowest n); the newest and latest-expiring are kept.
+    expect(table.lookup(key(100), 0, 100)).toBe(NO_OWNER);
+    expect(table.lookup(key(999), 0, 100)).toBe(1);
+    expect(table.lookup(key(6199), 0, 100)).toBe(3);
+    expect(table.lookup(key(5000), 0, 100)).toBe(2);
+  });
+
+  it('evicts among equal deadlines without emptying the table', () => {
+    const table = new FingerprintTable(1000);
+    for (let n = 0; n < 1001; n++) table.insert(key(n), 0, 1, 10_000, 0);
+    expect(table.size).toBeGreaterThan(700);
+    expect(table.size).toBeLessThanOrEqual(1000);
+    expect(table.lookup(key(1000), 0, 1)).toBe(1);
+  });
+
+  it('matches a Map model under random inserts, removals and lookups (backward-shift deletion)', () => {
+    const random = new SeededRandom(42);
+    const table = new FingerprintTable(4096);
+    const model = new Map<number, number>();
+    for (let step = 0; step < 50_000; step++) {
+      const n = Math.floor(random.nextFloat() * 3000);
+      const roll = random.nextFloat();
+      if (roll < 0.5) {
+        const owner = Math.floor(random.nextFloat() * 100);
+        table.insert(key(n), 0, owner, 1e12, 0);
+        model.set(n, owner);
+      } else if (roll < 0.75) {
+        expect(table.remove(key(n), 0, NO_OWNER)).toBe(model.delete(n));
+      } else {
+        expect(table.lookup(key(n), 0, 0)).toBe(model.get(n) ?? NO_OWNER);
+      }
+    }
+    expect(table.size).toBe(model.size);
+    for (const [n, owner] of model) expect(table.lookup(key(n), 0, 0)).toBe(owner);
+  });
+});
+
+describe('parseSemanticMessage', () => {
+  const hex = 'a'.repeat(32);
+
+  it('accepts every message type and ignores unknown fields', () => {
+    const messages = [
+      { type: 'FileExtents', fileId: 'f', path: '/a', size: 10, extents: [{ volumeOffset: 0, length: 4096 }], future: 1 },
+      { type: 'WriteFingerprints', fileId: 'f', blockSize: 4096, fingerprints: [hex], ttlMs: 30000 },
+      { type: 'FileClass', fileId: 'f', size: 10, ioClass: 4 },
+      { type: 'FilePattern', fileId: 'f', pattern: 'copy', sourceFileId: 'g' },
+      { type: 'FileGone', fileId: 'f', cause: 'unlink' },
+      { type: 'AppHint', fileId: 'f', ioClass: 2, v: 1 },
+      { type: 'CopyFingerprints', sourceFileId: 'f', targetFileId: 'g' },
+    ];
+    for (const m of messages) {
+      const parsed = parseSemanticMessage(m);
+      expect(parsed.ok, JSON.stringify(parsed)).toBe(true);
+      if (parsed.ok) expect(parsed.message).not.toHaveProperty('future');
+    }
+  });
+
+  it('names the field that is wrong', () => {
+    expect(parseSemanticMessage({ type: 'Nope' })).toEqual({
+      ok: false,
+      error: 'unknown message type "Nope" (known: FileExtents, WriteFingerprints, FileClass, FilePattern, FileGone, AppHint, CopyFingerprints)',
+    });
+    const bad = parseSemanticMessage({ type: 'FileExtents', fileId: 'f', path: '/a', size: 10, extents: [{ volumeOffset: 0, length: 0 }] });
+    expect(bad).toEqual({ ok: false, error: 'FileExtents.extents.0.length: extents are not empty' });
+    const badHex = parseSemanticMessage({ type: 'WriteFingerprints', fileId: 'f', blockSize: 4096, fingerprints: ['xyz'], ttlMs: 1 });
+    expect(badHex).toEqual({ ok: false, error: 'WriteFingerprints.fingerprints.0: a fingerprint is 32 hex digits' });
+    const future = parseSemanticMessage({ type: 'FileGone', fileId: 'f', cause: 'unlink', v: 2 });
+    expect(future.ok).toBe(false);
+    expect(parseSemanticMessage([1])).toEqual({ ok: false, error: 'a message is a JSON object' });
+  });
+});
