@@ -31,6 +31,8 @@ export const ExportConfigSchema = z
     timing: TimingSpecSchema.optional(),
     /** Layers between the stats layer (always on top) and the device, listed top-down. */
     layers: z.array(LayerSpecSchema).default([]),
+    /** Secret a tracer or guest agent presents on the hint channel to send hints for this export (and no other). */
+    hintToken: z.string().min(16, 'hint tokens must be at least 16 characters').optional(),
   })
   .strict();
 
@@ -52,6 +54,8 @@ export const ConfigSchema = z
       .strict()
       .default({ format: 'pretty', level: 'info' }),
     metrics: z.object({ listen: hostPort }).strict().optional(),
+    /** Hint channel listeners (tracers on this host: socket; agents in guests: tcp). */
+    hints: z.object({ socket: z.string().optional(), tcp: hostPort.optional() }).strict().optional(),
     exports: z.array(ExportConfigSchema).min(1, 'at least one export is needed'),
   })
   .strict()
@@ -110,8 +114,9 @@ function resolvePaths(config: Config): Config {
   const listen = { ...config.listen };
   if (!listen.socket && !listen.tcp) listen.socket = 'sky.sock';
   if (listen.socket) listen.socket = within(listen.socket);
+  const hints = config.hints?.socket ? { ...config.hints, socket: within(config.hints.socket) } : config.hints;
   const exports = config.exports.map((e) => (e.device.type === 'file' ? { ...e, device: { ...e.device, path: within(e.device.path) } } : e));
-  return { ...config, dataDir, listen, exports };
+  return { ...config, dataDir, listen, hints, exports };
 }
 
 export function defaultDataDir(): string {

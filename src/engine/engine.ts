@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { createDevice, wrapTiming } from '../device/index.js';
+import { HintServer, type Hint, type HintVolume } from '../hints/index.js';
 import { MetricsServer } from '../metrics/index.js';
 import { NbdServer, StaticExportRegistry, type NbdExport } from '../nbd/index.js';
 import {
@@ -14,6 +15,7 @@ import {
   type LayerFactory,
   type LayerSpec,
 } from '../volume/index.js';
+import { createClassifyFactory, SemanticRegistry } from '../semantics/index.js';
 import { ConfigError, parseHostPort, type Config, type ExportConfig } from './config.js';
 
 /** A served volume: its stack, and the stats layer on top of it. */
@@ -22,11 +24,13 @@ export interface Volume extends NbdExport {
   readonly config: ExportConfig;
 }
 
-/** Layer types a config may name. Later parts (classify, icache, idedup) add their factories here. */
-export function defaultLayerFactories(): Map<string, LayerFactory<any>> {
+/** Layer types a config may name. Later parts (icache, idedup) add their factories here. */
+export function defaultLayerFactories(semantics: SemanticRegistry): Map<string, LayerFactory<any>> {
+  const classify = createClassifyFactory({ registry: semantics });
   return new Map<string, LayerFactory<any>>([
     [passthroughFactory.type, passthroughFactory],
     [statsFactory.type, statsFactory],
+    [classify.type, classify],
   ]);
 }
 
@@ -41,12 +45,16 @@ export class Engine {
   private readonly factories: Map<string, LayerFactory<any>>;
   private nbd: NbdServer | null = null;
   private metrics: MetricsServer | null = null;
+  private hints: HintServer | null = null;
+  /** Each volume's semantic index (when its stack has a classify layer), fed by the hint channel. */
+  readonly semantics: SemanticRegistry;
   private stopping: Promise<void> | null = null;
 
-  constructor(config: Config, logger: Logger, factories = defaultLayerFactories()) {
+  constructor(config: Config, logger: Logger, semantics = new SemanticRegistry()) {
     this.config = config;
     this.log = logger;
-    this.factories = factories;
+    this.semantics = semantics;
+    this.factories = defaultLayerFactories(semantics);
   }
 
   async start(): Promise<void> {
@@ -63,6 +71,7 @@ export class Engine {
         tcp: tcp ? parseHostPort(tcp) : undefined,
       });
       await this.nbd.listen();
+      await this.startHintChannel();
       if (this.config.metrics) {
         this.metrics = new MetricsServer(() => this.volumes.map((v) => v.stats.snapshot()), this.log.child({ part: 'metrics' }));
         await this.metrics.listen(parseHostPort(this.config.metrics.listen));
@@ -78,6 +87,11 @@ export class Engine {
     return this.nbd?.addresses ?? [];
   }
 
+  /** Addresses the hint channel listens on. */
+  get hintAddresses(): string[] {
+    return this.hints?.addresses ?? [];
+  }
+
   get metricsAddress(): string | null {
     return this.metrics?.address ?? null;
   }
@@ -90,6 +104,7 @@ export class Engine {
   private async stopInOrder(): Promise<void> {
     await this.nbd?.shutdown();
     await this.metrics?.close();
+    await this.hints?.close();
     for (const volume of this.volumes.splice(0)) {
       try {
         await volume.layer.flush();
@@ -99,6 +114,34 @@ export class Engine {
         this.log.error({ err, volume: volume.name }, 'closing volume failed');
       }
     }
+  }
+
+  /** Hints reach a volume's semantic index; only exports with a token and a classify layer can receive them. */
+  private async startHintChannel(): Promise<void> {
+    const at = this.config.hints;
+    if (!at) return;
+    const volumes: HintVolume[] = [];
+    for (const volume of this.volumes) {
+      const token = volume.config.hintToken;
+      const index = this.semantics.get(volume.name);
+      if (!token) continue;
+      if (!index) throw new ConfigError(`export ${volume.name} has a hintToken but no classify layer to use hints`);
+      const log = this.log.child({ part: 'hints', volume: volume.name });
+      volumes.push({
+        name: volume.name,
+        token,
+        sink: {
+          accept: (hint: Hint) => {
+            const result = index.accept(hint);
+            if (!result.ok) log.warn({ error: result.error, type: hint.type }, 'hint rejected');
+            return true;
+          },
+          onDrain: () => undefined,
+        },
+      });
+    }
+    this.hints = new HintServer(volumes, this.log.child({ part: 'hints' }));
+    await this.hints.listen({ socketPath: at.socket, tcp: at.tcp ? parseHostPort(at.tcp) : undefined });
   }
 
   private checkLayerTypes(): void {

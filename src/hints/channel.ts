@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import type { Logger } from 'pino';
+import { removeStaleSocket } from '../util/unix-socket.js';
 
 /**
  * The hint channel: tracer or guest agent → engine. Frames are a u32 big-endian length and that many bytes of
@@ -101,6 +102,7 @@ export class HintServer {
   }
 
   async listen(at: { socketPath?: string; tcp?: { host: string; port: number } }): Promise<void> {
+    if (at.socketPath) await removeStaleSocket(at.socketPath);
     if (at.socketPath) await this.listenOn((s, cb) => s.listen(at.socketPath, cb), `unix:${at.socketPath}`);
     if (at.tcp) await this.listenOn((s, cb) => s.listen(at.tcp!.port, at.tcp!.host, cb), 'tcp');
   }

@@ -1,6 +1,7 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from 'pino';
+import { removeStaleSocket } from '../util/unix-socket.js';
 import { BufferPool } from './buffer-pool.js';
 import { NbdConnection } from './connection.js';
 import type { ExportRegistry } from './target.js';
@@ -167,19 +168,4 @@ function withReusedReadBuffer(accepted: net.Socket): net.Socket {
   // socket whose peer hung up would then never close.
   socket.resume();
   return socket;
-}
-
-/** A socket file left by a killed server would make listen() fail with EADDRINUSE; a live one must not be stolen. */
-async function removeStaleSocket(path: string): Promise<void> {
-  if (!existsSync(path)) return;
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = net.connect(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (live) throw new Error(`another server is already listening on ${path}`);
-  unlinkSync(path);
 }
