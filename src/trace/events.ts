@@ -7,6 +7,8 @@
  * nanoseconds on CLOCK_MONOTONIC (bpftrace nsecs; strace -ttt converted) and only orders events of one run.
  * `ret` is the syscall's return value (negative errno on failure), as the kernel gives it. Paths are as the
  * process passed them (relative paths resolve against `dirfd` or the process's cwd in src/insight).
+ * Numbers are exact up to 2^53; larger 64-bit values (cp asks copy_file_range for ~2^63 bytes) are clamped to
+ * ±Number.MAX_SAFE_INTEGER.
  */
 export const SYSCALL_EVENT_VERSION = 1;
 
@@ -16,6 +18,11 @@ interface Base {
   tid: number;
   /** Task name (comm), when the backend knows it. */
   comm?: string;
+  /**
+   * A string field (path, argv) reached the backend's length cap and may be cut short: ebpf copies at most
+   * 199 bytes per string (bpftrace v0.17 keeps strings on the 512-byte BPF stack). Resolve through the fd instead.
+   */
+  truncated?: boolean;
 }
 
 /** AT_FDCWD as the kernel passes it. */
@@ -24,15 +31,40 @@ export const AT_FDCWD = -100;
 export type SyscallEvent =
   // process management: followed so children and threads are traced automatically
   | (Base & { kind: 'fork'; child: number; childTid: number; thread: boolean })
-  | (Base & { kind: 'exec'; path: string; argv?: string[]; ret: number })
-  | (Base & { kind: 'exit'; group: boolean; code?: number })
+  | (Base & {
+      kind: 'exec';
+      path: string;
+      argv?: string[];
+      ret: number;
+      /**
+       * Descriptors below 128 that were open and close-on-exec when the call entered, read from the kernel's fd
+       * table (ebpf). The kernel closed exactly these if ret is 0; absent when the backend cannot see them.
+       */
+      closedFds?: number[];
+    })
+  /** `code` is the exit status (0..255) of a group exit; `signal` the signal that killed the group instead. */
+  | (Base & { kind: 'exit'; group: boolean; code?: number; signal?: number })
   // file descriptors
-  | (Base & { kind: 'open'; dirfd: number; path: string; flags: number; mode: number; ret: number })
+  | (Base & {
+      kind: 'open';
+      dirfd: number;
+      path: string;
+      flags: number;
+      mode: number;
+      ret: number;
+      /** Identity of the file the new fd refers to (st_ino, st_dev as stat(2) reports them), read in-kernel (ebpf). */
+      ino?: number;
+      dev?: number;
+    })
   | (Base & { kind: 'close'; fd: number; ret: number })
   | (Base & { kind: 'close_range'; first: number; last: number; flags: number; ret: number })
   /** dup, dup2, dup3 and fcntl(F_DUPFD[_CLOEXEC]); `ret` is the new fd. */
   | (Base & { kind: 'dup'; fd: number; cloexec: boolean; ret: number })
-  /** fcntl other than dup: F_SETFL (O_APPEND), F_SETFD (FD_CLOEXEC), F_SET_RW_HINT (a hint). */
+  /**
+   * fcntl other than dup: F_SETFL (O_APPEND), F_SETFD (FD_CLOEXEC), F_SET_RW_HINT (a hint). For F_SET_RW_HINT and
+   * F_SET_FILE_RW_HINT `arg` is the hint value (RWH_WRITE_LIFE_*) the pointer argument points at, not the pointer.
+   * Backends report only commands that change state (no F_GET*, no locks).
+   */
   | (Base & { kind: 'fcntl'; fd: number; cmd: number; arg: number; ret: number })
   | (Base & { kind: 'chdir'; path: string; ret: number })
   | (Base & { kind: 'fchdir'; fd: number; ret: number })
@@ -47,6 +79,8 @@ export type SyscallEvent =
       ret: number;
       /** Paper's app hint: extra trailing arguments (magic, ioClass), seen by the ebpf backend only. */
       hint?: { magic: number; ioClass: number };
+      /** File position after the call, read from the kernel's open file (ebpf). */
+      position?: number;
     })
   /**
    * In-kernel aggregate of plain reads/writes on one fd since the last summary (ebpf emits these at close,
@@ -64,6 +98,9 @@ export type SyscallEvent =
       writeEnd: number;
       /** File position after the last call, when known (-1 otherwise). */
       position: number;
+      /** Identity of the file behind fd (st_ino, st_dev), read in-kernel (ebpf): a summary is per fd and file. */
+      ino?: number;
+      dev?: number;
     })
   | (Base & { kind: 'lseek'; fd: number; offset: number; whence: number; ret: number })
   // sizes

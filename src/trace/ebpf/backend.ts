@@ -1,0 +1,263 @@
+/**
+ * The ebpf backend: runs the generated bpftrace program and collects what it stores in its maps. For a command
+ * target the command is started stopped (a shell that stops itself, then execs the command once bpftrace has
+ * attached), so its first syscall is already traced and the exec that starts it is an event.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { TraceError } from '../errors.js';
+import type { SyscallEvent } from '../events.js';
+import { LineSplitter } from '../lines.js';
+import { OrderedRelease } from '../order.js';
+import type { EbpfTuning, EventSink, RunningBackend, TraceOptions, TraceTarget } from '../session.js';
+import {
+  ensureTracefs, exitStatus, findExecutable, kernelStackBytes, processState, requireCgroup, requireExecutable,
+  requirePid, requireRoot, requireSyscallTracepoints,
+} from '../system.js';
+import { Collector } from './collect.js';
+import { STRING_BYTES, buildProgram, type ProgramFilter } from './program.js';
+
+const STDERR_KEPT_BYTES = 16_384;
+/** Linux's limit on one argument (MAX_ARG_STRLEN). */
+const MAX_ARGUMENT_BYTES = 128 * 1024;
+
+interface Wrapper {
+  child: ChildProcess;
+  exited: Promise<number | null>;
+}
+
+/** Starts `sh`, which stops itself; after SIGCONT it execs the command in its place (same pid, traced). */
+async function startStopped(target: Extract<TraceTarget, { kind: 'command' }>): Promise<Wrapper> {
+  if (target.argv.length === 0) throw new TraceError('the command to trace is empty');
+  const env = target.env ?? process.env;
+  // Resolved here so the shell does not try each PATH entry in turn (each try would be a traced exec).
+  const program = findExecutable(target.argv[0], env.PATH, target.cwd) ?? target.argv[0];
+  const child = spawn('/bin/sh', ['-c', 'kill -STOP $$ && exec "$@"', 'sky-trace', program, ...target.argv.slice(1)], {
+    cwd: target.cwd,
+    env,
+    stdio: target.stdio ?? 'inherit',
+  });
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code, signal) => resolve(exitStatus(code, signal)));
+    child.once('error', () => resolve(null));
+  });
+  await waitStopped(child);
+  return { child, exited };
+}
+
+async function waitStopped(child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const state = child.pid === undefined ? null : processState(child.pid);
+    if (state === 'T') return;
+    if (state === null || state === 'Z' || child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new TraceError('could not start the command stopped (/bin/sh did not stop itself)');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+function filterFor(target: TraceTarget, wrapper: Wrapper | null): ProgramFilter {
+  switch (target.kind) {
+    case 'command':
+      return { kind: 'pids', pids: [wrapper!.child.pid!] };
+    case 'pid':
+      requirePid(target.pid);
+      return { kind: 'pids', pids: [target.pid] };
+    case 'cgroup':
+      requireCgroup(target.path);
+      if (/["\\\n]/.test(target.path)) throw new TraceError(`cgroup path ${JSON.stringify(target.path)} has characters bpftrace cannot take`);
+      return { kind: 'cgroup', path: target.path };
+    case 'replay':
+      throw new TraceError('the ebpf backend traces live processes; use the replay backend for a recorded log');
+  }
+}
+
+/** bpftrace's stderr minus its noise (a memlock warning it cannot act on, warnings about our casts). */
+export function meaningfulStderr(text: string): string {
+  const lines = text.split('\n');
+  const kept: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (line.includes('RLIMIT_MEMLOCK') || line.trim() === '') continue;
+    if (line.includes('WARNING:')) {
+      while (i + 1 < lines.length && (lines[i + 1].startsWith(' ') || lines[i + 1].includes('~'))) i++;
+      continue;
+    }
+    kept.push(line);
+  }
+  return kept.join('\n').trim();
+}
+
+class EbpfSession implements RunningBackend {
+  readonly name = 'ebpf (bpftrace)';
+  readonly exited: Promise<number | null>;
+  private readonly order: OrderedRelease;
+  private readonly splitter: LineSplitter;
+  private collector: Collector | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private bpftrace: ChildProcess | null = null;
+  private stderr = '';
+  private lostTotal = 0;
+  private stopping: Promise<void> | null = null;
+  private finished: Promise<void>;
+  private markFinished: () => void = () => undefined;
+  private ready: { resolve: () => void; reject: (error: Error) => void } = { resolve: () => undefined, reject: () => undefined };
+  private failure: Error | null = null;
+  private resolveExited: (status: number | null) => void = () => undefined;
+
+  constructor(
+    private readonly options: TraceOptions,
+    private readonly tuning: EbpfTuning,
+    private readonly sink: EventSink,
+    private readonly wrapper: Wrapper | null,
+  ) {
+    this.order = new OrderedRelease((event) => this.deliver(event));
+    this.splitter = new LineSplitter((buffer, start, end) => this.line(buffer.toString('utf8', start, end)));
+    this.finished = new Promise((resolve) => (this.markFinished = resolve));
+    this.exited = wrapper ? wrapper.exited : new Promise((resolve) => (this.resolveExited = resolve));
+  }
+
+  lost(): number {
+    return this.lostTotal;
+  }
+
+  /** A pid target's session ends with the process, like a command target's. */
+  private deliver(event: SyscallEvent): void {
+    this.sink.event(event);
+    const target = this.options.target;
+    if (event.kind !== 'exit' || !event.group || target.kind !== 'pid' || event.pid !== target.pid) return;
+    this.resolveExited(event.code ?? (event.signal === undefined ? null : 128 + event.signal));
+    void this.stop();
+  }
+
+  async start(filter: ProgramFilter, bpftracePath: string): Promise<void> {
+    const program = buildProgram({
+      filter,
+      kernelStackBytes: this.tuning.kernelStackBytes ?? kernelStackBytes(),
+      reportSetCloexec: this.tuning.reportSetCloexec ?? false,
+      fdEvents: this.tuning.fdEvents ?? 'all',
+    });
+    // On the command line rather than in a file: nothing to clean up if this process dies.
+    assert.ok(program.length < MAX_ARGUMENT_BYTES, `bpftrace program of ${program.length} bytes`);
+    const readyPromise = new Promise<void>((resolve, reject) => (this.ready = { resolve, reject }));
+    const child = spawn(bpftracePath, ['-f', 'json', '-e', program], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, BPFTRACE_STRLEN: String(STRING_BYTES), BPFTRACE_MAP_KEYS_MAX: String(this.tuning.mapEntries ?? 262_144) },
+    });
+    this.bpftrace = child;
+    child.stdout!.on('data', (chunk: Buffer) => this.data(chunk));
+    child.stderr!.on('data', (chunk: Buffer) => this.keepStderr(chunk));
+    child.once('error', (error) => this.ready.reject(new TraceError(`cannot run ${bpftracePath}: ${error.message}`)));
+    child.once('close', (code, signal) => this.closed(code, signal));
+    await this.awaitReady(readyPromise);
+    this.collector = new Collector(child.pid!, {
+      event: (event) => this.order.push(event),
+      watermark: (ns) => this.order.release(ns),
+      lost: (count, why) => this.lose(count, why),
+    });
+    this.timer = setInterval(() => this.collect(), this.tuning.collectMs ?? 100);
+    this.wrapper?.child.kill('SIGCONT');
+    this.wrapper?.exited.then(() => this.stop());
+  }
+
+  private async awaitReady(ready: Promise<void>): Promise<void> {
+    const timeoutMs = this.tuning.startTimeoutMs ?? 60_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TraceError(`bpftrace did not attach within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([ready, timeout]);
+    } catch (error) {
+      this.wrapper?.child.kill('SIGKILL');
+      this.bpftrace?.kill('SIGKILL');
+      await this.finished;
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private collect(final = false): void {
+    if (!this.collector || this.failure) return;
+    try {
+      this.collector.collect(final);
+    } catch (error) {
+      this.failure = new TraceError(`cannot read bpftrace's maps: ${(error as Error).message}`);
+      this.bpftrace?.kill('SIGKILL');
+    }
+  }
+
+  /** bpftrace prints only the ready marker (and notices); everything else is read from its maps. */
+  private data(chunk: Buffer): void {
+    try {
+      this.splitter.push(chunk);
+    } catch (error) {
+      this.failure ??= new TraceError(`cannot decode bpftrace output: ${(error as Error).message}`);
+    }
+  }
+
+  private line(text: string): void {
+    if (text.includes('"printf"') && text.includes('"R\\n"')) this.ready.resolve();
+    else if (text.includes('"lost_events"')) this.lose(Number(/"events":\s*(\d+)/.exec(text)?.[1] ?? 0), 'perf buffer full');
+  }
+
+  private keepStderr(chunk: Buffer): void {
+    this.stderr += chunk.toString('utf8');
+    if (this.stderr.length > 2 * STDERR_KEPT_BYTES) this.stderr = this.stderr.slice(-STDERR_KEPT_BYTES);
+  }
+
+  private lose(count: number, why: string): void {
+    this.lostTotal += count;
+    this.order.push({ kind: 'lost', ts: Number(process.hrtime.bigint()), pid: 0, tid: 0, count });
+    this.sink.warning(`ebpf: lost ${count} events: ${why}`);
+  }
+
+  /** bpftrace is gone (we killed it, or it died): its maps are still ours, so collect what is left. */
+  private closed(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.timer) clearInterval(this.timer);
+    const detail = meaningfulStderr(this.stderr);
+    this.ready.reject(new TraceError(`bpftrace failed to start (exit ${code ?? signal})${detail ? `: ${detail}` : ''}`));
+    this.collect(true);
+    if (!this.failure && !this.stopping) {
+      this.failure = new TraceError(`bpftrace exited unexpectedly (${code !== null ? `code ${code}` : `signal ${signal}`})${detail ? `: ${detail}` : ''}`);
+    }
+    this.collector?.close();
+    this.order.drain();
+    this.resolveExited(null);
+    this.sink.end(this.failure ?? undefined);
+    this.markFinished();
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  /** SIGKILL: the maps hold everything traced, and bpftrace's own exit path would only print them again. */
+  private async shutdown(): Promise<void> {
+    const child = this.bpftrace;
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await this.finished;
+  }
+}
+
+export async function startEbpf(options: TraceOptions, sink: EventSink): Promise<RunningBackend> {
+  const tuning = options.ebpf ?? {};
+  requireRoot('ebpf', 'loading BPF programs needs CAP_BPF and CAP_PERFMON');
+  const bpftracePath = requireExecutable('bpftrace', 'bpftrace', tuning.bpftrace);
+  ensureTracefs();
+  requireSyscallTracepoints();
+  const wrapper = options.target.kind === 'command' ? await startStopped(options.target) : null;
+  try {
+    const filter = filterFor(options.target, wrapper);
+    const session = new EbpfSession(options, tuning, sink, wrapper);
+    await session.start(filter, bpftracePath);
+    return session;
+  } catch (error) {
+    wrapper?.child.kill('SIGKILL');
+    throw error;
+  }
+}

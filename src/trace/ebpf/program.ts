@@ -1,0 +1,449 @@
+/**
+ * Generates the bpftrace program of the ebpf backend. What shapes it (measured on a 2-core Firecracker VM with
+ * `find /usr -name x` over a cached /usr: 15.8k opens, 62k closes, 77k fcntls, 0.26 s of CPU untraced):
+ *
+ * - A printf per event costs the traced process a perf-buffer wakeup of bpftrace (about 10 µs here), and a
+ *   bpftrace map print costs several µs of bpftrace CPU per entry. So events are stored in hash maps and
+ *   nothing is printed: user space reads the maps itself, in binary batches (bpf.ts), deleting what it read.
+ *   Records are keyed by (tid, ts, sub), so they never collide and sort by time.
+ * - Each attached syscall tracepoint costs every call of that syscall, on the whole machine, whatever the
+ *   filter says. So every syscall is hooked once, at exit, and its arguments are read from the saved user
+ *   registers (pt_regs at the top of the kernel stack) instead of being stashed by an enter probe. The
+ *   registers are checked against the exit tracepoint (orig_ax is the syscall number) so a kernel with another
+ *   stack layout loses events loudly instead of decoding garbage.
+ * - The same registers carry the paper's app hint (extra trailing arguments of read/write/pread64/pwrite64),
+ *   so there is no raw_syscalls probe: it would run for every syscall of every process (+15% on find).
+ * - Plain reads and writes are aggregated per (pid, fd, inode, generation); user space bumps the generation
+ *   (@g) each time it collects, so an aggregate it collects is complete. fsync moves its fd's aggregate into a
+ *   record of its own, so the summary precedes the fsync.
+ *
+ * Where find's cost goes (CPU time of find, medians of 5): the syscall tracepoints alone, attached with a filter
+ * that never matches, add ~15%; this program adds ~75% with fdEvents 'all' (124k events) and ~55% with
+ * 'storage' (16k events). Most of the rest is the per-call work of a bpftrace v0.17 probe (map lookups and
+ * probe reads, ~1 µs a call here), paid for each close and fcntl a directory walk makes. Workloads that move
+ * data (cp, gpg, databases) pay per read/write only an aggregate update, not an event.
+ *
+ * bpftrace v0.17 limits: strings live on the 512-byte BPF stack, so str() copies at most STRLEN-1 = 199 bytes
+ * (longer paths are cut and flagged `truncated`), strings go in a map of their own (@p, same key as their
+ * record), and there are no functions. bpftrace compiles each tuple literal separately, so records are built
+ * once into a variable (startup time is mostly LLVM time).
+ */
+import assert from 'node:assert/strict';
+import { SKY_HINT_MAGIC } from '../hint-abi.js';
+
+/** Record codes shared by the generated program and the decoder. */
+export const Code = {
+  open: 1,
+  close: 2,
+  dup: 3,
+  fcntl: 4,
+  chdir: 5,
+  fchdir: 6,
+  truncate: 7,
+  ftruncate: 8,
+  fallocate: 9,
+  fsync: 10,
+  copy: 11,
+  unlink: 12,
+  rename: 13,
+  fadvise: 15,
+  ioprio: 16,
+  mmap: 17,
+  msync: 18,
+  munmap: 19,
+  rw: 20,
+  closeRange: 21,
+  fork: 30,
+  exit: 31,
+  execEnter: 32,
+  execExit: 33,
+  /** An fd's aggregate moved out at fsync: fd, ino, then the aggregate's fields but tid. */
+  summary: 34,
+} as const;
+
+/** copy event `call` values, by the number the program stores. */
+export const COPY_CALLS = ['copy_file_range', 'sendfile', 'splice', 'FICLONE', 'FICLONERANGE'] as const;
+
+/** BPFTRACE_STRLEN: the largest bpftrace v0.17 accepts with our tuples on the stack. */
+export const STRING_BYTES = 200;
+/** exec argv elements copied; more are dropped and the exec is flagged truncated. */
+export const ARGV_MAX = 32;
+/** Numeric fields of a record after its code and pid. */
+export const RECORD_FIELDS = 11;
+/** An aggregate: readCalls, readBytes, writeCalls, writeBytes, writeStart, writeEnd, position, ts, tid, dev. */
+export const AGGREGATE_FIELDS = 10;
+
+export type ProgramFilter = { kind: 'pids'; pids: readonly number[] } | { kind: 'cgroup'; path: string };
+
+export interface ProgramOptions {
+  filter: ProgramFilter;
+  /** THREAD_SIZE of the running kernel: pt_regs sit at the top of a task's kernel stack. */
+  kernelStackBytes: number;
+  /**
+   * F_SETFD with FD_CLOEXEC is the commonest fcntl (find: one per directory) and exec events carry the kernel's
+   * own close-on-exec set, so by default it is not reported. Clearing the flag is always reported.
+   */
+  reportSetCloexec: boolean;
+  /**
+   * 'all': every close, dup and fcntl. 'storage': only those of fds that refer to a regular file or a block
+   * device (plus every dup2/dup3 and close_range, which can close such an fd implicitly); directory, pipe and
+   * socket fds are not bookkept. find's directory walk is almost nothing but such churn (8 of every 9 events).
+   */
+  fdEvents: 'all' | 'storage';
+}
+
+const O_CLOEXEC = 0x80000;
+const CLONE_THREAD = 0x10000;
+const S_IFMT = 0xf000;
+const S_IFREG = 0x8000;
+const S_IFBLK = 0x6000;
+const F_DUPFD = 0;
+const F_SETFD = 2;
+const F_SETFL = 4;
+const F_DUPFD_CLOEXEC = 1030;
+const F_SET_RW_HINT = 1036;
+const F_SET_FILE_RW_HINT = 1038;
+const FICLONE = 0x40049409;
+const FICLONERANGE = 0x4020940d;
+const AT_REMOVEDIR = 0x200;
+const AT_FDCWD = -100;
+const O_CREAT_WRONLY_TRUNC = 0x241;
+
+/** Register holding syscall argument i on x86-64. */
+const ARG_REGISTER = ['di', 'si', 'dx', 'r10', 'r8', 'r9'] as const;
+
+/** Argument i as a signed 64-bit value (sizes, offsets, addresses). */
+function arg(i: number): string {
+  return `(int64)$r->${ARG_REGISTER[i]}`;
+}
+
+/** Argument i declared `int` (fds, flags): the upper half of the register is not defined by the ABI. */
+function intArg(i: number): string {
+  return `(int64)(int32)$r->${ARG_REGISTER[i]}`;
+}
+
+/** A C string argument, read from user memory at exit (the kernel has touched it, so it is resident). */
+function pathArg(i: number): string {
+  return `str(uptr($r->${ARG_REGISTER[i]}))`;
+}
+
+/** Read once per probe into $ret: LLVM may otherwise derive several loads from one moved ctx pointer,
+ * which the verifier refuses ("dereference of modified ctx ptr"). */
+const RET = '$ret';
+
+/**
+ * Stores a record: up to 11 numeric fields in @n, and each string in @p under the same key with sub-index
+ * 0, 1, ... (a tuple holding a 200-byte string would not fit the BPF stack next to str()'s buffer).
+ */
+function emit(code: number, fields: readonly string[], strings: readonly string[] = []): string {
+  assert.ok(fields.length <= RECORD_FIELDS, `record ${code} has ${fields.length} fields, at most ${RECORD_FIELDS} fit`);
+  const padded = [...fields, ...Array(RECORD_FIELDS - fields.length).fill('0')].map((field) => `(int64)(${field})`);
+  const tuple = [`(int64)${code}`, '(int64)pid', ...padded].join(', ');
+  const texts = strings.map((text, i) => `@p[(int64)tid, $ts, (int64)${i}] = ${text};`);
+  return `${texts.join(' ')} $nv = (${tuple}); @n[(int64)tid, $ts, (int64)0] = $nv; @c = count();`;
+}
+
+function predicate(filter: ProgramFilter): string {
+  if (filter.kind === 'pids') return '/@t[pid]/';
+  return `/cgroup == cgroupid("${filter.path}")/`;
+}
+
+interface ExitProbe {
+  syscall: string;
+  nr: number;
+  body: string;
+}
+
+/** The probe around a syscall body: find the saved registers, check them, and time-stamp the record. */
+function exitProbe(options: ProgramOptions, probe: ExitProbe): string {
+  const top = `(uint64)curtask->stack + ${options.kernelStackBytes}`;
+  // With FRED (x86, 6.9+) the registers sit 16 bytes lower; tried only when the usual place does not match.
+  return `tracepoint:syscalls:sys_exit_${probe.syscall} ${predicate(options.filter)} {
+  $r = (struct pt_regs *)(${top} - sizeof(struct pt_regs)); $nr = (int64)$r->orig_ax;
+  if ($nr != ${probe.nr}) { $r = (struct pt_regs *)(${top} - 16 - sizeof(struct pt_regs)); $nr = (int64)$r->orig_ax; }
+  if ($nr == ${probe.nr}) {
+    $ts = (int64)nsecs; $ret = (int64)args->ret;
+    ${probe.body}
+  } else { @x = count(); }
+}`;
+}
+
+/** $f = the struct file behind fd expression `fd` in the current task (valid while the call's fd is open). */
+function fileOf(fd: string): string {
+  return `$f = *(curtask->files->fdt->fd + ${fd});`;
+}
+
+function openProbes(): ExitProbe[] {
+  const identity = `$ino = (int64)0; $dev = (int64)0;
+    if (${RET} >= 0) { ${fileOf(RET)} $ino = (int64)$f->f_inode->i_ino; $dev = (int64)$f->f_inode->i_sb->s_dev; }`;
+  const open = (dirfd: string, flags: string, mode: string, path: string) =>
+    `${identity} ${emit(Code.open, [dirfd, flags, mode, RET, '$ino', '$dev'], [path])}`;
+  const opens: ExitProbe[] = [
+    { syscall: 'open', nr: 2, body: open(`${AT_FDCWD}`, intArg(1), intArg(2), pathArg(0)) },
+    { syscall: 'openat', nr: 257, body: open(intArg(0), intArg(2), intArg(3), pathArg(1)) },
+    { syscall: 'creat', nr: 85, body: open(`${AT_FDCWD}`, `${O_CREAT_WRONLY_TRUNC}`, intArg(1), pathArg(0)) },
+    {
+      syscall: 'openat2',
+      nr: 437,
+      body: open(intArg(0), '*(int64 *)uptr($r->dx)', '*(int64 *)uptr($r->dx + 8)', pathArg(1)),
+    },
+  ];
+  // A second program per open (one would not fit the BPF stack). Both run before the call returns, so before
+  // any call through the new fd; the detached summary is timed by its last call, so it sorts before the open.
+  const detach = opens.map((probe) => ({ ...probe, body: `if (${RET} >= 0) { ${detachAggregate(RET)} }` }));
+  return [...detach, ...opens];
+}
+
+/** Sets $storage: does `fd` refer to a regular file or a block device? (false for an fd that is not open) */
+function storageCheck(fd: string): string {
+  return `$sf = *(curtask->files->fdt->fd + ${fd}); $sm = $sf->f_inode->i_mode & ${S_IFMT}; $storage = $sm == ${S_IFREG} || $sm == ${S_IFBLK};`;
+}
+
+function fdTableProbes(options: ProgramOptions): ExitProbe[] {
+  const storageOnly = options.fdEvents === 'storage';
+  const when = (fd: string, body: string) => (storageOnly ? `${storageCheck(fd)} if ($storage) { ${body} }` : body);
+  const cloexecSet = options.reportSetCloexec ? '1' : `(${arg(2)} & 1) == 0`;
+  const rwHint = `$h = *(int64 *)uptr($r->dx); ${emit(Code.fcntl, [intArg(0), '$cmd', '$h', RET])}`;
+  const fcntl = `$cmd = ${intArg(1)};
+    if ($cmd == ${F_DUPFD} || $cmd == ${F_DUPFD_CLOEXEC}) { ${when(RET, emit(Code.dup, [intArg(0), `$cmd == ${F_DUPFD_CLOEXEC}`, RET]))} }
+    else if (($cmd == ${F_SETFD} && ${cloexecSet}) || $cmd == ${F_SETFL}) { ${when(intArg(0), emit(Code.fcntl, [intArg(0), '$cmd', arg(2), RET]))} }
+    else if ($cmd == ${F_SET_RW_HINT} || $cmd == ${F_SET_FILE_RW_HINT}) { ${rwHint} }`;
+  const close: ExitProbe[] = storageOnly ? [] : [{ syscall: 'close', nr: 3, body: emit(Code.close, [intArg(0), RET]) }];
+  return [
+    ...close,
+    { syscall: 'close_range', nr: 436, body: emit(Code.closeRange, ['(uint32)$r->di', '(uint32)$r->si', arg(2), RET]) },
+    { syscall: 'dup', nr: 32, body: when(RET, emit(Code.dup, [intArg(0), '0', RET])) },
+    { syscall: 'dup2', nr: 33, body: emit(Code.dup, [intArg(0), '0', RET]) },
+    { syscall: 'dup3', nr: 292, body: emit(Code.dup, [intArg(0), `(${arg(2)} & ${O_CLOEXEC}) != 0`, RET]) },
+    { syscall: 'fcntl', nr: 72, body: fcntl },
+    { syscall: 'chdir', nr: 80, body: emit(Code.chdir, [RET], [pathArg(0)]) },
+    { syscall: 'fchdir', nr: 81, body: emit(Code.fchdir, [intArg(0), RET]) },
+  ];
+}
+
+/**
+ * 'storage' fd events: a close is reported at entry, where the fd still says what it refers to. It is
+ * reported with ret 0: the fd is released whatever close returns (EINTR, EIO), and an fd that was not open is
+ * not storage, so not reported.
+ */
+function storageCloseProbe(options: ProgramOptions): string {
+  if (options.fdEvents !== 'storage') return '';
+  return `tracepoint:syscalls:sys_enter_close ${predicate(options.filter)} {
+  $fd = (int64)args->fd; ${storageCheck('$fd')}
+  if ($storage) { $ts = (int64)nsecs; ${emit(Code.close, ['$fd', '0'])} }
+}`;
+}
+
+/**
+ * Moves the aggregate of (fd, its file) of this generation into a record of its own: at fsync, so the summary
+ * precedes the fsync; at open, so calls through an earlier description of the same file at the same fd number
+ * are not counted as this one's.
+ */
+function detachAggregate(fd: string): string {
+  const fields = ['$fd', '$ino', '$a.0', '$a.1', '$a.2', '$a.3', '$a.4', '$a.5', '$a.6', '$a.7', '$a.9'];
+  return `$fd = ${fd}; ${fileOf('$fd')} $ino = (int64)$f->f_inode->i_ino; $g = @g;
+    $a = @r[(int64)pid, $fd, $ino, $g];
+    if ($a.0 + $a.2 > 0) { delete(@r[(int64)pid, $fd, $ino, $g]); ${emit(Code.summary, fields)} }`;
+}
+
+function sizeProbes(): ExitProbe[] {
+  // Two programs per call (the first detaches, the second reports): one would not fit the BPF stack.
+  const fsync = (syscall: string, nr: number, dataOnly: number): ExitProbe[] => [
+    { syscall, nr, body: detachAggregate(intArg(0)) },
+    { syscall, nr, body: emit(Code.fsync, [intArg(0), `${dataOnly}`, RET]) },
+  ];
+  return [
+    { syscall: 'truncate', nr: 76, body: emit(Code.truncate, [arg(1), RET], [pathArg(0)]) },
+    { syscall: 'ftruncate', nr: 77, body: emit(Code.ftruncate, [intArg(0), arg(1), RET]) },
+    { syscall: 'fallocate', nr: 285, body: emit(Code.fallocate, [intArg(0), intArg(1), arg(2), arg(3), RET]) },
+    ...fsync('fsync', 74, 0),
+    ...fsync('fdatasync', 75, 1),
+  ];
+}
+
+/**
+ * An offset passed by pointer (copy_file_range, splice, sendfile): the kernel advanced it by what it copied, so
+ * the start is the value now minus the return value. A null pointer sets bit `bit` of $null.
+ */
+function offsetByPointer(register: string, name: string, bit: number): string {
+  return `$${name} = 0; if ($r->${register} == 0) { $null = $null | ${bit}; } else { $${name} = *(int64 *)uptr($r->${register}); if (${RET} > 0) { $${name} = $${name} - ${RET}; } }`;
+}
+
+function copyProbes(): ExitProbe[] {
+  const copy = (call: number, fdIn: string, fdOut: string, length: string) =>
+    emit(Code.copy, [`${call}`, fdIn, fdOut, '$in', '$out', length, RET, '$null']);
+  const pairOfPointers = `$null = 0; ${offsetByPointer('si', 'in', 1)} ${offsetByPointer('r10', 'out', 2)}`;
+  const ioctl = `$cmd = (uint32)$r->si;
+    if ($cmd == ${FICLONE}) { $null = 3; $in = 0; $out = 0; ${copy(3, intArg(2), intArg(0), '0')} }
+    else if ($cmd == ${FICLONERANGE}) {
+      $range = $r->dx; $null = 0; $in = *(int64 *)uptr($range + 8); $out = *(int64 *)uptr($range + 24);
+      ${copy(4, '*(int64 *)uptr($range)', intArg(0), '*(int64 *)uptr($range + 16)')}
+    }`;
+  return [
+    { syscall: 'copy_file_range', nr: 326, body: `${pairOfPointers} ${copy(0, intArg(0), intArg(2), arg(4))}` },
+    { syscall: 'splice', nr: 275, body: `${pairOfPointers} ${copy(2, intArg(0), intArg(2), arg(4))}` },
+    {
+      syscall: 'sendfile64',
+      nr: 40,
+      body: `$null = 2; $out = 0; ${offsetByPointer('dx', 'in', 1)} ${copy(1, intArg(1), intArg(0), arg(3))}`,
+    },
+    { syscall: 'ioctl', nr: 16, body: ioctl },
+  ];
+}
+
+function lifetimeProbes(): ExitProbe[] {
+  const rename = (olddirfd: string, old: string, newdirfd: string, next: string, flags: string) =>
+    emit(Code.rename, [olddirfd, newdirfd, flags, RET], [old, next]);
+  const cwd = `${AT_FDCWD}`;
+  return [
+    { syscall: 'unlink', nr: 87, body: emit(Code.unlink, [cwd, '0', RET], [pathArg(0)]) },
+    { syscall: 'unlinkat', nr: 263, body: emit(Code.unlink, [intArg(0), intArg(2), RET], [pathArg(1)]) },
+    { syscall: 'rmdir', nr: 84, body: emit(Code.unlink, [cwd, `${AT_REMOVEDIR}`, RET], [pathArg(0)]) },
+    { syscall: 'rename', nr: 82, body: rename(cwd, pathArg(0), cwd, pathArg(1), '0') },
+    { syscall: 'renameat', nr: 264, body: rename(intArg(0), pathArg(1), intArg(2), pathArg(3), '0') },
+    { syscall: 'renameat2', nr: 316, body: rename(intArg(0), pathArg(1), intArg(2), pathArg(3), arg(4)) },
+  ];
+}
+
+function hintAndMappingProbes(): ExitProbe[] {
+  const sharedWritable = `(${arg(3)} & 1) != 0 && (${arg(2)} & 2) != 0 && ${intArg(4)} >= 0 && ${RET} >= 0`;
+  const mmap = `if (${sharedWritable}) { @m[pid] = 1; ${emit(Code.mmap, [arg(0), arg(1), arg(2), arg(3), intArg(4), arg(5), RET])} }`;
+  return [
+    { syscall: 'fadvise64', nr: 221, body: emit(Code.fadvise, [intArg(0), arg(1), arg(2), intArg(3), RET]) },
+    { syscall: 'ioprio_set', nr: 251, body: emit(Code.ioprio, [intArg(0), intArg(1), intArg(2), RET]) },
+    { syscall: 'mmap', nr: 9, body: mmap },
+    { syscall: 'msync', nr: 26, body: `if (@m[pid]) { ${emit(Code.msync, [arg(0), arg(1), intArg(2), RET])} }` },
+    { syscall: 'munmap', nr: 11, body: `if (@m[pid]) { ${emit(Code.munmap, [arg(0), arg(1), RET])} }` },
+  ];
+}
+
+interface DataCall {
+  syscall: string;
+  nr: number;
+  write: boolean;
+  /** Register index of an explicit file offset, or null when the call uses the file position. */
+  offsetArg: number | null;
+  /** Register indexes of the app hint's magic and class, for the calls that can carry one. */
+  hint: [number, number] | null;
+}
+
+const DATA_CALLS: readonly DataCall[] = [
+  { syscall: 'read', nr: 0, write: false, offsetArg: null, hint: [3, 4] },
+  { syscall: 'write', nr: 1, write: true, offsetArg: null, hint: [3, 4] },
+  { syscall: 'pread64', nr: 17, write: false, offsetArg: 3, hint: [4, 5] },
+  { syscall: 'pwrite64', nr: 18, write: true, offsetArg: 3, hint: [4, 5] },
+  { syscall: 'readv', nr: 19, write: false, offsetArg: null, hint: null },
+  { syscall: 'writev', nr: 20, write: true, offsetArg: null, hint: null },
+  { syscall: 'preadv', nr: 295, write: false, offsetArg: 3, hint: null },
+  { syscall: 'pwritev', nr: 296, write: true, offsetArg: 3, hint: null },
+  { syscall: 'preadv2', nr: 327, write: false, offsetArg: 3, hint: null },
+  { syscall: 'pwritev2', nr: 328, write: true, offsetArg: 3, hint: null },
+];
+
+/** The aggregate tuple: (readCalls, readBytes, writeCalls, writeBytes, writeStart, writeEnd, position, ts, tid, dev). */
+function aggregate(call: DataCall): string {
+  // preadv2/pwritev2 take -1 for "the file position".
+  const start =
+    call.offsetArg === null
+      ? '$start = $pos - $ret;'
+      : `$start = ${arg(call.offsetArg)}; if ($start < 0) { $start = $pos - $ret; }`;
+  const next = call.write
+    ? `$ws = $a.4; $we = $a.5;
+      if ($ret > 0) { if ($a.3 == 0 || $start < $ws) { $ws = $start; } if ($a.3 == 0 || $start + $ret > $we) { $we = $start + $ret; } }
+      $v = ($a.0, $a.1, $a.2 + 1, $a.3 + $ret, $ws, $we, $pos, $ts, (int64)tid, $dev);`
+    : '$v = ($a.0 + 1, $a.1 + $ret, $a.2, $a.3, $a.4, $a.5, $pos, $ts, (int64)tid, $dev);';
+  return `$mode = $f->f_inode->i_mode & ${S_IFMT};
+    if ($ret >= 0 && ($mode == ${S_IFREG} || $mode == ${S_IFBLK})) {
+      $ino = (int64)$f->f_inode->i_ino; ${start} $g = @g;
+      $a = @r[(int64)pid, $fd, $ino, $g];
+      $dev = $a.9; if ($a.0 + $a.2 == 0) { $dev = (int64)$f->f_inode->i_sb->s_dev; }
+      ${next}
+      @r[(int64)pid, $fd, $ino, $g] = $v;
+    }`;
+}
+
+function hinted(call: DataCall, magic: number): string {
+  assert.ok(call.hint);
+  const [magicArg, classArg] = call.hint;
+  const offset = call.offsetArg === null ? '-1' : arg(call.offsetArg);
+  const flags = `${call.write ? 1 : 0} | ${call.offsetArg === null ? 0 : 2}`;
+  const fields = [flags, '$fd', offset, arg(2), '$ret', arg(classArg), '$pos'];
+  return `if ($r->${ARG_REGISTER[magicArg]} == ${magic}) { ${emit(Code.rw, fields)} } else`;
+}
+
+function dataProbes(magic: number): ExitProbe[] {
+  return DATA_CALLS.map((call) => {
+    const head = `$fd = ${intArg(0)}; ${fileOf('$fd')} $pos = (int64)$f->f_pos;`;
+    const body = call.hint ? `${hinted(call, magic)} { ${aggregate(call)} }` : aggregate(call);
+    return { syscall: call.syscall, nr: call.nr, body: `${head} ${body}` };
+  });
+}
+
+/** exec: path and argv must be read at entry (a successful exec replaces the memory they live in). */
+function execProbes(options: ProgramOptions): string {
+  const filter = predicate(options.filter);
+  const closeOnExec = `$fdt = curtask->files->fdt; $m0 = *$fdt->open_fds & *$fdt->close_on_exec; $m1 = (uint64)0;
+  if ($fdt->max_fds > 64) { $m1 = *($fdt->open_fds + 1) & *($fdt->close_on_exec + 1); }`;
+  const argv = `$i = 0;
+  while ($i < ${ARGV_MAX + 1}) {
+    $p = *(args->argv + $i);
+    if ($p == 0) { break; }
+    @p[(int64)tid, $ts, (int64)($i + 1)] = str($p);
+    $i++;
+  }`;
+  const enter = (syscall: string, dirfd: string) => `tracepoint:syscalls:sys_enter_${syscall} ${filter} {
+  $ts = (int64)nsecs; ${closeOnExec}
+  ${argv}
+  ${emit(Code.execEnter, [dirfd, '$m0', '$m1', '$i'], ['str(args->filename)'])}
+}`;
+  const exit = (syscall: string) => `tracepoint:syscalls:sys_exit_${syscall} ${filter} {
+  $ts = (int64)nsecs; $ret = (int64)args->ret; ${emit(Code.execExit, ['$ret'], ['comm'])}
+}`;
+  return [enter('execve', `${AT_FDCWD}`), enter('execveat', '(int64)args->fd'), exit('execve'), exit('execveat')].join('\n');
+}
+
+function processProbes(options: ProgramOptions): string {
+  const filter = predicate(options.filter);
+  const follow = options.filter.kind === 'pids' ? 'if (!$thread) { @t[args->pid] = 1; }' : '';
+  const forget = options.filter.kind === 'pids' ? 'delete(@t[pid]); delete(@m[pid]);' : 'delete(@m[pid]);';
+  return `tracepoint:task:task_newtask ${filter} {
+  $ts = (int64)nsecs; $thread = (args->clone_flags & ${CLONE_THREAD}) != 0;
+  ${follow}
+  ${emit(Code.fork, ['args->pid', '$thread'])}
+}
+tracepoint:sched:sched_process_exit ${filter} {
+  $ts = (int64)nsecs;
+  ${emit(Code.exit, ['args->group_dead', 'curtask->exit_code'], ['comm'])}
+  if (args->group_dead) { ${forget} }
+}`;
+}
+
+/** bpftrace types a map at its first assignment in program order; the aggregates are read before they are written. */
+function declareMaps(): string {
+  const zero = Array(AGGREGATE_FIELDS).fill('(int64)0').join(', ');
+  return `@g = (int64)0; @r[(int64)0, (int64)0, (int64)0, (int64)0] = (${zero}); delete(@r[(int64)0, (int64)0, (int64)0, (int64)0]);`;
+}
+
+function beginProbe(options: ProgramOptions): string {
+  const seeds = options.filter.kind === 'pids' ? options.filter.pids.map((pid) => `@t[${pid}] = 1;`).join(' ') : '';
+  return `BEGIN { ${declareMaps()} ${seeds} printf("R\\n"); }`;
+}
+
+export function buildProgram(options: ProgramOptions): string {
+  assert.ok(options.kernelStackBytes > 0 && options.kernelStackBytes % 4096 === 0);
+  if (options.filter.kind === 'pids') {
+    assert.ok(options.filter.pids.length > 0 && options.filter.pids.every((pid) => Number.isSafeInteger(pid) && pid > 0));
+  } else {
+    assert.ok(!/["\\\n]/.test(options.filter.path), 'cgroup path must not need escaping');
+  }
+  const probes = [
+    ...openProbes(),
+    ...fdTableProbes(options),
+    ...sizeProbes(),
+    ...copyProbes(),
+    ...lifetimeProbes(),
+    ...hintAndMappingProbes(),
+    ...dataProbes(SKY_HINT_MAGIC),
+  ].map((probe) => exitProbe(options, probe));
+  return [beginProbe(options), processProbes(options), execProbes(options), storageCloseProbe(options), ...probes, ''].join('\n');
+}

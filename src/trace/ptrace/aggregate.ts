@@ -1,0 +1,174 @@
+/**
+ * The ptrace backend sees every read and write; this turns them into the same rw_summary events the ebpf
+ * backend aggregates in the kernel, so consumers see one shape. It keeps what the kernel would have told us:
+ * which fds hold storage (regular files, block devices) and the file position, per open file description as
+ * the kernel does (dup and fork share one; open makes a new one). A position it cannot know (O_APPEND, an fd
+ * inherited from before tracing) is -1, and so are the write offsets of plain writes made at it.
+ */
+import { readlinkSync, statSync } from 'node:fs';
+import type { SyscallEvent } from '../events.js';
+import type { FdKind } from './parse.js';
+
+/** An open file description: what dup and fork share. */
+interface Description {
+  kind: FdKind | 'unknown';
+  /** File position after the last call we saw, or -1 when we cannot know it. */
+  position: number;
+}
+
+/** One fd's calls since its last summary. */
+interface FdState {
+  description: Description;
+  readCalls: number;
+  readBytes: number;
+  writeCalls: number;
+  writeBytes: number;
+  writeStart: number;
+  writeEnd: number;
+  /** A write went to an offset we could not know, so the range above is not the whole story. */
+  rangeUnknown: boolean;
+  lastTs: number;
+  lastTid: number;
+}
+
+const O_APPEND = 0x400;
+
+function fdState(description: Description): FdState {
+  return {
+    description, readCalls: 0, readBytes: 0, writeCalls: 0, writeBytes: 0, writeStart: -1, writeEnd: -1,
+    rangeUnknown: false, lastTs: 0, lastTid: 0,
+  };
+}
+
+export class RwAggregator {
+  private readonly tables = new Map<number, Map<number, FdState>>();
+
+  constructor(private readonly emit: (event: SyscallEvent) => void) {}
+
+  private table(pid: number): Map<number, FdState> {
+    let table = this.tables.get(pid);
+    if (!table) {
+      table = new Map();
+      this.tables.set(pid, table);
+    }
+    return table;
+  }
+
+  /** fd now refers to something else: what the old one did is reported first. */
+  private replace(pid: number, fd: number, description: Description): void {
+    this.flush(pid, fd);
+    this.table(pid).set(fd, fdState(description));
+  }
+
+  opened(pid: number, fd: number, kind: FdKind, flags: number): void {
+    this.replace(pid, fd, { kind, position: (flags & O_APPEND) !== 0 ? -1 : 0 });
+  }
+
+  /** dup family: the new fd shares the source's description (and so its position). */
+  duplicated(pid: number, fd: number, target: number, kind: FdKind | null): void {
+    const source = this.table(pid).get(fd)?.description;
+    const description = source ?? { kind: kind ?? 'unknown', position: -1 };
+    if (kind !== null && description.kind === 'unknown') description.kind = kind;
+    this.replace(pid, target, description);
+  }
+
+  /** An fd whose target strace printed (any decoded call): learn what it is if we did not know. */
+  learned(pid: number, fd: number, kind: FdKind): void {
+    const state = this.table(pid).get(fd);
+    if (!state) this.table(pid).set(fd, fdState({ kind, position: -1 }));
+    else if (state.description.kind === 'unknown') state.description.kind = kind;
+  }
+
+  seeked(pid: number, fd: number, position: number): void {
+    const state = this.table(pid).get(fd);
+    if (state) state.description.position = position;
+  }
+
+  /** One read or write; `offset` is the explicit offset of positional calls (pread, pwritev...). */
+  data(pid: number, tid: number, ts: number, fd: number, write: boolean, offset: number | null, ret: number): void {
+    if (ret < 0) return;
+    const table = this.table(pid);
+    let state = table.get(fd);
+    if (!state) {
+      state = fdState({ kind: 'unknown', position: -1 });
+      table.set(fd, state);
+    }
+    const description = state.description;
+    if (description.kind === 'unknown') description.kind = probeKind(pid, fd);
+    if (description.kind !== 'file') return;
+    const start = offset ?? description.position;
+    if (offset === null && description.position >= 0) description.position += ret;
+    state.lastTs = ts;
+    state.lastTid = tid;
+    if (write) this.wrote(state, start, ret);
+    else {
+      state.readCalls++;
+      state.readBytes += ret;
+    }
+  }
+
+  private wrote(state: FdState, start: number, bytes: number): void {
+    state.writeCalls++;
+    state.writeBytes += bytes;
+    if (bytes === 0) return;
+    if (start < 0) state.rangeUnknown = true;
+    else {
+      state.writeStart = state.writeStart < 0 ? start : Math.min(state.writeStart, start);
+      state.writeEnd = Math.max(state.writeEnd, start + bytes);
+    }
+  }
+
+  /** Reports fd's calls since its last summary (close, fsync, dup2 onto it, and the periodic flush). */
+  flush(pid: number, fd: number): void {
+    const state = this.tables.get(pid)?.get(fd);
+    if (!state || state.readCalls + state.writeCalls === 0) return;
+    const range = state.writeBytes > 0 && !state.rangeUnknown;
+    this.emit({
+      kind: 'rw_summary', ts: state.lastTs, pid, tid: state.lastTid, fd,
+      readCalls: state.readCalls, readBytes: state.readBytes, writeCalls: state.writeCalls, writeBytes: state.writeBytes,
+      writeStart: range ? state.writeStart : -1, writeEnd: range ? state.writeEnd : -1, position: state.description.position,
+    });
+    Object.assign(state, fdState(state.description));
+  }
+
+  closed(pid: number, fd: number): void {
+    this.flush(pid, fd);
+    this.tables.get(pid)?.delete(fd);
+  }
+
+  closedRange(pid: number, first: number, last: number): void {
+    for (const fd of [...this.table(pid).keys()]) if (fd >= first && fd <= last) this.closed(pid, fd);
+  }
+
+  /** A child process starts with its parent's fds, sharing their descriptions. */
+  forked(parent: number, child: number): void {
+    const copy = new Map<number, FdState>();
+    for (const [fd, state] of this.table(parent)) copy.set(fd, fdState(state.description));
+    this.tables.set(child, copy);
+  }
+
+  flushProcess(pid: number): void {
+    for (const fd of this.tables.get(pid)?.keys() ?? []) this.flush(pid, fd);
+  }
+
+  exited(pid: number): void {
+    this.flushProcess(pid);
+    this.tables.delete(pid);
+  }
+
+  flushAll(): void {
+    for (const pid of this.tables.keys()) this.flushProcess(pid);
+  }
+}
+
+/** An fd no decoded call has shown us (inherited before tracing): ask /proc while the process is alive. */
+function probeKind(pid: number, fd: number): FdKind {
+  try {
+    const link = `/proc/${pid}/fd/${fd}`;
+    if (!readlinkSync(link).startsWith('/')) return 'other';
+    const stat = statSync(link);
+    return stat.isFile() || stat.isBlockDevice() ? 'file' : 'other';
+  } catch {
+    return 'other';
+  }
+}

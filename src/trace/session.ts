@@ -1,0 +1,87 @@
+/** Types shared by the public API and the backends. */
+import type { SyscallEvent } from './events.js';
+
+export type TraceTarget =
+  | {
+      kind: 'command';
+      argv: string[];
+      cwd?: string;
+      env?: NodeJS.ProcessEnv;
+      /** The command's stdin/stdout/stderr: the caller's (default) or /dev/null. */
+      stdio?: 'inherit' | 'ignore';
+    }
+  | { kind: 'pid'; pid: number }
+  | { kind: 'cgroup'; path: string }
+  | { kind: 'replay'; file: string };
+
+/** Knobs of the ebpf backend; the defaults suit a workstation, tests turn them to provoke edge cases. */
+export interface EbpfTuning {
+  /** The bpftrace binary (default: bpftrace on PATH). */
+  bpftrace?: string;
+  /** How often the kernel's maps are collected; events reach the stream about this long after they happen (default 100). */
+  collectMs?: number;
+  /** Entries per map (BPFTRACE_MAP_KEYS_MAX, default 262144): events between two collections must fit. */
+  mapEntries?: number;
+  /** THREAD_SIZE of the kernel (default: 16384, 32768 with KASAN). */
+  kernelStackBytes?: number;
+  /** Report fcntl(F_SETFD, FD_CLOEXEC) too (default false: exec events carry closedFds instead). */
+  reportSetCloexec?: boolean;
+  /**
+   * 'all' (default): every close, dup and fcntl. 'storage': only for fds of regular files and block devices
+   * (and every dup2/dup3/close_range); directory, pipe and socket fds are not bookkept, so a consumer cannot
+   * resolve a path relative to a directory fd it only knows through an unreported dup. A metadata walk like
+   * find is almost all such churn; this mode cuts its cost several-fold (see the overhead numbers in
+   * ebpf/program.ts).
+   */
+  fdEvents?: 'all' | 'storage';
+  /** How long bpftrace may take to compile and attach (default 60 s). */
+  startTimeoutMs?: number;
+}
+
+export interface PtraceTuning {
+  /** The strace binary (default: strace on PATH). */
+  strace?: string;
+}
+
+export interface TraceOptions {
+  backend: 'ebpf' | 'ptrace' | 'replay';
+  target: TraceTarget;
+  /** Also write every event to this file as JSONL (the replay backend's input). */
+  record?: string;
+  onWarning?: (message: string) => void;
+  ebpf?: EbpfTuning;
+  ptrace?: PtraceTuning;
+}
+
+export interface TraceSession {
+  /** Every event, in time order; the loop ends when the session stops and throws if the tracer died. */
+  events: AsyncIterable<SyscallEvent>;
+  /** Events the tracer knows it dropped so far. */
+  lost(): number;
+  /** Stops tracing; resolves once the last event is in `events` (and in the record file). Idempotent. */
+  stop(): Promise<void>;
+  /**
+   * A command target's exit status (128 + signal number when a signal killed it); for a pid target the traced
+   * process's exit status when it exits while traced; null when unknown or when the session stops first.
+   */
+  exited: Promise<number | null>;
+  backendName: string;
+}
+
+/** Where a backend puts what it produces. */
+export interface EventSink {
+  event(event: SyscallEvent): void;
+  warning(message: string): void;
+  /** No more events; with an error when the tracer failed. Called exactly once. */
+  end(error?: Error): void;
+  /** Events produced but not yet consumed (for backends that can wait, i.e. replay). */
+  backlog(): number;
+}
+
+export interface RunningBackend {
+  name: string;
+  exited: Promise<number | null>;
+  lost(): number;
+  /** Resolves after the backend called sink.end(). */
+  stop(): Promise<void>;
+}

@@ -1,0 +1,113 @@
+/** What a tracer needs from the machine, checked up front so a failure names the missing piece. */
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync, readFileSync, statSync, statfsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { TraceError } from './errors.js';
+
+const TRACEFS = '/sys/kernel/tracing';
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+export function requireRoot(backend: string, why: string): void {
+  if (process.getuid?.() !== 0) throw new TraceError(`the ${backend} backend must run as root (${why})`);
+}
+
+function isExecutableFile(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** PATH lookup as execvp does it; null when nothing executable is found. */
+export function findExecutable(name: string, pathVariable = process.env.PATH ?? '/usr/bin:/bin', cwd = process.cwd()): string | null {
+  if (name.includes('/')) {
+    const path = isAbsolute(name) ? name : resolve(cwd, name);
+    return isExecutableFile(path) ? path : null;
+  }
+  for (const dir of pathVariable.split(delimiter)) {
+    const candidate = join(dir === '' ? cwd : resolve(cwd, dir), name);
+    if (isExecutableFile(candidate)) return candidate;
+  }
+  return null;
+}
+
+/** `explicit` is a path the caller configured; otherwise `name` is looked up on PATH. */
+export function requireExecutable(name: string, packageHint: string, explicit?: string): string {
+  if (explicit !== undefined) {
+    if (!isExecutableFile(explicit)) throw new TraceError(`${name} is not installed at ${explicit} (not an executable file)`);
+    return explicit;
+  }
+  const found = findExecutable(name);
+  if (!found) throw new TraceError(`${name} is not installed (no ${name} on PATH; install the ${packageHint} package)`);
+  return found;
+}
+
+/** Syscall tracepoints live under tracefs; mount it where the kernel expects it when nobody has. */
+export function ensureTracefs(): void {
+  if (existsSync(`${TRACEFS}/events`)) return;
+  const mount = spawnSync('mount', ['-t', 'tracefs', 'nodev', TRACEFS], { encoding: 'utf8' });
+  if (existsSync(`${TRACEFS}/events`)) return;
+  const detail = (mount.stderr || mount.error?.message || '').trim();
+  throw new TraceError(`tracefs is not mounted at ${TRACEFS} and mounting it failed${detail ? `: ${detail}` : ''}`);
+}
+
+export function requireSyscallTracepoints(): void {
+  if (existsSync(`${TRACEFS}/events/syscalls/sys_exit_openat`)) return;
+  throw new TraceError(`this kernel has no syscall tracepoints (${TRACEFS}/events/syscalls is missing; CONFIG_FTRACE_SYSCALLS)`);
+}
+
+export function requirePid(pid: number): void {
+  if (!Number.isSafeInteger(pid) || pid <= 0) throw new TraceError(`pid ${pid} is not a process id`);
+  if (!existsSync(`/proc/${pid}`)) throw new TraceError(`pid ${pid} does not exist`);
+}
+
+/** The cgroup must exist and be a cgroup v2 directory: bpftrace's cgroup builtin is the v2 cgroup id. */
+export function requireCgroup(path: string): void {
+  if (!existsSync(path)) throw new TraceError(`cgroup path ${path} does not exist`);
+  if (!statSync(path).isDirectory()) throw new TraceError(`cgroup path ${path} is not a directory`);
+  if (statfsSync(path).type !== CGROUP2_SUPER_MAGIC) {
+    throw new TraceError(`${path} is not in a cgroup v2 hierarchy (eBPF filters by v2 cgroup id)`);
+  }
+}
+
+export function cgroupMembers(path: string): number[] {
+  const procs = readFileSync(join(path, 'cgroup.procs'), 'utf8');
+  return procs.split('\n').filter((line) => line !== '').map(Number);
+}
+
+/** THREAD_SIZE: 16 KiB on x86-64, doubled by KASAN. The saved user registers sit at the top of that stack. */
+export function kernelStackBytes(): number {
+  const release = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+  for (const config of [`/boot/config-${release}`]) {
+    if (existsSync(config) && /^CONFIG_KASAN=y$/m.test(readFileSync(config, 'utf8'))) return 32768;
+  }
+  return 16384;
+}
+
+/** The one-letter state of a process in /proc/PID/stat, or null once it is gone. */
+export function processState(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.charAt(stat.lastIndexOf(')') + 2);
+  } catch {
+    return null;
+  }
+}
+
+/** Wall clock minus the monotonic clock in ns, to put strace's wall-clock timestamps on the events' clock. */
+export function wallMinusMonotonicNs(): number {
+  const monotonic = Number(process.hrtime.bigint());
+  const wall = Date.now() * 1e6;
+  return wall - monotonic;
+}
+
+/** A child's exit as a shell reports it: the code, or 128 + the number of the signal that killed it. */
+export function exitStatus(code: number | null, signal: NodeJS.Signals | null): number | null {
+  if (code !== null) return code;
+  if (signal === null) return null;
+  const number = (osConstants.signals as Record<string, number>)[signal];
+  return number === undefined ? null : 128 + number;
+}
