@@ -480,8 +480,22 @@ export function renderMarkdown(report: OverheadReport): string {
     out.push('|---|---|---|---:|---:|---:|');
     for (const { row, b, r } of traced) {
       if (!r) continue;
-      out.push(`| ${WORKLOAD_LABELS[row.workload]} | ${row.cache} | ${b} | ${r.events ?? 'n/a'} | ${r.lost ?? 'n/a'} | ${fmtSummary(r.wall)} |`);
+      out.push(`| ${WORKLOAD_LABELS[row.workload]} | ${row.cache} | ${b} | ${r.events === null ? 'n/a' : Math.round(r.events)} | ${r.lost ?? 'n/a'} | ${fmtSummary(r.wall)} |`);
     }
+  }
+  const failed = report.samples.filter((s) => !s.ok);
+  if (failed.length > 0) {
+    out.push('');
+    out.push('Failed runs (left out of the medians):');
+    out.push('');
+    const seen = new Map<string, { count: number; error: string }>();
+    for (const s of failed) {
+      const key = `${WORKLOAD_LABELS[s.workload]}, ${s.cache}, ${s.mode}`;
+      const entry = seen.get(key) ?? { count: 0, error: (s.error ?? 'unknown error').replace(/\s+/g, ' ').slice(0, 300) };
+      entry.count += 1;
+      seen.set(key, entry);
+    }
+    for (const [key, { count, error }] of seen) out.push(`- ${key} ×${count}: \`${error.replace(/`/g, "'")}\``);
   }
   if (report.notes.length > 0) {
     out.push('');
