@@ -129,7 +129,7 @@ class EbpfSession implements RunningBackend {
     const target = this.options.target;
     if (event.kind !== 'exit' || !event.group || target.kind !== 'pid' || event.pid !== target.pid) return;
     this.resolveExited(event.code ?? (event.signal === undefined ? null : 128 + event.signal));
-    void this.stop();
+    setImmediate(() => void this.stop()); // not from inside the collection that delivered this event
   }
 
   async start(filter: ProgramFilter, bpftracePath: string): Promise<void> {
@@ -215,15 +215,20 @@ class EbpfSession implements RunningBackend {
     this.sink.warning(`ebpf: lost ${count} events: ${why}`);
   }
 
-  /** bpftrace is gone (we killed it, or it died): its maps are still ours, so collect what is left. */
+  /** bpftrace is gone. If we did not stop it, it died: collect what it left and end with an error. */
   private closed(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.timer) clearInterval(this.timer);
     const detail = meaningfulStderr(this.stderr);
     this.ready.reject(new TraceError(`bpftrace failed to start (exit ${code ?? signal})${detail ? `: ${detail}` : ''}`));
+    if (this.stopping) return;
+    const died = new TraceError(`bpftrace exited unexpectedly (${code !== null ? `code ${code}` : `signal ${signal}`})${detail ? `: ${detail}` : ''}`);
+    this.finish(died);
+  }
+
+  /** The last collection (the maps are ours, whatever bpftrace is doing), then the end of the stream. */
+  private finish(error: Error | null): void {
+    if (this.timer) clearInterval(this.timer);
     this.collect(true);
-    if (!this.failure && !this.stopping) {
-      this.failure = new TraceError(`bpftrace exited unexpectedly (${code !== null ? `code ${code}` : `signal ${signal}`})${detail ? `: ${detail}` : ''}`);
-    }
+    this.failure ??= error;
     this.collector?.close();
     this.order.drain();
     this.resolveExited(null);
@@ -236,10 +241,16 @@ class EbpfSession implements RunningBackend {
     return this.stopping;
   }
 
-  /** SIGKILL: the maps hold everything traced, and bpftrace's own exit path would only print them again. */
+  /**
+   * SIGKILL: the maps hold everything traced (bpftrace's own exit path would only print them again). Its probes
+   * take seconds to detach, so the last collection does not wait for that; a process still traced meanwhile
+   * (a command's leftover child) may lose its last calls.
+   */
   private async shutdown(): Promise<void> {
     const child = this.bpftrace;
-    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    const running = child !== null && child.exitCode === null && child.signalCode === null;
+    if (running) child.kill('SIGKILL');
+    if (running && this.collector) this.finish(null);
     await this.finished;
   }
 }

@@ -73,6 +73,7 @@ export class Collector {
   /** Records whose strings had not arrived: tried again next round, then counted lost. */
   private waiting: { keys: Buffer; values: Buffer }[] = [];
   private generation = 0;
+  private collecting = false;
   private received = 0;
   private lostReported = 0;
   private missesReported = 0;
@@ -88,8 +89,18 @@ export class Collector {
     this.perCpu = Buffer.alloc(8 * possibleCpus());
   }
 
-  /** One round; `final` after bpftrace is gone (nothing is being written: every generation is finished). */
+  /** One round; `final` when tracing ends (every generation is then taken as finished). */
   collect(final = false): void {
+    assert.ok(!this.collecting, 'a collection must not start from inside another (an event hook)');
+    this.collecting = true;
+    try {
+      this.round(final);
+    } finally {
+      this.collecting = false;
+    }
+  }
+
+  private round(final: boolean): void {
     const now = monotonicNs();
     this.bumpGeneration();
     const attempts = this.sum(this.maps.attempts);
