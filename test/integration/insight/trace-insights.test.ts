@@ -173,11 +173,10 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
     const file = at('fd', 'apphints', 'advised.out');
     const opened = ofKind(fd.insights, 'file_opened').find((o) => o.path === file);
     const hints = ofKind(fd.insights, 'app_hint').filter((h) => h.path === file || (h.source === 'ioprio' && h.pid === opened?.pid));
-    expect(hints.map((h) => [h.source, h.ioClass, h.raw])).toEqual([
-      ['fadvise', 4, 3],
-      ['rw_hint', 4, 2],
-      ['ioprio', 0, 3 << 13],
-    ]);
+    // F_SET_RW_HINT passes a pointer to the hint; strace 6.1 prints the pointer, not the value it points to, so the
+    // ptrace backend reports arg -1 and no rw_hint can be derived from it.
+    const rwHint = backend === 'ebpf' ? [['rw_hint', 4, 2]] : [];
+    expect(hints.map((h) => [h.source, h.ioClass, h.raw])).toEqual([['fadvise', 4, 3], ...rwHint, ['ioprio', 0, 3 << 13]]);
   });
 
   it('does not trace a process the target did not start', () => {
