@@ -19,6 +19,8 @@ export const ENCRYPTED_EXTENSIONS: ReadonlySet<string> = new Set(['.gpg', '.pgp'
 export const ENTROPY_THRESHOLD_BITS = 7.9;
 /** Below this the entropy estimate is too noisy to confirm anything (gpg's 600-byte random_seed, say). */
 export const ENTROPY_SAMPLE_MIN_BYTES = 1024;
+/** Smallest read/write copy reported: one whole 4 KiB block. */
+export const READ_WRITE_COPY_BYTES_MIN = 4096;
 /** Armoured files are sampled as one contiguous prefix, since base64 lines must be decoded in order. */
 const ARMOR_PREFIX_BYTES = 256 * 1024;
 const COPY_CANDIDATES_MAX = 3;
@@ -67,7 +69,9 @@ function copyCandidates(process: Process, target: FileRecord, written: number): 
 
 function detectReadWriteCopy(state: EngineState, process: Process, target: FileRecord, io: FileIo, ts: number): boolean {
   const written = io.writeBytes;
-  if (written === 0) return false;
+  // Below one whole block a "copy" means nothing to the block layer, and small files repeat by chance (gpg
+  // writes its lock file with the same pid line it just read from another): only block-sized copies count.
+  if (written < READ_WRITE_COPY_BYTES_MIN) return false;
   const candidates = copyCandidates(process, target, written);
   if (candidates.length === 0) return false;
   const targetSeen = state.statOf(target);

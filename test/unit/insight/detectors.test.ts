@@ -106,6 +106,22 @@ describe('copy detection', () => {
     ]);
   });
 
+  it('does not call a sub-block file with repeated content a copy (gpg writes its lock file with the pid it read)', () => {
+    const line = Buffer.from('31111\nvm\n');
+    const system = systemWith('/usr/bin/gpg', { '/w/pubring.kbx.lock': line, '/w/.#lk0x1.vm.31111': Buffer.from(line) });
+    const engine = new InsightEngine({ inspector: system });
+    const gpg = new Task(new Clock(), 60);
+    const insights = run(engine, [
+      gpg.open('/w/pubring.kbx.lock', O_RDONLY, 0),
+      gpg.open('/w/.#lk0x1.vm.31111', CREATE, 1),
+      gpg.summary(0, { readCalls: 1, readBytes: line.length, position: line.length }),
+      gpg.close(0),
+      gpg.summary(1, { writeCalls: 1, writeBytes: line.length, writeStart: 0, writeEnd: line.length, position: line.length }),
+      gpg.close(1),
+    ]);
+    expect(ofKind(insights, 'copy_detected')).toEqual([]);
+  });
+
   it('does not call a transformation a copy (gzip reads a, writes different bytes)', () => {
     const system = systemWith('/usr/bin/gzip', { '/w/a': pseudoRandom(300_000, 'x'), '/w/a.gz': pseudoRandom(300_100, 'y') });
     const engine = new InsightEngine({ inspector: system });
