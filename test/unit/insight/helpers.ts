@@ -7,15 +7,11 @@ import { AT_FDCWD, type SyscallEvent } from '../../../src/trace/events.js';
 import type { FdInfo, FileStat, SystemInspector } from '../../../src/insight/inspector.js';
 import { InsightEngine, type Insight, type InsightKind } from '../../../src/insight/index.js';
 
+import { O_CREAT, O_TRUNC, O_WRONLY } from '../../../src/insight/linux.js';
+
+export { O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_RDWR, O_TRUNC, O_WRONLY } from '../../../src/insight/linux.js';
+/** Read-only is the absence of the access-mode bits. */
 export const O_RDONLY = 0;
-export const O_WRONLY = 1;
-export const O_RDWR = 2;
-export const O_CREAT = 0o100;
-export const O_EXCL = 0o200;
-export const O_TRUNC = 0o1000;
-export const O_APPEND = 0o2000;
-export const O_DIRECTORY = 0o200000;
-export const O_CLOEXEC = 0o2000000;
 export const CREATE = O_WRONLY | O_CREAT | O_TRUNC;
 export const MS = 1_000_000;
 
