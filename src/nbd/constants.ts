@@ -27,7 +27,9 @@ export const Opt = {
   EXTENDED_HEADERS: 11,
 } as const;
 
-const REP_ERR = 0x80000000;
+/** Set in every option error reply type. */
+export const REP_FLAG_ERROR = 0x80000000;
+const REP_ERR = REP_FLAG_ERROR;
 export const Rep = {
   ACK: 1,
   SERVER: 2,
@@ -94,6 +96,8 @@ export const ReplyType = {
   ERROR_OFFSET: (1 << 15) + 2,
 } as const;
 export const REPLY_FLAG_DONE = 1 << 0;
+/** Set in every error reply chunk type. */
+export const REPLY_TYPE_ERROR_BIT = 1 << 15;
 
 export const Errno = {
   EPERM: 1,

@@ -99,48 +99,48 @@ export class NbdClientDevice implements BlockLayer {
   async read(req: IoRequest, into: Buffer): Promise<void> {
     assert.ok(into.length >= req.length, 'read buffer shorter than the request');
     if (req.length === 0) return;
-    await this.live().request(P.NBD_CMD_READ, 0, req.offset, req.length, null, into);
+    await this.live().request(P.Cmd.READ, 0, req.offset, req.length, null, into);
   }
 
   async write(req: IoRequest, data: Buffer): Promise<void> {
     this.checkWritable();
     assert.ok(data.length >= req.length, 'write buffer shorter than the request');
     if (req.length === 0) return;
-    await this.live().request(P.NBD_CMD_WRITE, this.fuaFlag(req), req.offset, req.length, data, null);
+    await this.live().request(P.Cmd.WRITE, this.fuaFlag(req), req.offset, req.length, data, null);
     await this.flushIfFuaEmulated(req);
   }
 
   async flush(): Promise<void> {
-    if (!this.has(P.NBD_FLAG_SEND_FLUSH)) return;
-    await this.live().request(P.NBD_CMD_FLUSH, 0, 0, 0, null, null);
+    if (!this.has(P.TxFlag.SEND_FLUSH)) return;
+    await this.live().request(P.Cmd.FLUSH, 0, 0, 0, null, null);
   }
 
   /** Advisory: a server that cannot trim is simply not asked. */
   async trim(req: IoRequest): Promise<void> {
     this.checkWritable();
-    if (!this.has(P.NBD_FLAG_SEND_TRIM)) return;
-    await this.inPieces(P.NBD_CMD_TRIM, this.fuaFlag(req), req.offset, req.length);
+    if (!this.has(P.TxFlag.SEND_TRIM)) return;
+    await this.inPieces(P.Cmd.TRIM, this.fuaFlag(req), req.offset, req.length);
     await this.flushIfFuaEmulated(req);
   }
 
   async zero(req: IoRequest): Promise<void> {
     this.checkWritable();
     const fast = (req.flags & IoFlags.FAST_ZERO) !== 0;
-    const serverZeroes = this.has(P.NBD_FLAG_SEND_WRITE_ZEROES);
-    if (fast && !(serverZeroes && this.has(P.NBD_FLAG_SEND_FAST_ZERO))) {
+    const serverZeroes = this.has(P.TxFlag.SEND_WRITE_ZEROES);
+    if (fast && !(serverZeroes && this.has(P.TxFlag.SEND_FAST_ZERO))) {
       throw new BlockError('ENOTSUP', 'NBD upstream cannot promise a fast zero');
     }
     if (!serverZeroes) return this.writeZeroes(req);
     let flags = this.fuaFlag(req);
-    if ((req.flags & IoFlags.NO_HOLE) !== 0) flags |= P.NBD_CMD_FLAG_NO_HOLE;
-    if (fast) flags |= P.NBD_CMD_FLAG_FAST_ZERO;
-    await this.inPieces(P.NBD_CMD_WRITE_ZEROES, flags, req.offset, req.length);
+    if ((req.flags & IoFlags.NO_HOLE) !== 0) flags |= P.CmdFlag.NO_HOLE;
+    if (fast) flags |= P.CmdFlag.FAST_ZERO;
+    await this.inPieces(P.Cmd.WRITE_ZEROES, flags, req.offset, req.length);
     await this.flushIfFuaEmulated(req);
   }
 
   async cache(req: IoRequest): Promise<void> {
-    if (!this.has(P.NBD_FLAG_SEND_CACHE)) return;
-    await this.inPieces(P.NBD_CMD_CACHE, 0, req.offset, req.length);
+    if (!this.has(P.TxFlag.SEND_CACHE)) return;
+    await this.inPieces(P.Cmd.CACHE, 0, req.offset, req.length);
   }
 
   /** Without base:allocation the server has said nothing about holes, so everything is data. */
@@ -148,7 +148,7 @@ export class NbdClientDevice implements BlockLayer {
     assert.ok(length > 0, 'block status of nothing');
     if (this.negotiated?.baseAllocationId == null) return [{ length, flags: 0 }];
     const asked = Math.min(length, RANGE_PIECE_BYTES);
-    const extents = await this.live().request(P.NBD_CMD_BLOCK_STATUS, 0, offset, asked, null, null);
+    const extents = await this.live().request(P.Cmd.BLOCK_STATUS, 0, offset, asked, null, null);
     return extents !== null && extents.length > 0 ? extents : [{ length: asked, flags: 0 }];
   }
 
@@ -183,17 +183,17 @@ export class NbdClientDevice implements BlockLayer {
   }
 
   private computeCapabilities(negotiated: NegotiatedExport): Capabilities {
-    const readOnly = this.options.readOnly === true || this.has(P.NBD_FLAG_READ_ONLY, negotiated);
+    const readOnly = this.options.readOnly === true || this.has(P.TxFlag.READ_ONLY, negotiated);
     const writable = !readOnly;
-    const canFlush = this.has(P.NBD_FLAG_SEND_FLUSH, negotiated);
+    const canFlush = this.has(P.TxFlag.SEND_FLUSH, negotiated);
     return {
       readOnly,
       canFlush: writable && canFlush,
-      canFua: writable && (canFlush || this.has(P.NBD_FLAG_SEND_FUA, negotiated)),
-      canTrim: writable && this.has(P.NBD_FLAG_SEND_TRIM, negotiated),
+      canFua: writable && (canFlush || this.has(P.TxFlag.SEND_FUA, negotiated)),
+      canTrim: writable && this.has(P.TxFlag.SEND_TRIM, negotiated),
       canZero: writable,
-      canFastZero: writable && this.has(P.NBD_FLAG_SEND_WRITE_ZEROES | P.NBD_FLAG_SEND_FAST_ZERO, negotiated),
-      canCache: this.has(P.NBD_FLAG_SEND_CACHE, negotiated),
+      canFastZero: writable && this.has(P.TxFlag.SEND_WRITE_ZEROES | P.TxFlag.SEND_FAST_ZERO, negotiated),
+      canCache: this.has(P.TxFlag.SEND_CACHE, negotiated),
       // Every Sky handle shares this one connection, so a flush on it covers every completed write.
       canMultiConn: true,
       blockSize: blockSizeLimits(negotiated.blockSize),
@@ -203,16 +203,16 @@ export class NbdClientDevice implements BlockLayer {
   /** True if the server set every flag in `mask` (transmission flags mean nothing without HAS_FLAGS). */
   private has(mask: number, negotiated: NegotiatedExport | null = this.negotiated): boolean {
     const flags = negotiated?.transmissionFlags ?? 0;
-    return (flags & P.NBD_FLAG_HAS_FLAGS) !== 0 && (flags & mask) === mask;
+    return (flags & P.TxFlag.HAS_FLAGS) !== 0 && (flags & mask) === mask;
   }
 
   private fuaFlag(req: IoRequest): number {
-    return (req.flags & IoFlags.FUA) !== 0 && this.has(P.NBD_FLAG_SEND_FUA) ? P.NBD_CMD_FLAG_FUA : 0;
+    return (req.flags & IoFlags.FUA) !== 0 && this.has(P.TxFlag.SEND_FUA) ? P.CmdFlag.FUA : 0;
   }
 
   /** A server without FUA but with flush gets a flush after the request instead. */
   private async flushIfFuaEmulated(req: IoRequest): Promise<void> {
-    if ((req.flags & IoFlags.FUA) !== 0 && !this.has(P.NBD_FLAG_SEND_FUA)) await this.flush();
+    if ((req.flags & IoFlags.FUA) !== 0 && !this.has(P.TxFlag.SEND_FUA)) await this.flush();
   }
 
   private async inPieces(command: number, flags: number, offset: number, length: number): Promise<void> {
@@ -226,7 +226,7 @@ export class NbdClientDevice implements BlockLayer {
     const chunk = Math.min(ZERO_BUFFER_BYTES, this.capabilities().blockSize.maximum);
     for (let done = 0; done < req.length; done += chunk) {
       const piece = Math.min(chunk, req.length - done);
-      await this.live().request(P.NBD_CMD_WRITE, this.fuaFlag(req), req.offset + done, piece, ZERO_BUFFER, null);
+      await this.live().request(P.Cmd.WRITE, this.fuaFlag(req), req.offset + done, piece, ZERO_BUFFER, null);
     }
     await this.flushIfFuaEmulated(req);
   }

@@ -119,8 +119,8 @@ export class NbdConnection {
     if (this.failure === null) {
       await this.drained();
       const header = Buffer.alloc(P.REQUEST_HEADER_BYTES);
-      header.writeUInt32BE(P.NBD_REQUEST_MAGIC, 0);
-      header.writeUInt16BE(P.NBD_CMD_DISC, 6);
+      header.writeUInt32BE(P.REQUEST_MAGIC, 0);
+      header.writeUInt16BE(P.Cmd.DISC, 6);
       this.closing = true;
       this.socket.end(header);
       await this.socketClosed(timeoutMs);
@@ -199,8 +199,8 @@ export class NbdConnection {
   private parseHeader(): boolean {
     if (this.queue.length < 4) return false;
     const magic = this.queue.peekUInt32BE(0);
-    if (magic === P.NBD_SIMPLE_REPLY_MAGIC) return this.parseSimpleHeader();
-    if (magic === P.NBD_STRUCTURED_REPLY_MAGIC && this.options.structuredReplies) return this.parseStructuredHeader();
+    if (magic === P.SIMPLE_REPLY_MAGIC) return this.parseSimpleHeader();
+    if (magic === P.STRUCTURED_REPLY_MAGIC && this.options.structuredReplies) return this.parseStructuredHeader();
     throw protocolError(`bad reply magic 0x${magic.toString(16)}`);
   }
 
@@ -214,7 +214,7 @@ export class NbdConnection {
       slot.error = new BlockError(P.errnoFromWire(error), `NBD upstream failed command ${slot.command} (error ${error})`);
       return this.finish(slot);
     }
-    if (slot.command !== P.NBD_CMD_READ) return this.finish(slot);
+    if (slot.command !== P.Cmd.READ) return this.finish(slot);
     this.current = slot;
     this.remaining = slot.length;
     this.dataPosition = 0;
@@ -231,7 +231,7 @@ export class NbdConnection {
     this.chunkFlags = header.readUInt16BE(at + 4);
     this.chunkType = header.readUInt16BE(at + 6);
     this.remaining = header.readUInt32BE(at + 16);
-    if (this.chunkType === P.NBD_REPLY_TYPE_OFFSET_DATA) {
+    if (this.chunkType === P.ReplyType.OFFSET_DATA) {
       if (this.remaining < 8) throw protocolError('data chunk without an offset');
       this.state = 'data-offset';
     } else {
@@ -274,9 +274,9 @@ export class NbdConnection {
 
   private handleChunk(slot: Slot, payload: Buffer, at: number, length: number): void {
     const type = this.chunkType;
-    if (type === P.NBD_REPLY_TYPE_OFFSET_HOLE) return this.handleHole(slot, payload, at, length);
-    if (type === P.NBD_REPLY_TYPE_BLOCK_STATUS) return this.handleBlockStatus(slot, payload, at, length);
-    if ((type & P.NBD_REPLY_TYPE_ERROR_BIT) !== 0) return this.handleError(slot, payload, at, length);
+    if (type === P.ReplyType.OFFSET_HOLE) return this.handleHole(slot, payload, at, length);
+    if (type === P.ReplyType.BLOCK_STATUS) return this.handleBlockStatus(slot, payload, at, length);
+    if ((type & P.REPLY_TYPE_ERROR_BIT) !== 0) return this.handleError(slot, payload, at, length);
     // NBD_REPLY_TYPE_NONE and unknown informational chunks carry nothing we need.
   }
 
@@ -289,7 +289,7 @@ export class NbdConnection {
   }
 
   private handleBlockStatus(slot: Slot, payload: Buffer, at: number, length: number): void {
-    if (slot.command !== P.NBD_CMD_BLOCK_STATUS || length < 12 || (length - 4) % 8 !== 0) {
+    if (slot.command !== P.Cmd.BLOCK_STATUS || length < 12 || (length - 4) % 8 !== 0) {
       throw protocolError('malformed block status chunk');
     }
     if (payload.readUInt32BE(at) !== this.options.baseAllocationId) return;
@@ -314,14 +314,14 @@ export class NbdConnection {
   /** Where a chunk at wire offset `offset` lands in the read buffer; a chunk outside the request is fatal. */
   private readPosition(slot: Slot, offset: number | null, length: number): number {
     const inside = offset !== null && offset >= slot.offset && offset + length <= slot.offset + slot.length;
-    if (slot.command !== P.NBD_CMD_READ || !inside) throw protocolError('read chunk outside its request');
+    if (slot.command !== P.Cmd.READ || !inside) throw protocolError('read chunk outside its request');
     return offset - slot.offset;
   }
 
   private endChunk(slot: Slot): boolean {
     this.state = 'header';
     this.current = null;
-    if ((this.chunkFlags & P.NBD_REPLY_FLAG_DONE) !== 0) this.finish(slot);
+    if ((this.chunkFlags & P.REPLY_FLAG_DONE) !== 0) this.finish(slot);
     return true;
   }
 
@@ -333,7 +333,7 @@ export class NbdConnection {
     assert.ok(resolve !== null && reject !== null, 'finished a request twice');
     slot.resolve = null;
     slot.reject = null;
-    if (slot.error === null && slot.command === P.NBD_CMD_READ && slot.covered < slot.length) {
+    if (slot.error === null && slot.command === P.Cmd.READ && slot.covered < slot.length) {
       slot.error = protocolError(`read reply covered ${slot.covered} of ${slot.length} bytes`);
     }
     if (slot.error !== null) reject(slot.error);
@@ -390,7 +390,7 @@ export class NbdConnection {
 
 function newSlot(index: number): Slot {
   const header = Buffer.alloc(P.REQUEST_HEADER_BYTES);
-  header.writeUInt32BE(P.NBD_REQUEST_MAGIC, 0);
+  header.writeUInt32BE(P.REQUEST_MAGIC, 0);
   return {
     index, header, generation: 0, busy: false, command: 0, offset: 0, length: 0, into: null, covered: 0,
     extents: null, error: null, resolve: null, reject: null,

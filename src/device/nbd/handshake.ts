@@ -37,8 +37,8 @@ function handshakeError(message: string): BlockError {
 /** Fixed newstyle negotiation: structured replies and base:allocation when offered, then NBD_OPT_GO. */
 export async function negotiate(io: HandshakeIo, exportName: string): Promise<NegotiatedExport> {
   const serverFlags = await readGreeting(io);
-  const noZeroes = (serverFlags & P.NBD_FLAG_NO_ZEROES) !== 0;
-  io.send(u32(P.NBD_FLAG_C_FIXED_NEWSTYLE | (noZeroes ? P.NBD_FLAG_C_NO_ZEROES : 0)));
+  const noZeroes = (serverFlags & P.FLAG_NO_ZEROES) !== 0;
+  io.send(u32(P.FLAG_C_FIXED_NEWSTYLE | (noZeroes ? P.FLAG_C_NO_ZEROES : 0)));
   const structuredReplies = await requestStructuredReplies(io);
   const baseAllocationId = structuredReplies ? await requestBaseAllocation(io, exportName) : null;
   const details = (await go(io, exportName)) ?? (await exportNameFallback(io, exportName, noZeroes));
@@ -56,24 +56,24 @@ async function readGreeting(io: HandshakeIo): Promise<number> {
     throw handshakeError('unknown handshake magic');
   }
   const flags = greeting.readUInt16BE(at + 16);
-  if ((flags & P.NBD_FLAG_FIXED_NEWSTYLE) === 0) throw handshakeError('server lacks fixed newstyle negotiation');
+  if ((flags & P.FLAG_FIXED_NEWSTYLE) === 0) throw handshakeError('server lacks fixed newstyle negotiation');
   return flags;
 }
 
 async function requestStructuredReplies(io: HandshakeIo): Promise<boolean> {
-  sendOption(io, P.NBD_OPT_STRUCTURED_REPLY, Buffer.alloc(0));
-  const reply = await readOptionReply(io, P.NBD_OPT_STRUCTURED_REPLY);
-  return reply.type === P.NBD_REP_ACK;
+  sendOption(io, P.Opt.STRUCTURED_REPLY, Buffer.alloc(0));
+  const reply = await readOptionReply(io, P.Opt.STRUCTURED_REPLY);
+  return reply.type === P.Rep.ACK;
 }
 
 async function requestBaseAllocation(io: HandshakeIo, exportName: string): Promise<number | null> {
   const name = Buffer.from(exportName, 'utf8');
   const query = Buffer.from(P.BASE_ALLOCATION, 'utf8');
-  sendOption(io, P.NBD_OPT_SET_META_CONTEXT, Buffer.concat([u32(name.length), name, u32(1), u32(query.length), query]));
+  sendOption(io, P.Opt.SET_META_CONTEXT, Buffer.concat([u32(name.length), name, u32(1), u32(query.length), query]));
   let contextId: number | null = null;
   for (;;) {
-    const reply = await readOptionReply(io, P.NBD_OPT_SET_META_CONTEXT);
-    if (reply.type !== P.NBD_REP_META_CONTEXT) return reply.type === P.NBD_REP_ACK ? contextId : null;
+    const reply = await readOptionReply(io, P.Opt.SET_META_CONTEXT);
+    if (reply.type !== P.Rep.META_CONTEXT) return reply.type === P.Rep.ACK ? contextId : null;
     if (reply.data.length >= 4 && reply.data.toString('utf8', 4) === P.BASE_ALLOCATION) {
       contextId = reply.data.readUInt32BE(0);
     }
@@ -87,15 +87,15 @@ async function go(io: HandshakeIo, exportName: string): Promise<ExportDetails | 
   const name = Buffer.from(exportName, 'utf8');
   const infoRequest = Buffer.alloc(4);
   infoRequest.writeUInt16BE(1, 0);
-  infoRequest.writeUInt16BE(P.NBD_INFO_BLOCK_SIZE, 2);
-  sendOption(io, P.NBD_OPT_GO, Buffer.concat([u32(name.length), name, infoRequest]));
+  infoRequest.writeUInt16BE(P.Info.BLOCK_SIZE, 2);
+  sendOption(io, P.Opt.GO, Buffer.concat([u32(name.length), name, infoRequest]));
   const details: ExportDetails = { size: -1, transmissionFlags: 0, blockSize: null };
   for (;;) {
-    const reply = await readOptionReply(io, P.NBD_OPT_GO);
-    if (reply.type === P.NBD_REP_ERR_UNSUP) return null;
-    if (reply.type >= P.NBD_REP_FLAG_ERROR) throw optionError(reply, exportName);
-    if (reply.type === P.NBD_REP_ACK) break;
-    if (reply.type === P.NBD_REP_INFO) readInfo(reply.data, details);
+    const reply = await readOptionReply(io, P.Opt.GO);
+    if (reply.type === P.Rep.ERR_UNSUP) return null;
+    if (reply.type >= P.REP_FLAG_ERROR) throw optionError(reply, exportName);
+    if (reply.type === P.Rep.ACK) break;
+    if (reply.type === P.Rep.INFO) readInfo(reply.data, details);
   }
   if (details.size < 0) throw handshakeError('server finished NBD_OPT_GO without export information');
   return details;
@@ -104,10 +104,10 @@ async function go(io: HandshakeIo, exportName: string): Promise<ExportDetails | 
 function readInfo(data: Buffer, details: ExportDetails): void {
   if (data.length < 2) throw handshakeError('short NBD_REP_INFO');
   const infoType = data.readUInt16BE(0);
-  if (infoType === P.NBD_INFO_EXPORT && data.length >= 12) {
+  if (infoType === P.Info.EXPORT && data.length >= 12) {
     details.size = exportSize(data, 2);
     details.transmissionFlags = data.readUInt16BE(10);
-  } else if (infoType === P.NBD_INFO_BLOCK_SIZE && data.length >= 14) {
+  } else if (infoType === P.Info.BLOCK_SIZE && data.length >= 14) {
     const [minimum, preferred, maximum] = [data.readUInt32BE(2), data.readUInt32BE(6), data.readUInt32BE(10)];
     details.blockSize = { minimum, preferred, maximum };
   }
@@ -115,7 +115,7 @@ function readInfo(data: Buffer, details: ExportDetails): void {
 
 /** The pre-GO way in: no reply header; an unknown export makes the server hang up. */
 async function exportNameFallback(io: HandshakeIo, exportName: string, noZeroes: boolean): Promise<ExportDetails> {
-  sendOption(io, P.NBD_OPT_EXPORT_NAME, Buffer.from(exportName, 'utf8'));
+  sendOption(io, P.Opt.EXPORT_NAME, Buffer.from(exportName, 'utf8'));
   const length = 10 + (noZeroes ? 0 : EXPORT_NAME_PADDING);
   await io.need(length);
   const data = io.queue.take(length, Buffer.allocUnsafe(length));
@@ -159,7 +159,7 @@ async function readOptionReply(io: HandshakeIo, option: number): Promise<OptionR
 function optionError(reply: OptionReply, exportName: string): BlockError {
   const name = P.optionErrorName(reply.type);
   const message = reply.data.toString('utf8');
-  if (reply.type === P.NBD_REP_ERR_TLS_REQD) return handshakeError('server requires TLS, which this client lacks');
+  if (reply.type === P.Rep.ERR_TLS_REQD) return handshakeError('server requires TLS, which this client lacks');
   return handshakeError(`export "${exportName}" refused: NBD_REP_ERR_${name}${message ? ` (${message})` : ''}`);
 }
 
