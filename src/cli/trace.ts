@@ -185,7 +185,7 @@ export function registerTrace(program: Command): void {
     .option('--replay <file>', 'analyse a recorded event log instead of tracing')
     .option('--json', 'stream insights as JSON lines on stdout instead of printing a summary')
     .option('--pid <pid>', 'trace a running process and the children it starts from now on', parsePid)
-    .option('--cgroup <path>', 'trace every process in a cgroup (v2 directory)')
+    .option('--cgroup <path>', 'trace every process in a cgroup v2 directory and the cgroups below it (also ones created later)')
     .argument('[command...]', 'the command to run and trace, after --')
     .addHelpText('after', '\nExamples:\n  sky trace -- cp big.iso /mnt/copy.iso\n  sky trace --json --backend ptrace -- gpg --symmetric secret.txt\n  sky trace --pid 1234\n')
     .action(async (command: string[], options: TraceOptions) => {

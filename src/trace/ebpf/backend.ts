@@ -16,8 +16,11 @@ import {
 } from '../system.js';
 import { Collector } from './collect.js';
 import { STRING_BYTES, buildProgram, type ProgramFilter } from './program.js';
+import { CgroupFollower, cgroupTreeIds } from './cgroup.js';
 
 const STDERR_KEPT_BYTES = 16_384;
+/** How often the tree under a cgroup target is scanned for new cgroups. */
+const CGROUP_SCAN_MS = 250;
 /** Linux's limit on one argument (MAX_ARG_STRLEN). */
 const MAX_ARGUMENT_BYTES = 128 * 1024;
 
@@ -67,8 +70,7 @@ function filterFor(target: TraceTarget, wrapper: Wrapper | null): ProgramFilter 
       return { kind: 'pids', pids: [target.pid] };
     case 'cgroup':
       requireCgroup(target.path);
-      if (/["\\\n]/.test(target.path)) throw new TraceError(`cgroup path ${JSON.stringify(target.path)} has characters bpftrace cannot take`);
-      return { kind: 'cgroup', path: target.path };
+      return { kind: 'cgroup', path: target.path, ids: cgroupTreeIds(target.path).ids };
     case 'replay':
       throw new TraceError('the ebpf backend traces live processes; use the replay backend for a recorded log');
   }
@@ -97,6 +99,7 @@ class EbpfSession implements RunningBackend {
   private readonly splitter: LineSplitter;
   private collector: Collector | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private cgroups: { follower: CgroupFollower; timer: NodeJS.Timeout } | null = null;
   private bpftrace: ChildProcess | null = null;
   private stderr = '';
   private lostTotal = 0;
@@ -158,8 +161,23 @@ class EbpfSession implements RunningBackend {
       lost: (count, why) => this.lose(count, why),
     });
     this.timer = setInterval(() => this.collect(), this.tuning.collectMs ?? 100);
+    if (filter.kind === 'cgroup') this.followCgroups(child.pid!, filter.path, filter.ids);
     this.wrapper?.child.kill('SIGCONT');
     this.wrapper?.exited.then(() => this.stop());
+  }
+
+  /** Cgroups created under the target later join the traced set (a quarter-second scan of the tree). */
+  private followCgroups(bpftracePid: number, root: string, seeded: readonly number[]): void {
+    const follower = new CgroupFollower(bpftracePid, root, seeded, (message) => this.sink.warning(message));
+    const timer = setInterval(() => {
+      try {
+        follower.refresh();
+      } catch (error) {
+        this.sink.warning(`ebpf: cannot follow new cgroups under ${root}: ${(error as Error).message}`);
+        clearInterval(timer);
+      }
+    }, CGROUP_SCAN_MS);
+    this.cgroups = { follower, timer };
   }
 
   private async awaitReady(ready: Promise<void>): Promise<void> {
@@ -227,6 +245,11 @@ class EbpfSession implements RunningBackend {
   /** The last collection (the maps are ours, whatever bpftrace is doing), then the end of the stream. */
   private finish(error: Error | null): void {
     if (this.timer) clearInterval(this.timer);
+    if (this.cgroups) {
+      clearInterval(this.cgroups.timer);
+      this.cgroups.follower.close();
+      this.cgroups = null;
+    }
     this.collect(true);
     this.failure ??= error;
     this.collector?.close();

@@ -73,7 +73,8 @@ export const RECORD_FIELDS = 11;
 /** An aggregate: readCalls, readBytes, writeCalls, writeBytes, writeStart, writeEnd, position, ts, tid, dev. */
 export const AGGREGATE_FIELDS = 10;
 
-export type ProgramFilter = { kind: 'pids'; pids: readonly number[] } | { kind: 'cgroup'; path: string };
+/** `cgroup`: the ids (cgroup v2 directory inodes) of the target cgroup and those below it; user space adds later ones. */
+export type ProgramFilter = { kind: 'pids'; pids: readonly number[] } | { kind: 'cgroup'; path: string; ids: readonly number[] };
 
 export interface ProgramOptions {
   filter: ProgramFilter;
@@ -145,7 +146,7 @@ function emit(code: number, fields: readonly string[], strings: readonly string[
 
 function predicate(filter: ProgramFilter): string {
   if (filter.kind === 'pids') return '/@t[pid]/';
-  return `/cgroup == cgroupid("${filter.path}")/`;
+  return '/@cg[cgroup]/';
 }
 
 interface ExitProbe {
@@ -425,7 +426,9 @@ function declareMaps(): string {
 }
 
 function beginProbe(options: ProgramOptions): string {
-  const seeds = options.filter.kind === 'pids' ? options.filter.pids.map((pid) => `@t[${pid}] = 1;`).join(' ') : '';
+  const seeds = options.filter.kind === 'pids'
+    ? options.filter.pids.map((pid) => `@t[${pid}] = 1;`).join(' ')
+    : options.filter.ids.map((id) => `@cg[(uint64)${id}] = (int64)1;`).join(' ');
   return `BEGIN { ${declareMaps()} ${seeds} printf("R\\n"); }`;
 }
 
@@ -434,7 +437,7 @@ export function buildProgram(options: ProgramOptions): string {
   if (options.filter.kind === 'pids') {
     assert.ok(options.filter.pids.length > 0 && options.filter.pids.every((pid) => Number.isSafeInteger(pid) && pid > 0));
   } else {
-    assert.ok(!/["\\\n]/.test(options.filter.path), 'cgroup path must not need escaping');
+    assert.ok(options.filter.ids.length > 0 && options.filter.ids.every((id) => Number.isSafeInteger(id) && id > 0));
   }
   const probes = [
     ...openProbes(),

@@ -82,4 +82,38 @@ describe('ebpf backend, cgroup target', () => {
     expect(log.filter((event) => event.pid === outside.pid)).toEqual([]);
     expect(await session.exited).toBeNull();
   });
+
+  it.runIf(isRoot && hasTools && hasCgroup2)('follows cgroups below the target, also those created after tracing began', async () => {
+    const dir = directory('cgroup-tree');
+    const cgroup = fs.mkdtempSync(path.join(CGROUP2, 'sky-trace-test-'));
+    const before = path.join(cgroup, 'before');
+    const later = path.join(cgroup, 'later');
+    fs.mkdirSync(before);
+    cleanups.push(() => {
+      for (const sub of [later, before]) if (fs.existsSync(sub)) fs.rmdirSync(sub);
+      fs.rmdirSync(cgroup);
+    });
+    const nested = startOutsider(`echo $$ > ${before}/cgroup.procs; ${WAIT_FOR_GO}; echo a > nested.txt`, dir);
+    started.push(nested);
+    for (let i = 0; i < 200 && !fs.readFileSync(path.join(before, 'cgroup.procs'), 'utf8').trim(); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const session = await startTrace({ backend: 'ebpf', target: { kind: 'cgroup', path: cgroup } });
+    const events = collect(session);
+    fs.mkdirSync(later);
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // the tree is scanned every 250 ms
+    const joined = startOutsider(`echo $$ > ${later}/cgroup.procs; ${WAIT_FOR_GO}; echo b > joined.txt`, dir);
+    started.push(joined);
+    for (let i = 0; i < 200 && !fs.readFileSync(path.join(later, 'cgroup.procs'), 'utf8').trim(); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    fs.writeFileSync(path.join(dir, 'go'), '');
+    expect(await exitOf(nested)).toBe(0);
+    expect(await exitOf(joined)).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await session.stop();
+    const log = await events;
+    expect(ofKind(log, 'open').filter((event) => event.path === 'nested.txt')).toMatchObject([{ pid: nested.pid }]);
+    expect(ofKind(log, 'open').filter((event) => event.path === 'joined.txt')).toMatchObject([{ pid: joined.pid }]);
+  });
 });

@@ -184,9 +184,10 @@ describe('buildProgram', () => {
     expect(program).not.toContain('$storage');
   });
 
-  it('filters a cgroup target by cgroup id', () => {
-    const cgroup = buildProgram({ filter: { kind: 'cgroup', path: '/sys/fs/cgroup/unified/x' }, kernelStackBytes: 16384, reportSetCloexec: true, fdEvents: 'all' });
-    expect(cgroup).toContain('tracepoint:syscalls:sys_exit_openat /cgroup == cgroupid("/sys/fs/cgroup/unified/x")/');
+  it('filters a cgroup target by the ids of the cgroup and those below it', () => {
+    const cgroup = buildProgram({ filter: { kind: 'cgroup', path: '/sys/fs/cgroup/unified/x', ids: [4242, 4343] }, kernelStackBytes: 16384, reportSetCloexec: true, fdEvents: 'all' });
+    expect(cgroup).toContain('tracepoint:syscalls:sys_exit_openat /@cg[cgroup]/');
+    expect(cgroup).toContain('@cg[(uint64)4242] = (int64)1; @cg[(uint64)4343] = (int64)1;');
     expect(cgroup).not.toContain('@t[');
   });
 });
