@@ -1,6 +1,6 @@
 /** What a tracer needs from the machine, checked up front so a failure names the missing piece. */
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync, statSync, statfsSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, readdirSync, statSync, statfsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { TraceError } from './errors.js';
@@ -73,10 +73,25 @@ export function requireCgroup(path: string): void {
   }
 }
 
+/** Processes in the cgroup and every cgroup below it (a container's processes often sit in sub-cgroups). */
 export function cgroupMembers(path: string): number[] {
-  const procs = readFileSync(join(path, 'cgroup.procs'), 'utf8');
-  return procs.split('\n').filter((line) => line !== '').map(Number);
+  const pids: number[] = [];
+  const pending = [path];
+  for (let visited = 0; pending.length > 0 && visited < CGROUP_TREE_MAX; visited++) {
+    const dir = pending.shift()!;
+    try {
+      const procs = readFileSync(join(dir, 'cgroup.procs'), 'utf8');
+      for (const line of procs.split('\n')) if (line !== '') pids.push(Number(line));
+      for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) pending.push(join(dir, entry.name));
+    } catch {
+      // removed while we walked
+    }
+  }
+  return pids;
 }
+
+/** Bound on the cgroups walked for one target. */
+const CGROUP_TREE_MAX = 4096;
 
 /** THREAD_SIZE: 16 KiB on x86-64, doubled by KASAN. The saved user registers sit at the top of that stack. */
 export function kernelStackBytes(): number {
