@@ -16,6 +16,7 @@ import {
   type LayerSpec,
 } from '../volume/index.js';
 import { createClassifyFactory, SemanticRegistry } from '../semantics/index.js';
+import { tagLogFactory } from '../report/tag-log.js';
 import { ConfigError, parseHostPort, type Config, type ExportConfig } from './config.js';
 
 /** A served volume: its stack, and the stats layer on top of it. */
@@ -31,6 +32,7 @@ export function defaultLayerFactories(semantics: SemanticRegistry): Map<string, 
     [passthroughFactory.type, passthroughFactory],
     [statsFactory.type, statsFactory],
     [classify.type, classify],
+    [tagLogFactory.type, tagLogFactory],
   ]);
 }
 
