@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { ConfigError, Engine, createLogger, defaultDataDir, loadConfigFile, parseConfig, type Config } from '../engine/index.js';
 
-interface ServeFlags {
+export interface ServeFlags {
   config?: string;
   file?: string;
   memory?: boolean;
@@ -18,9 +18,11 @@ interface ServeFlags {
   logLevel?: string;
   timing?: 'hdd' | 'ssd';
   timingMode?: 'off' | 'account' | 'emulate';
+  /** `sky serve --trace -- CMD` is `sky run -- CMD`. */
+  trace?: boolean;
 }
 
-const DEFAULT_SIZE = '4G';
+export const DEFAULT_SIZE = '4G';
 
 export function registerServe(program: Command): void {
   program
@@ -40,6 +42,8 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
     .addOption(new Option('--timing <model>', 'put a timing model over the device').choices(['hdd', 'ssd']))
     .addOption(new Option('--timing-mode <mode>', 'timing model mode').choices(['off', 'account', 'emulate']).default('emulate'))
+    .option('--trace', 'trace the command after -- and learn from it, then stop (same as sky run)')
+    .argument('[command...]', 'with --trace: the command to run and trace, after --')
     .addHelpText(
       'after',
       `
@@ -50,7 +54,15 @@ Examples:
 Attach:  qemu-system-x86_64 -drive file=nbd+unix:///disk?socket=/run/sky.sock,format=raw
          nbdinfo 'nbd+unix:///disk?socket=/run/sky.sock'`,
     )
-    .action(async (flags: ServeFlags) => {
+    .action(async (command: string[], flags: ServeFlags) => {
+      if (flags.trace || command.length > 0) {
+        if (!flags.trace) {
+          console.error(`sky serve: unexpected arguments ${command.join(' ')} (a command is taken only with --trace)`);
+          process.exit(2);
+        }
+        process.exitCode = await (await import('./run.js')).run(command, flags);
+        return;
+      }
       await serve(flags);
     });
 }
@@ -95,8 +107,11 @@ async function serve(flags: ServeFlags): Promise<void> {
   log.info({ listen: engine.addresses, metrics: engine.metricsAddress, exports: engine.volumes.map((v) => v.name) }, 'sky is serving');
 }
 
-/** Flags either amend a config file (listen/log/metrics) or describe the whole thing (one export). */
-function buildConfig(flags: ServeFlags): Config {
+/**
+ * Flags either amend a config file (listen/log/metrics) or describe the whole thing (one export). `quick` amends
+ * the one export the flags describe (sky run adds its classify layer there).
+ */
+export function buildConfig(flags: ServeFlags, quick: { layers?: Array<{ type: string }> } = {}): Config {
   if (flags.config) {
     if (flags.file || flags.memory) throw new ConfigError('--config cannot be combined with --file or --memory; put the export in the config');
     const config = loadConfigFile(flags.config, flags.dataDir ? { dataDir: flags.dataDir } : {});
@@ -118,6 +133,7 @@ function buildConfig(flags: ServeFlags): Config {
         readOnly: flags.readOnly ?? false,
         device,
         timing: flags.timing ? { model: flags.timing, mode: flags.timingMode } : undefined,
+        ...(quick.layers ? { layers: quick.layers } : {}),
       },
     ],
   };

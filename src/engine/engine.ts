@@ -134,6 +134,12 @@ export class Engine {
         token,
         sink: {
           accept: (hint: Hint) => {
+            if (hint.type === 'lost') {
+              // The sender's queue overflowed while we were unreachable or slow: what those hints described stays
+              // untagged or keeps older tags until new hints arrive. Say so; there is nothing to apply.
+              log.warn({ count: (hint as { count?: unknown }).count }, 'the sender dropped hints (its queue was full)');
+              return true;
+            }
             const result = index.accept(hint);
             if (!result.ok) log.warn({ error: result.error, type: hint.type }, 'hint rejected');
             return true;

@@ -35,6 +35,8 @@ export interface InsightEngineOptions {
    * is gone from /proc before its first event is handled, its relative paths still resolve.
    */
   commandCwd?: string;
+  /** Also emit data_written (every written range) and file_synced insights. Default false. */
+  reportWrites?: boolean;
 }
 
 type Handler<K extends SyscallEventKind> = (state: EngineState, ev: Extract<SyscallEvent, { kind: K }>) => void;
@@ -111,6 +113,7 @@ export class InsightEngine {
     const magic = options.hintMagic ?? HINT_MAGIC;
     const filesMax = options.filesMax ?? 200_000;
     this.state = new EngineState(inspector, live, table, magic, filesMax, hooks, options.commandCwd ?? null);
+    this.state.reportWrites = options.reportWrites ?? false;
     this.state.listeners.add((insight) => this.collector.add(insight));
   }
 

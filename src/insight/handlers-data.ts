@@ -12,7 +12,7 @@ import { FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE }
 import { writeBackFile } from './mmap.js';
 import { fileIo, type OpenFile, type Process } from './process.js';
 import type { EngineState } from './state.js';
-import type { CopyMethod } from './types.js';
+import type { ByteRange, CopyMethod, DataWrittenInsight } from './types.js';
 
 type Ev<K extends SyscallEvent['kind']> = Extract<SyscallEvent, { kind: K }>;
 
@@ -56,6 +56,33 @@ function recordWrite(
   state.setSize(file, Math.max(file.size ?? 0, write.end), 'write', write.ts, process.pid, write.quiet);
 }
 
+/** data_written (opt-in): `range` null when the offsets are unknown (then the whole file is named, flagged). */
+function reportWritten(
+  state: EngineState,
+  process: Process,
+  openFile: OpenFile,
+  fd: number,
+  range: ByteRange | null,
+  via: DataWrittenInsight['via'],
+  ts: number,
+  bytes: number,
+): void {
+  const file = openFile.file;
+  if (!state.reportWrites || !file || file.metadata) return;
+  if (range !== null && range.length <= 0) return;
+  const whole = range === null;
+  state.emit({
+    kind: 'data_written',
+    ts,
+    pid: process.pid,
+    ...state.fileRef(file),
+    fd,
+    range: range ?? { offset: 0, length: Math.max(file.size ?? 0, bytes) },
+    via,
+    ...(whole ? { uncertain: 'write offsets unknown: the whole file is named' } : state.uncertainty(openFile, file)),
+  });
+}
+
 export function onRw(state: EngineState, ev: Ev<'rw'>): void {
   if (ev.ret < 0) return;
   const process = state.processFor(ev);
@@ -68,6 +95,7 @@ export function onRw(state: EngineState, ev: Ev<'rw'>): void {
   else if (ev.ret > 0) {
     const end = start === null ? null : start + ev.ret;
     recordWrite(state, process, openFile, { bytes: ev.ret, end, bornBy: ev.ts, ts: ev.ts, quiet: true });
+    reportWritten(state, process, openFile, ev.fd, start === null ? null : { offset: start, length: ev.ret }, 'write', ev.ts, ev.ret);
   }
   syscallArgsHint(state, process, ev, entry, start);
 }
@@ -88,6 +116,7 @@ export function onRwSummary(state: EngineState, ev: Ev<'rw_summary'>): void {
   if (ev.writeBytes > 0) {
     const end = summaryWriteEnd(openFile, ev);
     recordWrite(state, process, openFile, { bytes: ev.writeBytes, end, bornBy: openFile.summarisedTs, ts: ev.ts, quiet: false });
+    reportWritten(state, process, openFile, ev.fd, summaryWriteRange(ev, end), 'write', ev.ts, ev.writeBytes);
   }
   openFile.position = summaryPosition(openFile, ev);
   openFile.summarisedTs = ev.ts;
@@ -112,6 +141,13 @@ function summaryWriteEnd(openFile: OpenFile, ev: Ev<'rw_summary'>): number | nul
   if (ev.writeEnd >= 0) return ev.writeEnd;
   const size = openFile.file?.size ?? null;
   if (openFile.append && size !== null) return size + ev.writeBytes;
+  return null;
+}
+
+/** The span a summary's writes covered: the backend's [writeStart, writeEnd), or the bytes that ended at `end`. */
+function summaryWriteRange(ev: Ev<'rw_summary'>, end: number | null): ByteRange | null {
+  if (ev.writeStart >= 0 && ev.writeEnd > ev.writeStart) return { offset: ev.writeStart, length: ev.writeEnd - ev.writeStart };
+  if (end !== null && end >= ev.writeBytes) return { offset: end - ev.writeBytes, length: ev.writeBytes };
   return null;
 }
 
@@ -168,8 +204,13 @@ function fallocatedSize(size: number, mode: number, offset: number, length: numb
 
 export function onFsync(state: EngineState, ev: Ev<'fsync'>): void {
   if (ev.ret !== 0) return;
-  const file = state.fdEntry(state.processFor(ev), ev.fd, ev.ts)?.file.file;
-  if (file) writeBackFile(state, file.id, ev.ts);
+  const process = state.processFor(ev);
+  const file = state.fdEntry(process, ev.fd, ev.ts)?.file.file;
+  if (!file) return;
+  writeBackFile(state, file.id, ev.ts);
+  if (state.reportWrites && !file.metadata) {
+    state.emit({ kind: 'file_synced', ts: ev.ts, pid: process.pid, ...state.fileRef(file), fd: ev.fd, dataOnly: ev.dataOnly, ...state.uncertainty(file) });
+  }
 }
 
 const CLONES: ReadonlySet<CopyMethod> = new Set(['FICLONE', 'FICLONERANGE']);
@@ -195,6 +236,7 @@ export function onCopy(state: EngineState, ev: Ev<'copy'>): void {
   const start = ev.offsetOut ?? (clone ? 0 : output.append ? (output.file?.size ?? null) : output.position);
   if (ev.offsetOut === null && !clone) output.position = start === null ? null : start + bytes;
   copyInto(state, process, output, { source: input.file ?? input.carries, method: ev.call, bytes, start, ts: ev.ts });
+  reportWritten(state, process, output, ev.fdOut, start === null ? null : { offset: start, length: bytes }, ev.call, ev.ts, bytes);
   if (!output.file && input.file) output.carries = input.file; // file → pipe: the pipe now carries that file
 }
 

@@ -24,6 +24,8 @@ export type {
   LifetimeEndedInsight,
   AppHintInsight,
   MmapWritebackInsight,
+  DataWrittenInsight,
+  FileSyncedInsight,
   UncertaintyInsight,
 } from './types.js';
 export { INSIGHT_VERSION } from './types.js';

@@ -53,6 +53,8 @@ export class EngineState {
     foreignHints: 0,
   };
   readonly listeners = new Set<Listener>();
+  /** Emit data_written and file_synced (the agent wants them; `sky trace` does not). */
+  reportWrites = false;
   private pending: Insight[] = [];
   private nextOpenFileId = 1;
 

@@ -127,6 +127,29 @@ export type MmapWritebackInsight = InsightBase &
     trigger: WritebackTrigger;
   };
 
+/**
+ * Bytes a traced process put into a file (write, pwrite, writev…, or an explicit copy into it), as a range of file
+ * offsets. Opt-in (InsightEngineOptions.reportWrites): the agent reads these ranges back to fingerprint the blocks
+ * before the file system writes them. Aggregated writes (rw_summary) report the span from the lowest to the
+ * highest offset written since the previous summary, so the range may include bytes that were not rewritten.
+ */
+export type DataWrittenInsight = InsightBase &
+  FileRef & {
+    kind: 'data_written';
+    fd: number;
+    range: ByteRange;
+    /** How the bytes got there: 'write' for write-family calls, else the copy call. */
+    via: 'write' | Exclude<CopyMethod, 'read-write'>;
+  };
+
+/** fsync/fdatasync returned: the file's dirty data is on the device now (opt-in with reportWrites). */
+export type FileSyncedInsight = InsightBase &
+  FileRef & {
+    kind: 'file_synced';
+    fd: number;
+    dataOnly: boolean;
+  };
+
 export type UncertaintyInsight = InsightBase & {
   kind: 'uncertainty';
   reason: string;
@@ -142,6 +165,8 @@ export type Insight =
   | LifetimeEndedInsight
   | AppHintInsight
   | MmapWritebackInsight
+  | DataWrittenInsight
+  | FileSyncedInsight
   | UncertaintyInsight;
 
 export type InsightKind = Insight['kind'];

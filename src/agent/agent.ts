@@ -1,0 +1,187 @@
+/**
+ * The tracer side of Sky's semantics, wired: startTrace → InsightEngine (with data_written) → Informer → sink.
+ *
+ * startAgent runs it all on the calling thread. startAgentWorker runs the same in a worker thread and delivers
+ * the messages to a sink on the calling thread: `sky run` needs that, because the informer reads files back and
+ * maps their extents with synchronous I/O, and when the engine serving the very volume those files live on runs
+ * on the same thread, a read that misses the page cache would wait for an NBD reply that thread can never send.
+ */
+import { Worker } from 'node:worker_threads';
+import { InsightEngine, type InsightKind } from '../insight/index.js';
+import { startTrace, TraceError, type TraceOptions } from '../trace/index.js';
+import type { SemanticMessage } from '../semantics/messages.js';
+import { LocalFileSystem, type AgentFileSystem, type VolumeRoute } from './fs.js';
+import { Informer, type InformerOptions, type InformerStats, type SemanticSink } from './informer.js';
+
+export type InformerTuning = Omit<InformerOptions, 'sink' | 'fs' | 'log'>;
+
+export interface AgentOptions {
+  /** What to trace and how (startTrace's options; onWarning defaults to `log`). */
+  trace: TraceOptions;
+  sink: SemanticSink;
+  route: VolumeRoute;
+  log?: (line: string) => void;
+  informer?: InformerTuning;
+  /** The machine as the informer sees it (tests inject a fake). */
+  fs?: AgentFileSystem;
+}
+
+export interface AgentStats {
+  backend: string;
+  events: number;
+  /** Events the tracer reported lost (the picture has gaps). */
+  lostEvents: number;
+  insights: Partial<Record<InsightKind, number>>;
+  informer: InformerStats;
+  /** Wall time from the first event to the end of the flush. */
+  elapsedMs: number;
+}
+
+export interface AgentSession {
+  backendName: string;
+  /** The traced command's exit status (see TraceSession.exited). */
+  exited: Promise<number | null>;
+  /** Resolves once the event stream ended and every pending readback and refresh went to the sink. */
+  done: Promise<void>;
+  /** Stops tracing, then flushes; resolves with `done`. */
+  stop(): Promise<void>;
+  stats(): AgentStats;
+}
+
+export async function startAgent(options: AgentOptions): Promise<AgentSession> {
+  const log = options.log ?? (() => undefined);
+  const informer = new Informer({ ...options.informer, sink: options.sink, fs: options.fs ?? new LocalFileSystem(options.route), log });
+  const target = options.trace.target;
+  const engine = new InsightEngine({
+    reportWrites: true,
+    ...(target.kind === 'command' ? { commandCwd: target.cwd ?? process.cwd() } : {}),
+  });
+  const insights: Partial<Record<InsightKind, number>> = {};
+  engine.onInsight((insight) => {
+    insights[insight.kind] = (insights[insight.kind] ?? 0) + 1;
+    informer.handle(insight);
+  });
+  const session = await startTrace({ onWarning: (message) => log(`tracer: ${message}`), ...options.trace });
+  let events = 0;
+  let firstEventAt = 0;
+  let endedAt = 0;
+  const done = (async () => {
+    try {
+      for await (const event of session.events) {
+        if (events++ === 0) firstEventAt = performance.now();
+        engine.handle(event);
+      }
+    } finally {
+      engine.finish();
+      await informer.flush();
+      endedAt = performance.now();
+    }
+  })();
+  done.catch(() => undefined);
+  return {
+    backendName: session.backendName,
+    exited: session.exited,
+    done,
+    async stop() {
+      await session.stop();
+      await done;
+    },
+    stats() {
+      const summary = engine.summary();
+      return {
+        backend: session.backendName,
+        events,
+        lostEvents: Math.max(session.lost(), summary.counters.lostEvents),
+        insights: { ...insights },
+        informer: informer.stats(),
+        elapsedMs: firstEventAt === 0 ? 0 : (endedAt || performance.now()) - firstEventAt,
+      };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Worker thread
+
+/** What crosses into the worker (structured-clonable: no functions). */
+export interface AgentWorkerData {
+  trace: Omit<TraceOptions, 'onWarning'>;
+  route: VolumeRoute;
+  informer?: InformerTuning;
+}
+
+export type AgentWorkerReport =
+  | { type: 'started'; backend: string }
+  | { type: 'messages'; messages: SemanticMessage[] }
+  | { type: 'log'; line: string }
+  | { type: 'exited'; code: number | null }
+  | { type: 'done'; stats: AgentStats }
+  | { type: 'failed'; message: string; traceError: boolean; stats: AgentStats | null };
+
+/** startAgent in a worker thread; `sink` and `log` run on this thread. */
+export function startAgentWorker(options: Omit<AgentOptions, 'fs' | 'trace'> & { trace: Omit<TraceOptions, 'onWarning'> }): Promise<AgentSession> {
+  const data: AgentWorkerData = { trace: options.trace, route: options.route, informer: options.informer };
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: data });
+  const log = options.log ?? (() => undefined);
+  let lastStats: AgentStats | null = null;
+  let resolveExited: (code: number | null) => void = () => undefined;
+  const exited = new Promise<number | null>((resolve) => (resolveExited = resolve));
+  let settleDone: { resolve: () => void; reject: (error: Error) => void } = { resolve: () => undefined, reject: () => undefined };
+  const done = new Promise<void>((resolve, reject) => (settleDone = { resolve, reject }));
+  done.catch(() => undefined);
+  return new Promise<AgentSession>((resolveStart, rejectStart) => {
+    let started = false;
+    const fail = (error: Error) => {
+      resolveExited(null);
+      if (!started) rejectStart(error);
+      settleDone.reject(error);
+    };
+    worker.on('error', (error) => fail(error));
+    worker.on('exit', () => {
+      resolveExited(null);
+      fail(new Error('the agent worker ended without finishing'));
+    });
+    worker.on('message', (report: AgentWorkerReport) => {
+      switch (report.type) {
+        case 'started':
+          started = true;
+          resolveStart({
+            backendName: report.backend,
+            exited,
+            done,
+            async stop() {
+              worker.postMessage({ type: 'stop' });
+              await done;
+            },
+            stats: () => lastStats ?? emptyStats(report.backend),
+          });
+          return;
+        case 'messages':
+          for (const message of report.messages) options.sink(message);
+          return;
+        case 'log':
+          log(report.line);
+          return;
+        case 'exited':
+          resolveExited(report.code);
+          return;
+        case 'done':
+          lastStats = report.stats;
+          settleDone.resolve();
+          void worker.terminate();
+          return;
+        case 'failed': {
+          lastStats = report.stats;
+          const error = report.traceError ? new TraceError(report.message) : new Error(report.message);
+          fail(error);
+          void worker.terminate();
+          return;
+        }
+      }
+    });
+  });
+}
+
+function emptyStats(backend: string): AgentStats {
+  return { backend, events: 0, lostEvents: 0, insights: {}, informer: new Informer({ sink: () => undefined, fs: { locate: () => null, open: () => { throw new Error('unused'); } } }).stats(), elapsedMs: 0 };
+}

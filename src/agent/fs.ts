@@ -1,0 +1,156 @@
+/**
+ * What the informer needs from the machine, behind one small interface so unit tests can inject a fake:
+ *  - locate(dev): is the file system with this st_dev on the target volume, and where does it start in the export?
+ *    (asked once per device; the answer is cached by the informer);
+ *  - open(path): a read-only handle on a file (a path, or /proc/PID/fd/N while the writer lives) with its identity,
+ *    its size, reads, and its extents as export ranges.
+ *
+ * LocalFileSystem is the real one: src/insight/extents' FileSystemVolume for the chain (loop → nbdfuse → export, or a
+ * guest's block device and its partitions), FIEMAP without FIEMAP_FLAG_SYNC (a sync would force write-back and change
+ * the workload's I/O), O_NOATIME reads (reading a file back must not dirty its inode).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileExtentReport } from '../insight/extents/fiemap.js';
+import { decodeDev, localHost } from '../insight/extents/host.js';
+import { mountsOfDev, readMountInfo } from '../insight/extents/mountinfo.js';
+import { FileSystemVolume, type VolumeLink } from '../insight/extents/volume-map.js';
+import type { VolumeExtent } from '../semantics/messages.js';
+
+/** Which files belong to the volume. */
+export type VolumeRoute =
+  /** File systems reached through loop → nbdfuse → export `volume` (optionally of the server at `socket`). */
+  | { kind: 'export'; volume: string; socket?: string }
+  /** File systems on this block device or its partitions (a guest agent: `--device /dev/vdb`). */
+  | { kind: 'device'; device: string };
+
+/** Where one file system sits on the volume; opaque to the informer except for its label. */
+export interface VolumePlacement {
+  readonly label: string;
+}
+
+export interface OpenedFile {
+  readonly dev: number;
+  readonly ino: number;
+  readonly size: number;
+  /** Reads up to `length` bytes at `position` into `into` (from 0); returns the bytes read (0 at end of file). */
+  read(into: Uint8Array, length: number, position: number): number;
+  /** The file's placed extents as export ranges, sorted by file offset (delayed allocations have none yet). */
+  extents(): VolumeExtent[];
+  close(): void;
+}
+
+export interface AgentFileSystem {
+  /**
+   * null: the file system on `dev` is not on the volume (cached for good). Throws when it cannot tell now (say the
+   * path vanished and no mount names the device): the informer asks again for the next file.
+   */
+  locate(dev: number, anyPath: string): VolumePlacement | null;
+  /** Opens a regular file for reading; throws an errno error (ENOENT, ESRCH… are normal: the file or process went). */
+  open(file: string, placement: VolumePlacement): OpenedFile;
+}
+
+/** errno codes that mean "gone", which is the normal fate of short-lived files and processes. */
+const GONE = new Set(['ENOENT', 'ESRCH', 'ENXIO', 'ESTALE', 'EBADF', 'ENOTDIR']);
+
+export function isGone(error: unknown): boolean {
+  return GONE.has((error as NodeJS.ErrnoException | null)?.code ?? '');
+}
+
+class LocalPlacement implements VolumePlacement {
+  constructor(readonly volume: FileSystemVolume, readonly label: string) {}
+}
+
+const O_NOATIME = fs.constants.O_NOATIME ?? 0;
+
+export class LocalFileSystem implements AgentFileSystem {
+  private readonly device: string | null;
+
+  constructor(readonly route: VolumeRoute) {
+    this.device = route.kind === 'device' ? path.basename(realpathOr(route.device)) : null;
+  }
+
+  locate(dev: number, anyPath: string): VolumePlacement | null {
+    const mounts = mountsOfDev(readMountInfo(localHost), decodeDev(dev));
+    // A mount point is stable; the file that brought us here may be gone already.
+    const probe = mounts.find((mount) => fs.existsSync(mount.mountPoint))?.mountPoint ?? anyPath;
+    let volume: FileSystemVolume;
+    try {
+      volume = FileSystemVolume.open(probe);
+    } catch (error) {
+      if (mounts.length === 0 && isGone(error)) throw error;
+      return null; // tmpfs, overlay, device-mapper…: not a chain we map, so not on the volume
+    }
+    if (!this.matches(volume.volume.chain, volume.volume.blockDevice, volume.volume.exportName, volume.volume.socket)) return null;
+    return new LocalPlacement(volume, `${volume.mount.mountPoint} (${volume.fsType} on ${volume.volume.blockDevice}, +${volume.volume.offsetInExport})`);
+  }
+
+  private matches(chain: VolumeLink[], blockDevice: string, exportName: string | undefined, socket: string | undefined): boolean {
+    const route = this.route;
+    if (route.kind === 'export') {
+      if (exportName !== route.volume) return false;
+      return route.socket === undefined || socket === undefined || realpathOr(route.socket) === realpathOr(socket);
+    }
+    const wanted = `/dev/${this.device}`;
+    if (blockDevice === wanted) return true;
+    return chain.some((link) => (link.kind === 'partition' && link.parent === wanted) || ('device' in link && link.device === wanted));
+  }
+
+  open(file: string, placement: VolumePlacement): OpenedFile {
+    const volume = (placement as LocalPlacement).volume;
+    let fd: number;
+    try {
+      fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | O_NOATIME);
+    } catch (error) {
+      // O_NOATIME needs ownership or CAP_FOWNER; without it, read with atime updates rather than not at all.
+      if ((error as NodeJS.ErrnoException).code !== 'EPERM' || O_NOATIME === 0) throw error;
+      fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    }
+    try {
+      const stat = fs.fstatSync(fd);
+      if (!stat.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'ENOTREG' });
+      return new LocalFile(fd, stat, volume);
+    } catch (error) {
+      fs.closeSync(fd);
+      throw error;
+    }
+  }
+}
+
+class LocalFile implements OpenedFile {
+  readonly dev: number;
+  readonly ino: number;
+  readonly size: number;
+
+  constructor(private readonly fd: number, stat: fs.Stats, private readonly volume: FileSystemVolume) {
+    this.dev = stat.dev;
+    this.ino = stat.ino;
+    this.size = stat.size;
+  }
+
+  read(into: Uint8Array, length: number, position: number): number {
+    return fs.readSync(this.fd, into, 0, length, position);
+  }
+
+  extents(): VolumeExtent[] {
+    const report = fileExtentReport(this.fd, { sync: false });
+    const out: VolumeExtent[] = [];
+    for (const extent of report.extents) {
+      if ((extent.location !== 'mapped' && extent.location !== 'encoded') || extent.physical === null) continue;
+      for (const piece of this.volume.toVolume(extent.physical, extent.length)) out.push({ volumeOffset: piece.volumeOffset, length: piece.length });
+    }
+    return out;
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+function realpathOr(file: string): string {
+  try {
+    return fs.realpathSync(file);
+  } catch {
+    return path.resolve(file);
+  }
+}

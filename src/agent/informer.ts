@@ -1,0 +1,731 @@
+/**
+ * Informer: Insights (src/insight) in, SemanticMessages (src/semantics) out, for the files that live on one volume.
+ *
+ *  - file_opened (regular files) → FileExtents: where the file's bytes are, so reads of them are tagged data.
+ *  - data_written / mmap_writeback → WriteFingerprints: the written range is read back (through /proc/PID/fd/N
+ *    while the writer lives, else the path), each 4 KiB-aligned block fingerprinted (the last partial block
+ *    zero-padded, as the file system writes it), so the block writes that follow — seconds later, with delayed
+ *    allocation — are recognised. Ranges are coalesced per file and read back after `debounceMs`, so a file
+ *    written in 4 KiB pieces is read once.
+ *  - file_closed / file_synced of a written file → FileExtents again, now and after each of `refreshDelaysMs`
+ *    (write-back can come 30 s after the write): late-allocated extents re-tag their blocks in the engine.
+ *  - file_size_changed → FileClass; copy_detected → FilePattern copy (+ CopyFingerprints for explicit copies);
+ *    encryption_detected → FilePattern encrypted; lifetime_ended → FileGone (truncation: fresh extents instead);
+ *    app_hint with a file → AppHint.
+ *
+ * fileId is "dev:ino". Which device is on the volume is decided once per st_dev (AgentFileSystem.locate); insights
+ * about other files cost a map lookup. All work is bounded: tracked files, pending readbacks, scheduled refreshes.
+ * Vanished files and processes (ENOENT, ESRCH) are normal and counted, never thrown.
+ */
+import { basename } from 'node:path';
+import type { Insight } from '../insight/types.js';
+import {
+  FINGERPRINT_BLOCK_BYTES,
+  FINGERPRINT_BYTES,
+  ZERO_BLOCK_FINGERPRINT_HEX,
+  encodeFingerprintHex,
+  fingerprintBlocks,
+} from '../semantics/fingerprint.js';
+import {
+  EXTENTS_PER_MESSAGE_MAX,
+  FINGERPRINTS_PER_MESSAGE_MAX,
+  SEMANTIC_MESSAGE_TYPES,
+  type SemanticMessage,
+  type SemanticMessageType,
+  type VolumeExtent,
+} from '../semantics/messages.js';
+import { isGone, type AgentFileSystem, type OpenedFile, type VolumePlacement } from './fs.js';
+
+export type SemanticSink = (message: SemanticMessage) => void;
+
+export interface InformerOptions {
+  sink: SemanticSink;
+  fs: AgentFileSystem;
+  /** Fingerprint lifetime in the engine: write-back can be 30 s+ after the write. Default 120 s. */
+  ttlMs?: number;
+  /** Readbacks wait this long for more writes to the same file. Default 50 ms. */
+  debounceMs?: number;
+  /** Extent refreshes after a written file is closed or synced. Default [5 s, 35 s]. */
+  refreshDelaysMs?: number[];
+  /** Files waiting in each refresh queue; beyond, the oldest are dropped (counted). Default 16384. */
+  refreshFilesMax?: number;
+  /** Files with a pending readback; beyond, the oldest is read back at once. Default 4096. */
+  pendingFilesMax?: number;
+  /** Files remembered (path, holders, last extents sent). Default 65536. */
+  filesMax?: number;
+  /** Bytes read back per read call (a multiple of 4 KiB). Default 1 MiB. */
+  readChunkBytes?: number;
+  /** Bytes read back before the informer yields to the event loop. Default 64 MiB. */
+  sliceBytes?: number;
+  /** Extents per FileExtents message; the hint channel's frames are ≤ 1 MiB (≈ 45 bytes of JSON per extent). */
+  extentsMax?: number;
+  log?: (line: string) => void;
+}
+
+export interface InformerStats {
+  messages: Record<SemanticMessageType, number>;
+  /** Distinct files on the volume that messages were sent about. */
+  files: number;
+  /** Distinct files seen elsewhere (other file systems), ignored. */
+  skippedFiles: number;
+  devices: { onVolume: number; elsewhere: number };
+  bytesFingerprinted: number;
+  blocksFingerprinted: number;
+  /** Zero blocks are not sent (every sparse file has them; the engine ignores them). */
+  zeroBlocks: number;
+  readbacks: number;
+  readbackMs: number;
+  /** Files or processes gone before they could be read (normal for short-lived files). */
+  vanished: number;
+  /** Insights about files whose identity (dev, ino) was unknown. */
+  unidentified: number;
+  extentsTruncated: number;
+  refreshesDropped: number;
+  sinkErrors: number;
+  errors: number;
+  lastError: string | null;
+}
+
+interface Holder {
+  pid: number;
+  fd: number;
+}
+
+interface TrackedFile {
+  readonly id: string;
+  readonly dev: number;
+  readonly ino: number;
+  readonly placement: VolumePlacement;
+  path: string;
+  pid: number | null;
+  process: string | null;
+  /** Recent (pid, fd) pairs that referred to the file, newest first. */
+  holders: Holder[];
+  /** Pending readback: sorted, disjoint [start, end) pairs of file offsets. */
+  ranges: number[];
+  /** Written since the last FileExtents. */
+  written: boolean;
+  /** Size and extents of the last FileExtents sent ('' before any). */
+  lastExtents: string;
+}
+
+const HOLDERS_MAX = 4;
+const RANGES_MAX = 64;
+const PROCESSES_MAX = 4096;
+const PATHS_MAX = 65536;
+const SKIPPED_SET_MAX = 65536;
+const CLONES = new Set(['FICLONE', 'FICLONERANGE']);
+
+export class Informer {
+  private readonly sink: SemanticSink;
+  private readonly fs: AgentFileSystem;
+  private readonly ttlMs: number;
+  private readonly debounceMs: number;
+  private readonly refreshDelaysMs: number[];
+  private readonly refreshFilesMax: number;
+  private readonly pendingFilesMax: number;
+  private readonly filesMax: number;
+  private readonly sliceBytes: number;
+  private readonly extentsMax: number;
+  private readonly log: (line: string) => void;
+
+  private readonly devices = new Map<number, VolumePlacement | null>();
+  private readonly files = new Map<string, TrackedFile>();
+  private readonly pathIds = new Map<string, string>();
+  private readonly processes = new Map<number, string>();
+  private readonly informed = new Set<string>();
+  private informedOverflow = 0;
+  private readonly skipped = new Set<string>();
+  private skippedOverflow = 0;
+  private readonly pending = new Set<TrackedFile>();
+  private debounce: NodeJS.Timeout | null = null;
+  private draining: Promise<void> | null = null;
+  /** One queue per refresh delay: fileId → due time (insertion order = due order, since the delay is fixed). */
+  private readonly refreshQueues: Map<string, number>[];
+  private readonly refreshTimers: (NodeJS.Timeout | null)[];
+
+  /** Reused for every readback: no allocation per block or per read. */
+  private readonly chunk: Uint8Array;
+  private readonly prints: Uint8Array;
+  private batch: string[] = [];
+
+  private readonly counters: InformerStats = {
+    messages: Object.fromEntries(SEMANTIC_MESSAGE_TYPES.map((t) => [t, 0])) as Record<SemanticMessageType, number>,
+    files: 0,
+    skippedFiles: 0,
+    devices: { onVolume: 0, elsewhere: 0 },
+    bytesFingerprinted: 0,
+    blocksFingerprinted: 0,
+    zeroBlocks: 0,
+    readbacks: 0,
+    readbackMs: 0,
+    vanished: 0,
+    unidentified: 0,
+    extentsTruncated: 0,
+    refreshesDropped: 0,
+    sinkErrors: 0,
+    errors: 0,
+    lastError: null,
+  };
+
+  constructor(options: InformerOptions) {
+    this.sink = options.sink;
+    this.fs = options.fs;
+    this.ttlMs = options.ttlMs ?? 120_000;
+    this.debounceMs = options.debounceMs ?? 50;
+    this.refreshDelaysMs = options.refreshDelaysMs ?? [5_000, 35_000];
+    this.refreshFilesMax = options.refreshFilesMax ?? 16_384;
+    this.pendingFilesMax = options.pendingFilesMax ?? 4096;
+    this.filesMax = options.filesMax ?? 65_536;
+    this.sliceBytes = options.sliceBytes ?? 64 * 1024 * 1024;
+    this.extentsMax = Math.min(options.extentsMax ?? 16_384, EXTENTS_PER_MESSAGE_MAX);
+    this.log = options.log ?? (() => undefined);
+    const chunkBytes = options.readChunkBytes ?? 1024 * 1024;
+    if (chunkBytes <= 0 || chunkBytes % FINGERPRINT_BLOCK_BYTES !== 0) throw new RangeError('readChunkBytes is a positive multiple of 4 KiB');
+    this.chunk = new Uint8Array(chunkBytes);
+    this.prints = new Uint8Array((chunkBytes / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BYTES);
+    this.refreshQueues = this.refreshDelaysMs.map(() => new Map());
+    this.refreshTimers = this.refreshDelaysMs.map(() => null);
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Insights
+
+  handle(insight: Insight): void {
+    try {
+      this.dispatch(insight);
+    } catch (error) {
+      this.fail(error, `handling ${insight.kind}`);
+    }
+  }
+
+  private dispatch(insight: Insight): void {
+    switch (insight.kind) {
+      case 'file_opened': {
+        if (insight.metadata) return;
+        if (insight.pid !== null && insight.exe) this.rememberProcess(insight.pid, insight.exe);
+        const file = this.track(insight, insight.pid);
+        if (!file) return;
+        this.addHolder(file, insight.pid, insight.fd);
+        if (file.lastExtents === '' || file.written) this.sendExtents(file);
+        return;
+      }
+      case 'data_written': {
+        const file = this.track(insight, insight.pid);
+        if (!file) return;
+        this.addHolder(file, insight.pid, insight.fd);
+        file.written = true;
+        // A clone shares the source's blocks: nothing is written, the extent refresh will place them.
+        if (CLONES.has(insight.via)) this.scheduleRefresh(file);
+        else this.addRange(file, insight.range.offset, insight.range.offset + insight.range.length);
+        return;
+      }
+      case 'mmap_writeback': {
+        const file = this.track(insight, insight.pid);
+        if (!file) return;
+        file.written = true;
+        this.addRange(file, insight.range.offset, insight.range.offset + insight.range.length);
+        return;
+      }
+      case 'file_closed': {
+        if (insight.metadata) return;
+        const file = this.track(insight, insight.pid);
+        if (!file) return;
+        if (insight.writeBytes > 0 || file.written || file.ranges.length > 0) this.settle(file);
+        this.dropHolder(file, insight.pid, insight.fd);
+        return;
+      }
+      case 'file_synced': {
+        const file = this.track(insight, insight.pid);
+        if (file) this.settle(file);
+        return;
+      }
+      case 'file_size_changed': {
+        const file = this.track(insight, insight.pid);
+        if (file) this.send({ type: 'FileClass', fileId: file.id, size: insight.size, ioClass: insight.ioClass }, file);
+        return;
+      }
+      case 'copy_detected': {
+        const target = this.byPath(insight.dstPath);
+        if (!target) return;
+        const source = this.byPath(insight.srcPath);
+        const sourceId = source?.id ?? this.pathIds.get(insight.srcPath);
+        this.send({ type: 'FilePattern', fileId: target.id, pattern: 'copy', ...(sourceId ? { sourceFileId: sourceId } : {}) }, target);
+        if (insight.method !== 'read-write' && source && source.id !== target.id) {
+          this.send({ type: 'CopyFingerprints', sourceFileId: source.id, targetFileId: target.id, ttlMs: this.ttlMs }, target);
+        }
+        return;
+      }
+      case 'encryption_detected': {
+        const file = this.byPath(insight.path);
+        if (file) this.send({ type: 'FilePattern', fileId: file.id, pattern: 'encrypted' }, file);
+        return;
+      }
+      case 'lifetime_ended': {
+        if (insight.dev === null || insight.ino === null) return;
+        const id = `${insight.dev}:${insight.ino}`;
+        if (insight.cause === 'truncate') {
+          // The file lives on with fewer bytes: its extents say which blocks it still owns.
+          const file = this.track(insight, insight.pid);
+          if (file) {
+            file.written = true;
+            this.sendExtents(file);
+          }
+          return;
+        }
+        if (!this.onVolume(insight.dev, insight.path)) return;
+        this.forget(id);
+        this.send({ type: 'FileGone', fileId: id, cause: insight.cause }, null);
+        return;
+      }
+      case 'app_hint': {
+        if (insight.path === null) return;
+        const file = this.byPath(insight.path);
+        if (file) this.send({ type: 'AppHint', fileId: file.id, ioClass: insight.ioClass }, file);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Files and routing
+
+  /** The tracked file for a FileRef on the volume; null for files elsewhere or of unknown identity. */
+  private track(ref: { path: string; dev: number | null; ino: number | null }, pid: number | null): TrackedFile | null {
+    if (ref.dev === null || ref.ino === null) {
+      this.counters.unidentified++;
+      return null;
+    }
+    const id = `${ref.dev}:${ref.ino}`;
+    const known = this.files.get(id);
+    if (known) {
+      if (known.path !== ref.path) this.rememberPath(ref.path, id);
+      known.path = ref.path;
+      if (pid !== null) this.setProcess(known, pid);
+      // Recently used files go to the back, so the oldest are forgotten first.
+      this.files.delete(id);
+      this.files.set(id, known);
+      return known;
+    }
+    const placement = this.placementOf(ref.dev, ref.path);
+    if (!placement) {
+      if (placement === null) this.noteSkipped(id);
+      return null;
+    }
+    const file: TrackedFile = {
+      id, dev: ref.dev, ino: ref.ino, placement, path: ref.path, pid: null, process: null, holders: [], ranges: [], written: false, lastExtents: '',
+    };
+    if (pid !== null) this.setProcess(file, pid);
+    this.files.set(id, file);
+    this.rememberPath(ref.path, id);
+    if (this.files.size > this.filesMax) this.evictOne();
+    return file;
+  }
+
+  private byPath(path: string): TrackedFile | null {
+    const id = this.pathIds.get(path);
+    return id === undefined ? null : (this.files.get(id) ?? null);
+  }
+
+  /** null: not on the volume; undefined: cannot tell yet (asked again next time). */
+  private placementOf(dev: number, path: string): VolumePlacement | null | undefined {
+    const cached = this.devices.get(dev);
+    if (cached !== undefined) return cached;
+    let placement: VolumePlacement | null;
+    try {
+      placement = this.fs.locate(dev, path);
+    } catch (error) {
+      if (isGone(error)) this.counters.vanished++;
+      else this.fail(error, `locating device ${dev}`);
+      return undefined;
+    }
+    this.devices.set(dev, placement);
+    if (placement) {
+      this.counters.devices.onVolume++;
+      this.log(`on the volume: ${placement.label}`);
+    } else this.counters.devices.elsewhere++;
+    return placement;
+  }
+
+  private onVolume(dev: number, path: string): boolean {
+    return !!this.placementOf(dev, path);
+  }
+
+  private noteSkipped(id: string): void {
+    if (this.skipped.has(id)) return;
+    if (this.skipped.size < SKIPPED_SET_MAX) this.skipped.add(id);
+    else this.skippedOverflow++;
+  }
+
+  private rememberPath(path: string, id: string): void {
+    this.pathIds.delete(path);
+    this.pathIds.set(path, id);
+    if (this.pathIds.size > PATHS_MAX) this.pathIds.delete(this.pathIds.keys().next().value as string);
+  }
+
+  private rememberProcess(pid: number, exe: string): void {
+    this.processes.delete(pid);
+    this.processes.set(pid, basename(exe));
+    if (this.processes.size > PROCESSES_MAX) this.processes.delete(this.processes.keys().next().value as number);
+  }
+
+  private setProcess(file: TrackedFile, pid: number): void {
+    file.pid = pid;
+    file.process = this.processes.get(pid) ?? file.process;
+  }
+
+  private addHolder(file: TrackedFile, pid: number | null, fd: number): void {
+    if (pid === null || fd < 0) return;
+    file.holders = [{ pid, fd }, ...file.holders.filter((h) => h.pid !== pid || h.fd !== fd)].slice(0, HOLDERS_MAX);
+  }
+
+  private dropHolder(file: TrackedFile, pid: number | null, fd: number): void {
+    file.holders = file.holders.filter((h) => h.pid !== pid || h.fd !== fd);
+  }
+
+  /** Forgets the oldest file that has no readback pending. */
+  private evictOne(): void {
+    for (const file of this.files.values()) {
+      if (this.pending.has(file)) continue;
+      this.forget(file.id);
+      return;
+    }
+  }
+
+  private forget(id: string): void {
+    const file = this.files.get(id);
+    if (!file) return;
+    this.files.delete(id);
+    this.pending.delete(file);
+    if (this.pathIds.get(file.path) === id) this.pathIds.delete(file.path);
+    for (const queue of this.refreshQueues) queue.delete(id);
+  }
+
+  /**
+   * Opens the file itself: through a holder's /proc/PID/fd/N first (works after a rename or unlink), else its path;
+   * only a handle with the file's identity counts. null when it is gone.
+   */
+  private openTracked(file: TrackedFile): OpenedFile | null {
+    for (const holder of [...file.holders]) {
+      const opened = this.tryOpen(`/proc/${holder.pid}/fd/${holder.fd}`, file);
+      if (opened) return opened;
+      this.dropHolder(file, holder.pid, holder.fd);
+    }
+    const opened = this.tryOpen(file.path, file);
+    if (!opened) this.counters.vanished++;
+    return opened;
+  }
+
+  private tryOpen(path: string, file: TrackedFile): OpenedFile | null {
+    let opened: OpenedFile;
+    try {
+      opened = this.fs.open(path, file.placement);
+    } catch (error) {
+      if (!isGone(error) && (error as NodeJS.ErrnoException).code !== 'ENOTREG') this.fail(error, `opening ${path}`);
+      return null;
+    }
+    if (opened.dev === file.dev && opened.ino === file.ino) return opened;
+    opened.close();
+    return null;
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Extents
+
+  private sendExtents(file: TrackedFile): void {
+    const opened = this.openTracked(file);
+    if (!opened) return;
+    let extents: VolumeExtent[];
+    let size: number;
+    try {
+      size = opened.size;
+      extents = mergeExtents(opened.extents());
+    } catch (error) {
+      if (isGone(error)) this.counters.vanished++;
+      else this.fail(error, `mapping ${file.path}`);
+      return;
+    } finally {
+      opened.close();
+    }
+    file.written = false;
+    if (extents.length > this.extentsMax) {
+      this.counters.extentsTruncated++;
+      extents = extents.slice(0, this.extentsMax);
+    }
+    const signature = `${size}|${file.path}|${extents.map((e) => `${e.volumeOffset}+${e.length}`).join(',')}`;
+    if (signature === file.lastExtents) return;
+    file.lastExtents = signature;
+    this.send(
+      {
+        type: 'FileExtents', fileId: file.id, path: file.path, size, extents,
+        ...(file.pid !== null ? { pid: file.pid } : {}), ...(file.process !== null ? { process: file.process } : {}),
+      },
+      file,
+    );
+  }
+
+  /** A written file was closed or synced: read back what is pending, map it now, and again later. */
+  private settle(file: TrackedFile): void {
+    if (file.ranges.length > 0) this.readBack(file);
+    this.sendExtents(file);
+    this.scheduleRefresh(file);
+  }
+
+  private scheduleRefresh(file: TrackedFile): void {
+    const now = Date.now();
+    this.refreshQueues.forEach((queue, k) => {
+      queue.delete(file.id);
+      if (queue.size >= this.refreshFilesMax) {
+        queue.delete(queue.keys().next().value as string);
+        this.counters.refreshesDropped++;
+      }
+      queue.set(file.id, now + this.refreshDelaysMs[k]!);
+      this.armRefresh(k);
+    });
+  }
+
+  private armRefresh(k: number): void {
+    if (this.refreshTimers[k]) return;
+    const first = this.refreshQueues[k]!.values().next();
+    if (first.done) return;
+    const timer = setTimeout(() => {
+      this.refreshTimers[k] = null;
+      this.runRefreshes(k, Date.now());
+      this.armRefresh(k);
+    }, Math.max(0, first.value - Date.now()));
+    timer.unref();
+    this.refreshTimers[k] = timer;
+  }
+
+  private runRefreshes(k: number, until: number): void {
+    const queue = this.refreshQueues[k]!;
+    for (const [id, due] of queue) {
+      if (due > until) break;
+      queue.delete(id);
+      const file = this.files.get(id);
+      if (!file) continue;
+      try {
+        this.sendExtents(file);
+      } catch (error) {
+        this.fail(error, `refreshing ${file.path}`);
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Readback
+
+  private addRange(file: TrackedFile, start: number, end: number): void {
+    if (!(end > start) || start < 0) return;
+    file.ranges = insertRange(file.ranges, start, end);
+    if (file.ranges.length > RANGES_MAX * 2) file.ranges = [file.ranges[0]!, file.ranges[file.ranges.length - 1]!];
+    this.pending.delete(file);
+    this.pending.add(file);
+    if (this.pending.size > this.pendingFilesMax) {
+      const oldest = this.pending.values().next().value as TrackedFile;
+      this.readBack(oldest);
+    }
+    if (this.debounce === null && this.draining === null) {
+      this.debounce = setTimeout(() => {
+        this.debounce = null;
+        void this.drain();
+      }, this.debounceMs);
+    }
+  }
+
+  /** Reads back every pending file, yielding to the event loop every `sliceBytes`. */
+  private drain(): Promise<void> {
+    if (this.draining) return this.draining;
+    const work = async () => {
+      while (this.pending.size > 0) {
+        let budget = this.sliceBytes;
+        while (budget > 0 && this.pending.size > 0) {
+          const file = this.pending.values().next().value as TrackedFile;
+          budget -= this.readBack(file);
+        }
+        if (this.pending.size > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    };
+    // Cleared in a callback that runs after the assignment below, even when the work finishes synchronously.
+    const running: Promise<void> = work().finally(() => {
+      if (this.draining === running) this.draining = null;
+    });
+    this.draining = running;
+    return running;
+  }
+
+  /** Fingerprints the file's pending ranges and sends them; returns the bytes read. */
+  private readBack(file: TrackedFile): number {
+    this.pending.delete(file);
+    const ranges = file.ranges;
+    file.ranges = [];
+    if (ranges.length === 0) return 0;
+    const opened = this.openTracked(file);
+    if (!opened) return 0;
+    const started = performance.now();
+    let bytes = 0;
+    try {
+      const size = opened.size;
+      const limit = Math.ceil(size / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
+      for (let k = 0; k < ranges.length; k += 2) {
+        const start = Math.floor(ranges[k]! / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
+        const end = Math.min(Math.ceil(ranges[k + 1]! / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES, limit);
+        bytes += this.fingerprintRange(file, opened, start, end);
+      }
+      this.flushBatch(file, size);
+    } catch (error) {
+      this.batch = [];
+      if (isGone(error)) this.counters.vanished++;
+      else this.fail(error, `reading back ${file.path}`);
+    } finally {
+      opened.close();
+      this.counters.readbacks++;
+      this.counters.readbackMs += performance.now() - started;
+    }
+    return bytes;
+  }
+
+  private fingerprintRange(file: TrackedFile, opened: OpenedFile, start: number, end: number): number {
+    const chunk = this.chunk;
+    let read = 0;
+    for (let position = start; position < end; ) {
+      const want = Math.min(chunk.length, end - position);
+      let got = 0;
+      while (got < want) {
+        const n = opened.read(got === 0 ? chunk : chunk.subarray(got), want - got, position + got);
+        if (n <= 0) break;
+        got += n;
+      }
+      if (got === 0) break;
+      const blocks = Math.ceil(got / FINGERPRINT_BLOCK_BYTES);
+      // The file ends inside this block: the file system writes the rest of the block as zeroes.
+      chunk.fill(0, got, blocks * FINGERPRINT_BLOCK_BYTES);
+      fingerprintBlocks(chunk, 0, blocks, this.prints, 0);
+      for (let b = 0; b < blocks; b++) {
+        const hex = encodeFingerprintHex(this.prints, b * FINGERPRINT_BYTES);
+        if (hex === ZERO_BLOCK_FINGERPRINT_HEX) {
+          this.counters.zeroBlocks++;
+          continue;
+        }
+        this.batch.push(hex);
+        if (this.batch.length >= FINGERPRINTS_PER_MESSAGE_MAX) this.flushBatch(file, null);
+      }
+      this.counters.blocksFingerprinted += blocks;
+      this.counters.bytesFingerprinted += got;
+      read += got;
+      position += got;
+      if (got < want) break;
+    }
+    return read;
+  }
+
+  private flushBatch(file: TrackedFile, size: number | null): void {
+    if (this.batch.length === 0) return;
+    const fingerprints = this.batch;
+    this.batch = [];
+    this.send(
+      {
+        type: 'WriteFingerprints', fileId: file.id, blockSize: FINGERPRINT_BLOCK_BYTES, fingerprints, ttlMs: this.ttlMs, path: file.path,
+        ...(size !== null ? { size } : {}), ...(file.pid !== null ? { pid: file.pid } : {}), ...(file.process !== null ? { process: file.process } : {}),
+      },
+      file,
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Output, flush, stats
+
+  private send(message: SemanticMessage, file: TrackedFile | null): void {
+    try {
+      this.sink(message);
+    } catch (error) {
+      this.counters.sinkErrors++;
+      this.counters.lastError = `sink: ${(error as Error).message}`;
+      return;
+    }
+    this.counters.messages[message.type]++;
+    if (file && !this.informed.has(file.id)) {
+      if (this.informed.size < SKIPPED_SET_MAX) this.informed.add(file.id);
+      else this.informedOverflow++;
+    }
+  }
+
+  private fail(error: unknown, what: string): void {
+    this.counters.errors++;
+    this.counters.lastError = `${what}: ${(error as Error)?.message ?? String(error)}`;
+    this.log(this.counters.lastError);
+  }
+
+  /** Completes every pending readback, then runs every scheduled extent refresh now (instead of later). */
+  async flush(): Promise<void> {
+    if (this.debounce) {
+      clearTimeout(this.debounce);
+      this.debounce = null;
+    }
+    while (this.draining || this.pending.size > 0) await (this.draining ?? this.drain());
+    this.refreshTimers.forEach((timer, k) => {
+      if (timer) clearTimeout(timer);
+      this.refreshTimers[k] = null;
+    });
+    const due = new Set<string>();
+    for (const queue of this.refreshQueues) {
+      for (const id of queue.keys()) due.add(id);
+      queue.clear();
+    }
+    for (const id of due) {
+      const file = this.files.get(id);
+      if (file) this.sendExtents(file);
+    }
+  }
+
+  /** Pending readbacks and scheduled refreshes (for tests and the summary). */
+  get backlog(): { readbacks: number; refreshes: number } {
+    return { readbacks: this.pending.size, refreshes: this.refreshQueues.reduce((n, q) => n + q.size, 0) };
+  }
+
+  stats(): InformerStats {
+    const c = this.counters;
+    return {
+      ...c,
+      messages: { ...c.messages },
+      devices: { ...c.devices },
+      files: this.informed.size + this.informedOverflow,
+      skippedFiles: this.skipped.size + this.skippedOverflow,
+    };
+  }
+}
+
+/** Inserts [start, end) into sorted disjoint pairs, merging what touches it. */
+export function insertRange(ranges: number[], start: number, end: number): number[] {
+  const out: number[] = [];
+  let placed = false;
+  for (let k = 0; k < ranges.length; k += 2) {
+    const s = ranges[k]!;
+    const e = ranges[k + 1]!;
+    if (e < start) out.push(s, e);
+    else if (s > end) {
+      if (!placed) out.push(start, end);
+      placed = true;
+      out.push(s, e);
+    } else {
+      start = Math.min(start, s);
+      end = Math.max(end, e);
+    }
+  }
+  if (!placed) out.push(start, end);
+  return out;
+}
+
+/** Joins extents that continue each other on the volume (FIEMAP splits at 128 MiB and at flag changes). */
+export function mergeExtents(extents: VolumeExtent[]): VolumeExtent[] {
+  const out: VolumeExtent[] = [];
+  for (const extent of extents) {
+    if (extent.length <= 0) continue;
+    const last = out[out.length - 1];
+    if (last && last.volumeOffset + last.length === extent.volumeOffset) last.length += extent.length;
+    else out.push({ volumeOffset: extent.volumeOffset, length: extent.length });
+  }
+  return out;
+}

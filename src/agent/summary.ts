@@ -1,0 +1,26 @@
+/** The one-screen summary `sky agent` and `sky run` print to stderr when the workload ends. */
+import { formatBytes } from '../insight/summary.js';
+import { SEMANTIC_MESSAGE_TYPES } from '../semantics/messages.js';
+import type { AgentStats } from './agent.js';
+
+export function renderAgentSummary(stats: AgentStats, extra: { delivered?: boolean; dropped?: number } = {}): string {
+  const i = stats.informer;
+  const sent = SEMANTIC_MESSAGE_TYPES.filter((t) => i.messages[t] > 0).map((t) => `${t} ${i.messages[t]}`);
+  const total = SEMANTIC_MESSAGE_TYPES.reduce((n, t) => n + i.messages[t], 0);
+  const seconds = i.readbackMs / 1000;
+  const rate = seconds > 0 ? `${formatBytes(i.bytesFingerprinted / seconds)}/s` : '-';
+  const lines = [
+    `traced with ${stats.backend}: ${stats.events} events${stats.lostEvents > 0 ? `, ${stats.lostEvents} LOST` : ''}`,
+    `messages sent: ${total}${sent.length > 0 ? ` (${sent.join(', ')})` : ''}`,
+    `files on the volume: ${i.files}; elsewhere (ignored): ${i.skippedFiles}; file systems on the volume: ${i.devices.onVolume}, elsewhere: ${i.devices.elsewhere}`,
+    `fingerprinted: ${formatBytes(i.bytesFingerprinted)} in ${i.blocksFingerprinted} blocks (${i.zeroBlocks} zero blocks not sent), ${i.readbacks} readbacks, ${rate}`,
+    `vanished before reading: ${i.vanished}; unidentified: ${i.unidentified}; errors: ${i.errors}${i.lastError ? ` (last: ${i.lastError})` : ''}`,
+  ];
+  if (i.extentsTruncated > 0 || i.refreshesDropped > 0 || i.sinkErrors > 0) {
+    lines.push(`bounded: ${i.extentsTruncated} extent lists cut, ${i.refreshesDropped} refreshes dropped, ${i.sinkErrors} messages refused by the sink`);
+  }
+  if (extra.dropped !== undefined || extra.delivered !== undefined) {
+    lines.push(`hint channel: ${extra.delivered === false ? 'NOT all delivered' : 'delivered'}${extra.dropped ? `, ${extra.dropped} dropped (queue full)` : ''}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,271 @@
+/**
+ * The Informer on synthetic insights and an in-memory file system: exact messages for opens, written ranges
+ * (coalesced, aligned, zero-padded tail), refreshes after close, copies, lifetimes, hints, bounds, and files that
+ * vanish. Routing is per device: the fake's locate() counts its calls.
+ */
+import { describe, expect, it } from 'vitest';
+import { Informer, insertRange, mergeExtents, type AgentFileSystem, type OpenedFile, type VolumePlacement } from '../../../src/agent/index.js';
+import type { Insight } from '../../../src/insight/index.js';
+import { FINGERPRINTS_PER_MESSAGE_MAX, fingerprintBlocksHex, type SemanticMessage, type VolumeExtent } from '../../../src/semantics/index.js';
+
+const ON = 1;
+const OFF = 2;
+const KiB = 1024;
+
+interface FakeFile {
+  dev: number;
+  ino: number;
+  data: Buffer;
+  extents: VolumeExtent[];
+}
+
+class FakeFs implements AgentFileSystem {
+  readonly files = new Map<string, FakeFile>();
+  readonly locates: number[] = [];
+  readonly opened: string[] = [];
+  private readonly placement: VolumePlacement = { label: 'fake volume' };
+
+  add(path: string, ino: number, data: Buffer, extents: VolumeExtent[] = [], dev = ON): FakeFile {
+    const file = { dev, ino, data, extents };
+    this.files.set(path, file);
+    return file;
+  }
+
+  locate(dev: number): VolumePlacement | null {
+    this.locates.push(dev);
+    return dev === ON ? this.placement : null;
+  }
+
+  open(path: string): OpenedFile {
+    this.opened.push(path);
+    const file = this.files.get(path);
+    if (!file) throw Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' });
+    return {
+      dev: file.dev,
+      ino: file.ino,
+      size: file.data.length,
+      read: (into, length, position) => file.data.copy(into, 0, position, Math.min(position + length, file.data.length)),
+      extents: () => file.extents.map((e) => ({ ...e })),
+      close: () => undefined,
+    };
+  }
+}
+
+function setup(options: Partial<ConstructorParameters<typeof Informer>[0]> = {}) {
+  const fs = new FakeFs();
+  const sent: SemanticMessage[] = [];
+  const informer = new Informer({ sink: (m) => sent.push(m), fs, debounceMs: 5, refreshDelaysMs: [40], ...options });
+  return { fs, sent, informer };
+}
+
+const base = { ts: 1, pid: 100 };
+const ref = (path: string, ino: number, dev = ON) => ({ path, dev, ino });
+
+function opened(path: string, ino: number, fd: number, dev = ON): Insight {
+  return { kind: 'file_opened', ...base, ...ref(path, ino, dev), fd, flags: 0, size: 0, ioClass: 4, metadata: false, exe: '/usr/bin/dd', discovered: false };
+}
+function written(path: string, ino: number, fd: number, offset: number, length: number, via: 'write' | 'copy_file_range' | 'FICLONE' = 'write'): Insight {
+  return { kind: 'data_written', ...base, ...ref(path, ino), fd, range: { offset, length }, via };
+}
+function closed(path: string, ino: number, fd: number, writeBytes: number): Insight {
+  return {
+    kind: 'file_closed', ...base, ...ref(path, ino), fd, size: null, ioClass: 4, metadata: false, readBytes: 0, writeBytes, position: null, cause: 'close',
+  };
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Bytes the file system writes for [start, end) of `data`: whole blocks, the tail zero-padded. */
+function blocksOf(data: Buffer, start: number, end: number): string[] {
+  const padded = Buffer.alloc(Math.ceil(data.length / 4096) * 4096);
+  data.copy(padded);
+  return fingerprintBlocksHex(padded.subarray(Math.floor(start / 4096) * 4096, Math.min(Math.ceil(end / 4096) * 4096, padded.length)));
+}
+
+describe('Informer', () => {
+  it('maps a file on open and ignores files on other devices, deciding once per device', () => {
+    const { fs, sent, informer } = setup();
+    fs.add('/mnt/a', 10, Buffer.alloc(8192, 1), [{ volumeOffset: 1 << 20, length: 4096 }, { volumeOffset: (1 << 20) + 4096, length: 4096 }]);
+    fs.add('/elsewhere/x', 11, Buffer.alloc(10), [], OFF);
+    fs.add('/elsewhere/y', 12, Buffer.alloc(10), [], OFF);
+    informer.handle(opened('/mnt/a', 10, 3));
+    informer.handle(opened('/elsewhere/x', 11, 4, OFF));
+    informer.handle(opened('/elsewhere/y', 12, 5, OFF));
+    informer.handle(opened('/mnt/a', 10, 6)); // unchanged since: not sent again
+    expect(sent).toEqual([
+      // Contiguous extents are merged; the process is the exe's name.
+      { type: 'FileExtents', fileId: '1:10', path: '/mnt/a', size: 8192, extents: [{ volumeOffset: 1 << 20, length: 8192 }], pid: 100, process: 'dd' },
+    ]);
+    expect(fs.locates).toEqual([ON, OFF]);
+    // The file was opened through the writer's fd first.
+    expect(fs.opened[0]).toBe('/proc/100/fd/3');
+    const stats = informer.stats();
+    expect(stats.files).toBe(1);
+    expect(stats.skippedFiles).toBe(2);
+    expect(stats.devices).toEqual({ onVolume: 1, elsewhere: 1 });
+  });
+
+  it('coalesces small writes into one readback of whole blocks, zero-padding the tail', async () => {
+    const { fs, sent, informer } = setup({ ttlMs: 90_000 });
+    const data = Buffer.alloc(4 * 4096 + 100);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7 + 3) & 0xff;
+    fs.add('/proc/100/fd/3', 10, data);
+    informer.handle(opened('/mnt/a', 10, 3));
+    sent.length = 0;
+    for (let k = 0; k < 4; k++) informer.handle(written('/mnt/a', 10, 3, k * 4096, 4096));
+    informer.handle(written('/mnt/a', 10, 3, 4 * 4096, 100));
+    await informer.flush();
+    expect(sent).toEqual([
+      { type: 'WriteFingerprints', fileId: '1:10', blockSize: 4096, fingerprints: blocksOf(data, 0, data.length), ttlMs: 90_000, path: '/mnt/a', size: data.length, pid: 100, process: 'dd' },
+    ]);
+    expect(sent[0]!.type === 'WriteFingerprints' && sent[0]!.fingerprints.length).toBe(5);
+    const stats = informer.stats();
+    expect(stats.readbacks).toBe(1);
+    expect(stats.bytesFingerprinted).toBe(data.length);
+    expect(stats.blocksFingerprinted).toBe(5);
+  });
+
+  it('reads back after the debounce without a flush, only the blocks written (clamped to the size), never zero blocks', async () => {
+    const { fs, sent, informer } = setup();
+    const data = Buffer.alloc(64 * KiB, 9);
+    data.fill(0, 8 * KiB, 12 * KiB); // a zero block: ambiguous, never sent
+    fs.add('/mnt/b', 20, data);
+    informer.handle(written('/mnt/b', 20, 7, 5000, 9000)); // blocks 1..3 (4096..16384)
+    informer.handle(written('/mnt/b', 20, 7, 60 * KiB, 100 * KiB)); // beyond the end: clamped to block 15
+    await sleep(60);
+    expect(sent.map((m) => m.type)).toEqual(['WriteFingerprints']);
+    const expected = [...blocksOf(data, 4096, 16384), ...blocksOf(data, 60 * KiB, 64 * KiB)].filter((_, i) => i !== 1);
+    expect(sent[0]).toMatchObject({ fileId: '1:20', fingerprints: expected, size: 64 * KiB });
+    expect(informer.stats().zeroBlocks).toBe(1);
+    // /proc/100/fd/7 does not exist in the fake: the path was used.
+    expect(fs.opened).toEqual(['/proc/100/fd/7', '/mnt/b']);
+  });
+
+  it('splits fingerprints at FINGERPRINTS_PER_MESSAGE_MAX', async () => {
+    const { fs, sent, informer } = setup();
+    const blocks = FINGERPRINTS_PER_MESSAGE_MAX + 10;
+    const data = Buffer.alloc(blocks * 4096);
+    for (let b = 0; b < blocks; b++) data.writeUInt32LE(b + 1, b * 4096);
+    fs.add('/mnt/big', 30, data);
+    informer.handle(written('/mnt/big', 30, 3, 0, data.length));
+    await informer.flush();
+    const counts = sent.map((m) => (m.type === 'WriteFingerprints' ? m.fingerprints.length : -1));
+    expect(counts).toEqual([FINGERPRINTS_PER_MESSAGE_MAX, 10]);
+    expect(new Set(sent.flatMap((m) => (m.type === 'WriteFingerprints' ? m.fingerprints : []))).size).toBe(blocks);
+  });
+
+  it('refreshes extents at close of a written file and again after the delay', async () => {
+    const { fs, sent, informer } = setup();
+    const file = fs.add('/mnt/c', 40, Buffer.alloc(8192, 5));
+    informer.handle(opened('/mnt/c', 40, 3));
+    informer.handle(written('/mnt/c', 40, 3, 0, 8192));
+    informer.handle(closed('/mnt/c', 40, 3, 8192));
+    // At close: the readback first, then the extents (still delayed allocation: none placed), sent once.
+    expect(sent.map((m) => m.type)).toEqual(['FileExtents', 'WriteFingerprints']);
+    file.extents = [{ volumeOffset: 4096 * 100, length: 8192 }];
+    await sleep(80);
+    expect(sent.map((m) => m.type)).toEqual(['FileExtents', 'WriteFingerprints', 'FileExtents']);
+    expect(sent[2]).toEqual({ type: 'FileExtents', fileId: '1:40', path: '/mnt/c', size: 8192, extents: [{ volumeOffset: 409600, length: 8192 }], pid: 100, process: 'dd' });
+    expect(informer.backlog).toEqual({ readbacks: 0, refreshes: 0 });
+  });
+
+  it('flush runs scheduled refreshes at once', async () => {
+    const { fs, sent, informer } = setup({ refreshDelaysMs: [60_000] });
+    const file = fs.add('/mnt/d', 41, Buffer.alloc(4096, 5));
+    informer.handle(written('/mnt/d', 41, 3, 0, 4096));
+    informer.handle({ kind: 'file_synced', ...base, ...ref('/mnt/d', 41), fd: 3, dataOnly: true });
+    file.extents = [{ volumeOffset: 8192, length: 4096 }];
+    expect(informer.backlog.refreshes).toBe(1);
+    await informer.flush();
+    expect(sent.map((m) => m.type)).toEqual(['WriteFingerprints', 'FileExtents', 'FileExtents']);
+    expect(sent[2]).toMatchObject({ extents: [{ volumeOffset: 8192, length: 4096 }] });
+  });
+
+  it('turns sizes, copies, encryption, hints and lifetimes into messages', async () => {
+    const { fs, sent, informer } = setup();
+    fs.add('/mnt/src', 50, Buffer.alloc(4096, 1));
+    fs.add('/mnt/dst', 51, Buffer.alloc(4096, 1));
+    informer.handle(opened('/mnt/src', 50, 3));
+    informer.handle(opened('/mnt/dst', 51, 4));
+    informer.handle(written('/mnt/dst', 51, 4, 0, 4096, 'copy_file_range'));
+    sent.length = 0;
+    informer.handle({ kind: 'file_size_changed', ...base, ...ref('/mnt/dst', 51), oldSize: 0, size: 3 << 20, ioClass: 2, cause: 'copy' });
+    informer.handle({ kind: 'copy_detected', ...base, srcPath: '/mnt/src', dstPath: '/mnt/dst', bytes: 4096, method: 'copy_file_range', exe: '/usr/bin/cp', verified: true });
+    informer.handle({ kind: 'copy_detected', ...base, srcPath: '/mnt/src', dstPath: '/mnt/dst', bytes: 4096, method: 'read-write', exe: '/usr/bin/cat', verified: true });
+    informer.handle({ kind: 'encryption_detected', ...base, path: '/mnt/dst', exe: '/usr/bin/gpg', evidence: ['exe:gpg'], entropy: 7.99 });
+    informer.handle({ kind: 'app_hint', ...base, path: '/mnt/src', fd: 3, ioClass: 4, source: 'fadvise', raw: 3 });
+    informer.handle({ kind: 'app_hint', ...base, path: null, fd: null, ioClass: 1, source: 'ioprio', raw: 0 });
+    informer.handle({ kind: 'lifetime_ended', ...base, ...ref('/mnt/dst', 51), bytes: 4096, livedMs: 1, bornFrom: 'created', cause: 'unlink' });
+    informer.handle({ kind: 'lifetime_ended', ...base, ...ref('/elsewhere/z', 9, OFF), bytes: 1, livedMs: 1, bornFrom: 'created', cause: 'unlink' });
+    await informer.flush();
+    expect(sent).toEqual([
+      { type: 'FileClass', fileId: '1:51', size: 3 << 20, ioClass: 2 },
+      { type: 'FilePattern', fileId: '1:51', pattern: 'copy', sourceFileId: '1:50' },
+      { type: 'CopyFingerprints', sourceFileId: '1:50', targetFileId: '1:51', ttlMs: 120_000 },
+      { type: 'FilePattern', fileId: '1:51', pattern: 'copy', sourceFileId: '1:50' },
+      { type: 'FilePattern', fileId: '1:51', pattern: 'encrypted' },
+      { type: 'AppHint', fileId: '1:50', ioClass: 4 },
+      // The pending readback of the unlinked file is dropped with it.
+      { type: 'FileGone', fileId: '1:51', cause: 'unlink' },
+    ]);
+  });
+
+  it('a clone reads nothing back (the blocks are shared); it refreshes extents instead', async () => {
+    const { fs, sent, informer } = setup({ refreshDelaysMs: [60_000] });
+    fs.add('/mnt/clone', 60, Buffer.alloc(8192, 3), [{ volumeOffset: 0, length: 8192 }]);
+    informer.handle(written('/mnt/clone', 60, 3, 0, 8192, 'FICLONE'));
+    await informer.flush();
+    expect(sent).toEqual([{ type: 'FileExtents', fileId: '1:60', path: '/mnt/clone', size: 8192, extents: [{ volumeOffset: 0, length: 8192 }], pid: 100 }]);
+    expect(informer.stats().bytesFingerprinted).toBe(0);
+  });
+
+  it('counts vanished files and unidentified ones, and never throws', async () => {
+    const { sent, informer } = setup();
+    informer.handle(written('/mnt/gone', 70, 3, 0, 4096));
+    informer.handle(opened('/mnt/gone2', 71, 4));
+    informer.handle({ kind: 'data_written', ...base, path: '/x', dev: null, ino: null, fd: 3, range: { offset: 0, length: 1 }, via: 'write' });
+    await informer.flush();
+    expect(sent).toEqual([]);
+    const stats = informer.stats();
+    expect(stats.vanished).toBe(2);
+    expect(stats.unidentified).toBe(1);
+    expect(stats.errors).toBe(0);
+  });
+
+  it('bounds pending readbacks: beyond pendingFilesMax the oldest is read back at once', () => {
+    const { fs, sent, informer } = setup({ pendingFilesMax: 2, debounceMs: 60_000 });
+    for (let k = 0; k < 3; k++) fs.add(`/mnt/p${k}`, 80 + k, Buffer.alloc(4096, k + 1));
+    for (let k = 0; k < 3; k++) informer.handle(written(`/mnt/p${k}`, 80 + k, 3, 0, 4096));
+    expect(sent.map((m) => m.type === 'WriteFingerprints' && m.fileId)).toEqual(['1:80']);
+    expect(informer.backlog.readbacks).toBe(2);
+    return informer.flush();
+  });
+
+  it('a sink that throws is counted, not propagated', () => {
+    const fs = new FakeFs();
+    fs.add('/mnt/a', 10, Buffer.alloc(10));
+    const informer = new Informer({ sink: () => { throw new Error('queue closed'); }, fs });
+    informer.handle(opened('/mnt/a', 10, 3));
+    expect(informer.stats()).toMatchObject({ sinkErrors: 1, lastError: 'sink: queue closed', messages: { FileExtents: 0 } });
+  });
+});
+
+describe('range helpers', () => {
+  it('insertRange keeps sorted disjoint pairs, merging what touches', () => {
+    let r: number[] = [];
+    r = insertRange(r, 10, 20);
+    r = insertRange(r, 30, 40);
+    r = insertRange(r, 0, 5);
+    expect(r).toEqual([0, 5, 10, 20, 30, 40]);
+    r = insertRange(r, 20, 30);
+    expect(r).toEqual([0, 5, 10, 40]);
+    r = insertRange(r, 3, 50);
+    expect(r).toEqual([0, 50]);
+  });
+
+  it('mergeExtents joins extents that continue each other on the volume', () => {
+    expect(mergeExtents([{ volumeOffset: 0, length: 4 }, { volumeOffset: 4, length: 4 }, { volumeOffset: 100, length: 4 }, { volumeOffset: 0, length: 0 }])).toEqual([
+      { volumeOffset: 0, length: 8 },
+      { volumeOffset: 100, length: 4 },
+    ]);
+  });
+});
