@@ -7,12 +7,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { buildReport, renderMarkdown, TagLogError, writeReport } from '../report/index.js';
+import { buildReport, renderBrief, renderMarkdown, TagLogError, writeReport } from '../report/index.js';
 
 interface ReportCliOptions {
   truth?: string;
   out?: string;
   json?: boolean;
+  brief?: boolean;
 }
 
 const EXIT_FAILED = 1;
@@ -44,7 +45,7 @@ async function runReport(log: string, options: ReportCliOptions): Promise<void> 
   const outDir = options.out ?? defaultReportDir(log);
   const markdown = renderMarkdown(report);
   const written = writeReport(report, outDir, markdown);
-  process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : markdown);
+  process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : options.brief ? renderBrief(report) : markdown);
   process.stderr.write(`sky report: wrote ${written.length} files to ${outDir}\n`);
 }
 
@@ -56,5 +57,6 @@ export function registerReport(program: Command): void {
     .option('--truth <file>', 'ground truth JSON (GroundTruth.toJSON): adds the accuracy section')
     .option('--out <dir>', 'where report.md, report.json and the SVG plots go (default: LOG-report next to the log)')
     .option('--json', 'print the report as JSON instead of markdown')
+    .option('--brief', 'print only origin, class, patterns and the accuracy headline (the files are complete)')
     .action(async (log: string, options: ReportCliOptions) => runReport(log, options));
 }

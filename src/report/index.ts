@@ -17,6 +17,6 @@ export {
   type TagLogReport, type ReportOptions, type OpRow, type Tally, type ProcessRow, type FileRow, type AccuracySection,
   type LifetimeBucket, type LifetimeEnd, type OriginKey,
 } from './report.js';
-export { renderMarkdown, renderPlots, writeReport, PLOT_NAMES } from './render.js';
+export { renderBrief, renderMarkdown, renderPlots, writeReport, PLOT_NAMES } from './render.js';
 export { stackedBarChart, niceAxis, formatBytes, formatCount, escapeXml, PALETTE, type StackedBarChart, type BarSeries } from './svg.js';
 export { BlockMap, REPORT_BLOCK_BYTES } from './block-map.js';

@@ -18,6 +18,7 @@ export interface LoggedTag {
   origin: 'metadata' | 'data' | 'unknown';
   ioClass: number;
   fileId?: string;
+  path?: string;
   fileSize?: number;
   pid?: number;
   exe?: string;

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { accuracy } from '../insight/extents/score.js';
 import { renderAccuracyReport } from '../insight/extents/report.js';
-import { LIFETIME_ENDS, ORIGINS, type OpRow, type TagLogReport } from './report.js';
+import { LIFETIME_ENDS, ORIGINS, PATTERNS, type OpRow, type PatternKey, type TagLogReport } from './report.js';
 import { formatBytes, stackedBarChart } from './svg.js';
 
 const percent = (part: number, whole: number): string => (whole === 0 ? '-' : `${((100 * part) / whole).toFixed(1)}%`);
@@ -14,7 +14,19 @@ function table(head: string[], rows: string[][], alignRightFrom = 1): string {
   return [`| ${head.join(' | ')} |`, `| ${align.join(' | ')} |`, ...rows.map((row) => `| ${row.join(' | ')} |`)].join('\n');
 }
 
-/** Columns for rows keyed by something: read and write (requests, bytes), other ops, total bytes and share. */
+const PATTERN_NAMES: Record<PatternKey, string> = {
+  copy: 'copy (a copied file)',
+  unique: 'encrypted (unique data)',
+  app: 'class given by the application',
+};
+
+/** Bytes that moved data: reads and writes (a trim of the whole disk by mkfs must not swamp the shares). */
+const movedBytes = (row: OpRow): number => row.read.bytes + row.write.bytes;
+
+/**
+ * Columns for rows keyed by something: read and write (requests, bytes), other ops, total bytes, and the row's
+ * share of all read and written bytes.
+ */
 function opTable(keyName: string, rows: [string, OpRow][], allBytes: number): string {
   const body = rows
     .filter(([, row]) => row.total.requests > 0)
@@ -25,10 +37,10 @@ function opTable(keyName: string, rows: [string, OpRow][], allBytes: number): st
         String(row.read.requests), formatBytes(row.read.bytes),
         String(row.write.requests), formatBytes(row.write.bytes),
         String(other),
-        formatBytes(row.total.bytes), percent(row.total.bytes, allBytes),
+        formatBytes(row.total.bytes), percent(movedBytes(row), allBytes),
       ];
     });
-  return table([keyName, 'reads', 'read bytes', 'writes', 'written bytes', 'trim/zero/cache', 'total bytes', 'share'], body);
+  return table([keyName, 'reads', 'read bytes', 'writes', 'written bytes', 'trim/zero/cache', 'total bytes', 'share of read+written'], body);
 }
 
 function accuracyLine(name: string, report: NonNullable<TagLogReport['accuracy']>['atRequest']): string[] {
@@ -38,9 +50,33 @@ function accuracyLine(name: string, report: NonNullable<TagLogReport['accuracy']
   return [name, cell(origin.bytes), cell(origin.requests), cell(ioClass.bytes), cell(ioClass.requests), formatBytes(report.total.bytes - report.freed.bytes)];
 }
 
+/** The parts a person reads first: origin, class, patterns and the accuracy headline (the demo prints this). */
+export function renderBrief(report: TagLogReport): string {
+  const all = movedBytes(report.byOp);
+  const out: string[] = [];
+  out.push(`Volume ${report.log.volume || '(unnamed)'}: ${report.log.requests} requests, ${formatBytes(report.byOp.read.bytes)} read, ${formatBytes(report.byOp.write.bytes)} written, in ${(report.log.durationMs / 1000).toFixed(1)} s.`);
+  out.push('', 'By origin:', '', opTable('origin', ORIGINS.map((origin) => [origin, report.byOrigin[origin]]), all));
+  out.push('', 'By I/O class (5 = metadata; 4 … 0 = files < 1 MiB … ≥ 10 MiB):', '', classTable(report, all));
+  out.push('', 'Patterns found:', '', patternTable(report, all));
+  if (report.accuracy) {
+    out.push('', `Accuracy against the ground truth (${report.accuracy.truth.fsType}):`, '', accuracyTable(report.accuracy));
+  }
+  out.push('');
+  return out.join('\n');
+}
+
+function classTable(report: TagLogReport, all: number): string {
+  // Highest class first: metadata (5) on top, as in the paper's table.
+  return opTable('class', Object.entries(report.byClass).sort(([a], [b]) => (a === 'untagged' ? 1 : b === 'untagged' ? -1 : Number(b) - Number(a))), all);
+}
+
+function patternTable(report: TagLogReport, all: number): string {
+  return opTable('pattern', PATTERNS.map((pattern) => [PATTERN_NAMES[pattern], report.byPattern[pattern]]), all);
+}
+
 export function renderMarkdown(report: TagLogReport): string {
   const log = report.log;
-  const all = report.byOp.total.bytes;
+  const all = movedBytes(report.byOp);
   const out: string[] = [];
   out.push(`# Sky report: volume ${log.volume || '(unnamed)'}`);
   out.push('');
@@ -59,8 +95,11 @@ export function renderMarkdown(report: TagLogReport): string {
   out.push('');
   out.push('## By I/O class');
   out.push('');
-  // Highest class first: metadata (5) on top, as in the paper's table.
-  out.push(opTable('class', Object.entries(report.byClass).sort(([a], [b]) => (a === 'untagged' ? 1 : b === 'untagged' ? -1 : Number(b) - Number(a))), all));
+  out.push(classTable(report, all));
+  out.push('');
+  out.push('## Patterns and hints');
+  out.push('');
+  out.push(patternTable(report, all));
   out.push('');
   out.push('## By file size (the paper\'s classes)');
   out.push('');
@@ -72,7 +111,7 @@ export function renderMarkdown(report: TagLogReport): string {
   out.push('');
   out.push('## By operation');
   out.push('');
-  out.push(table(['op', 'requests', 'bytes', 'share'], (['read', 'write', 'trim', 'zero', 'cache'] as const).map((op) => [op, String(report.byOp[op].requests), formatBytes(report.byOp[op].bytes), percent(report.byOp[op].bytes, all)])));
+  out.push(table(['op', 'requests', 'bytes'], (['read', 'write', 'trim', 'zero', 'cache'] as const).map((op) => [op, String(report.byOp[op].requests), formatBytes(report.byOp[op].bytes)])));
   out.push('');
   out.push(`## Block lifetimes (${report.lifetimes.blockBytes / 1024} KiB blocks written in the log)`);
   out.push('');
@@ -83,7 +122,7 @@ export function renderMarkdown(report: TagLogReport): string {
   out.push(`## Top files by bytes (${report.files}${report.filesCapped ? '+' : ''} files seen)`);
   out.push('');
   out.push(table(['file', 'size', 'reads', 'read bytes', 'writes', 'written bytes', 'total bytes'], report.topFiles.map((file) => [
-    escapeCell(file.fileId), file.fileSize === null ? '' : formatBytes(file.fileSize),
+    escapeCell(file.path ?? file.fileId), file.fileSize === null ? '' : formatBytes(file.fileSize),
     String(file.read.requests), formatBytes(file.read.bytes), String(file.write.requests), formatBytes(file.write.bytes), formatBytes(file.total.bytes),
   ])));
   out.push('');
@@ -97,14 +136,18 @@ export function renderMarkdown(report: TagLogReport): string {
   return out.join('\n');
 }
 
+function accuracyTable(section: NonNullable<TagLogReport['accuracy']>): string {
+  return table(['tags', 'origin right (bytes)', 'origin right (requests)', 'class right (bytes)', 'class right (requests)', 'bytes scored'], [
+    accuracyLine('at request time', section.atRequest),
+    accuracyLine('after re-tags', section.afterRetag),
+  ]);
+}
+
 function renderAccuracy(section: NonNullable<TagLogReport['accuracy']>): string[] {
   const out: string[] = [];
   out.push(`## Accuracy against the ground truth (${section.truth.fsType}, reads and writes)`);
   out.push('');
-  out.push(table(['tags', 'origin right (bytes)', 'origin right (requests)', 'class right (bytes)', 'class right (requests)', 'bytes scored'], [
-    accuracyLine('at request time', section.atRequest),
-    accuracyLine('after re-tags', section.afterRetag),
-  ]));
+  out.push(accuracyTable(section));
   out.push('');
   out.push(`Re-tags changed the tag of ${section.retagged.requests} requests (${formatBytes(section.retagged.bytes)}).`);
   if (section.outsideTruth.requests > 0) out.push(`${section.outsideTruth.requests} requests beyond the truth's ${formatBytes(section.truth.volumeBytes)} were not scored.`);

@@ -66,8 +66,14 @@ export interface ProcessRow extends OpRow {
 
 export interface FileRow extends OpRow {
   fileId: string;
+  /** The file's latest path in the log's tags, when the sender named it. */
+  path: string | null;
   fileSize: number | null;
 }
+
+/** Patterns and hints carried by data tags (IoTag.hints): what the tracer found about the files. */
+export const PATTERNS = ['copy', 'unique', 'app'] as const;
+export type PatternKey = (typeof PATTERNS)[number];
 
 export interface AccuracySection {
   truth: { fsType: string; volumeBytes: number; offsetInExport: number };
@@ -109,6 +115,8 @@ export interface TagLogReport {
   bySize: Record<string, OpRow>;
   /** Largest first; at most `topProcesses` rows, the rest in one '(other)' row. */
   byProcess: ProcessRow[];
+  /** Requests whose tag carries a pattern or hint; a request with several counts under each. */
+  byPattern: Record<PatternKey, OpRow>;
   /** Processes told apart; when capped, more were seen and the rest are summed under '(other)'. */
   processes: number;
   processesCapped: boolean;
@@ -265,6 +273,7 @@ class Counter {
   readonly byOrigin = Object.fromEntries(ORIGINS.map((origin) => [origin, emptyOpRow()])) as Record<OriginKey, OpRow>;
   readonly byClass = new Map<string, OpRow>();
   readonly bySize = new Map<string, OpRow>(SIZE_BUCKETS.map((bucket) => [bucket, emptyOpRow()]));
+  readonly byPattern = Object.fromEntries(PATTERNS.map((pattern) => [pattern, emptyOpRow()])) as Record<PatternKey, OpRow>;
   readonly processes: BoundedRows<ProcessRow>;
   readonly files: BoundedRows<FileRow>;
   readonly retags = Object.fromEntries(RETAG_CAUSES.map((cause) => [cause, tally()])) as Record<RetagCause, Tally>;
@@ -283,7 +292,7 @@ class Counter {
       const who = this.processKeys.get(key);
       return { process: key, pid: who?.pid ?? null, exe: who?.exe ?? null, ...emptyOpRow() };
     });
-    this.files = new BoundedRows(options.maxFiles, (key) => ({ fileId: key, fileSize: null, ...emptyOpRow() }));
+    this.files = new BoundedRows(options.maxFiles, (key) => ({ fileId: key, path: null, fileSize: null, ...emptyOpRow() }));
   }
 
   visit(record: TagLogRecord): void {
@@ -301,9 +310,13 @@ class Counter {
     addOp(classRow, r.op, r.length);
     addOp(this.bySize.get(sizeBucket(tag))!, r.op, r.length);
     addOp(this.processes.get(this.processKey(tag)), r.op, r.length);
+    if (tag?.hints !== undefined) {
+      for (const hint of tag.hints) if (hint in this.byPattern) addOp(this.byPattern[hint as PatternKey], r.op, r.length);
+    }
     if (tag?.fileId !== undefined) {
       const file = this.files.get(tag.fileId);
       if (file.fileId === tag.fileId && tag.fileSize !== undefined) file.fileSize = tag.fileSize;
+      if (file.fileId === tag.fileId && tag.path !== undefined) file.path = tag.path;
       addOp(file, r.op, r.length);
     }
     if (r.op === 'write') this.lives(r.offset, r.length, r.t, r.line, 'overwritten', true);
@@ -529,9 +542,10 @@ export async function buildReport(logPath: string, options: ReportOptions = {}):
     byClass: Object.fromEntries([...counted.byClass].sort(([a], [b]) => classOrder(a) - classOrder(b))),
     bySize: Object.fromEntries(counted.bySize),
     byProcess: topRows(counted.processes.rows.values(), topProcesses, (sum) => ({ process: OTHER, pid: null, exe: null, ...sum })),
+    byPattern: counted.byPattern,
     processes: counted.processes.distinct(),
     processesCapped: counted.processes.overflowed > 0,
-    topFiles: topRows(counted.files.rows.values(), topFiles, (sum) => ({ fileId: OTHER, fileSize: null, ...sum })),
+    topFiles: topRows(counted.files.rows.values(), topFiles, (sum) => ({ fileId: OTHER, path: null, fileSize: null, ...sum })),
     files: counted.files.distinct(),
     filesCapped: counted.files.overflowed > 0,
     retags: counted.retags,

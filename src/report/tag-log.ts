@@ -80,6 +80,7 @@ const NULL_TAG = encoder('null');
 export function tagJson(tag: IoTag): string {
   const out: Record<string, unknown> = { origin: tag.origin, ioClass: tag.ioClass };
   if (tag.fileId !== undefined) out.fileId = tag.fileId;
+  if (tag.path !== undefined) out.path = tag.path;
   if (tag.fileSize !== undefined) out.fileSize = tag.fileSize;
   if (tag.pid !== undefined) out.pid = tag.pid;
   if (tag.exe !== undefined) out.exe = tag.exe;

@@ -626,6 +626,7 @@ export class SemanticIndex {
     if (file.copy) hints.add('copy');
     if (file.appClass !== null) hints.add('app');
     const tag: IoTag = { origin: 'data', ioClass, fileId: file.id, fileSize: file.size, hints };
+    if (file.path !== null) tag.path = file.path;
     if (file.pid !== null) tag.pid = file.pid;
     if (file.process !== null) tag.exe = file.process;
     return Object.freeze(tag);

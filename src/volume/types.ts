@@ -17,6 +17,8 @@ export interface IoTag {
   origin: IoOrigin;
   ioClass: IoClass;
   fileId?: string;
+  /** The file's latest known path (informative: reports and logs; layers decide by class, not by name). */
+  path?: string;
   fileSize?: number;
   pid?: number;
   exe?: string;

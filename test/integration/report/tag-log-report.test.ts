@@ -73,7 +73,7 @@ describe('tag log of a served volume, and sky report on it', () => {
 
   it('logged the header, every request with its tag, the re-tag, and the end line', () => {
     expect(lines[0]).toMatchObject({ sky: 'tag-log', v: 1, volume: 'vol', size: 64 * MiB });
-    const f1 = { origin: 'data', ioClass: 4, fileId: 'ino:12', fileSize: 200_000, pid: 77, exe: 'cp' };
+    const f1 = { origin: 'data', ioClass: 4, fileId: 'ino:12', path: '/data/f1', fileSize: 200_000, pid: 77, exe: 'cp' };
     const meta = { origin: 'metadata', ioClass: 5 };
     const records = lines.slice(1).map(({ t, ...rest }) => {
       expect(typeof t).toBe('number');
@@ -111,7 +111,7 @@ describe('tag log of a served volume, and sky report on it', () => {
     expect(report.byOrigin.unknown.total).toEqual({ requests: 0, bytes: 0 });
     expect(report.bySize['file < 1 MiB']!.total.bytes).toBe(384 * KiB);
     expect(report.byProcess[0]).toMatchObject({ process: 'cp[77]', pid: 77, exe: 'cp', total: { requests: 2, bytes: 384 * KiB } });
-    expect(report.topFiles[0]).toMatchObject({ fileId: 'ino:12', fileSize: 200_000 });
+    expect(report.topFiles[0]).toMatchObject({ fileId: 'ino:12', path: '/data/f1', fileSize: 200_000 });
     expect(report.retags.class).toEqual({ requests: 1, bytes: 256 * KiB });
     // 64 data blocks and 16 metadata blocks written and still alive; the zeroed and trimmed ones never lived.
     expect(report.lifetimes.alive).toBe(80);

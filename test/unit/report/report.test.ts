@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GroundTruth } from '../../../src/insight/extents/index.js';
-import { buildReport, PLOT_NAMES, renderMarkdown, writeReport } from '../../../src/report/index.js';
+import { buildReport, PLOT_NAMES, renderBrief, renderMarkdown, writeReport } from '../../../src/report/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp.js';
 
 const KiB = 1024;
@@ -48,6 +48,28 @@ const truth = GroundTruth.fromParts({
 });
 
 describe('buildReport', () => {
+  it('counts the patterns data tags carry (copy, encrypted, application class) and names files by path', async () => {
+    const copied = { origin: 'data', ioClass: 0, fileId: 'c', path: '/vol/b.copy', fileSize: 20 * MiB, hints: ['copy'] };
+    const sealed = { origin: 'data', ioClass: 0, fileId: 'e', path: '/vol/a.gpg', fileSize: 20 * MiB, hints: ['app', 'unique'] };
+    const report = await buildReport(writeLog([
+      header,
+      { t: 0, op: 'write', offset: 0, length: 8192, tag: copied },
+      { t: 1, op: 'write', offset: 8192, length: 12288, tag: sealed },
+      { t: 2, op: 'read', offset: 8192, length: 4096, tag: sealed },
+      { t: 3, op: 'read', offset: 1 * MiB, length: 4096, tag: meta() },
+    ]));
+    expect(report.byPattern.copy.write).toEqual({ requests: 1, bytes: 8192 });
+    expect(report.byPattern.copy.read).toEqual({ requests: 0, bytes: 0 });
+    expect(report.byPattern.unique.write).toEqual({ requests: 1, bytes: 12288 });
+    expect(report.byPattern.unique.read).toEqual({ requests: 1, bytes: 4096 });
+    expect(report.byPattern.app.total).toEqual({ requests: 2, bytes: 16384 });
+    expect(report.topFiles.map((file) => [file.path, file.total.bytes])).toEqual([['/vol/a.gpg', 16384], ['/vol/b.copy', 8192]]);
+    const brief = renderBrief(report);
+    expect(brief).toContain('| copy (a copied file) | 0 | 0 B | 1 | 8.00 KiB | 0 | 8.00 KiB | 28.6% |');
+    expect(brief).toContain('| encrypted (unique data) | 1 | 4.00 KiB | 1 | 12.0 KiB | 0 | 16.0 KiB | 57.1% |');
+    expect(brief).not.toContain('By process');
+  });
+
   it('counts requests and bytes by op, origin, class, size bucket, process and file', async () => {
     const report = await buildReport(writeLog(mainLog));
     expect(report.log).toMatchObject({ volume: 'vol', volumeBytes: 16 * MiB, lines: 11, requests: 7, retags: 2, durationMs: 70_002, truncated: false, ended: true, dropped: 0, malformed: 0 });
@@ -165,7 +187,7 @@ describe('buildReport', () => {
     expect(written.map((file) => path.basename(file)).sort()).toEqual(['report.json', 'report.md', ...PLOT_NAMES].sort());
     const markdown = readFileSync(path.join(out, 'report.md'), 'utf8');
     expect(markdown).toBe(renderMarkdown(report));
-    expect(markdown).toContain('| metadata | 1 | 16.0 KiB | 3 | 28.0 KiB | 1 | 48.0 KiB | 80.0% |');
+    expect(markdown).toContain('| metadata | 1 | 16.0 KiB | 3 | 28.0 KiB | 1 | 48.0 KiB | 78.6% |');
     expect(markdown).toContain('| at request time | 35.71% | 50.00% |');
     expect(markdown).toContain('| after re-tags | 92.86% | 83.33% |');
     expect(JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'))).toEqual(JSON.parse(JSON.stringify(report)));

@@ -51,7 +51,7 @@ describe('TagLogLayer', () => {
     expect(index.accept({ type: 'FileGone', fileId: 'f1', cause: 'unlink' })).toEqual({ ok: true });
     await top.flush();
     await top.close();
-    const f1 = { origin: 'data', ioClass: 4, fileId: 'f1', fileSize: 3000, pid: 42, exe: 'cat' };
+    const f1 = { origin: 'data', ioClass: 4, fileId: 'f1', path: '/a/b.txt', fileSize: 3000, pid: 42, exe: 'cat' };
     const meta = { origin: 'metadata', ioClass: 5 };
     expect(lines(file)).toEqual([
       { sky: 'tag-log', v: 1, volume: 'vol', size: 64 * MiB, started: '2026-11-26T10:00:00.000Z' },
