@@ -190,7 +190,7 @@ export function registerAgent(program: Command): void {
     .addOption(new Option('--backend <backend>', 'tracer: ebpf (bpftrace) or ptrace (strace); default ebpf, else ptrace').choices(['ebpf', 'ptrace']))
     .option('--device <path>', 'files on this block device (or its partitions) are on the volume (a guest: the disk the export is attached as)')
     .option('--pid <pid>', 'trace a running process and the children it starts from now on', parsePid)
-    .option('--cgroup <path>', 'trace every process in a cgroup (v2 directory)')
+    .option('--cgroup <path>', 'trace every process in a cgroup v2 directory and the cgroups below it')
     .argument('[command...]', 'the command to run and trace, after --')
     .addHelpText(
       'after',
