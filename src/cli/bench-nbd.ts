@@ -181,7 +181,7 @@ export function summarize(samples: readonly Sample[], jobs: readonly BenchJob[],
   });
 }
 
-function formatNumber(value: number): string {
+export function formatNumber(value: number): string {
   if (value >= 100_000) return `${(value / 1000).toFixed(0)}k`;
   if (value >= 10_000) return `${(value / 1000).toFixed(1)}k`;
   if (value >= 100) return value.toFixed(0);
@@ -220,7 +220,7 @@ export function renderMarkdownTable(rows: readonly string[][]): string {
   return [line(rows[0]!), line(align), ...rows.slice(1).map(line)].join('\n');
 }
 
-function escapeXml(text: string): string {
+export function escapeXml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
@@ -352,7 +352,7 @@ function signalChild(child: ChildProcess, signal: NodeJS.Signals): void {
   try { process.kill(child.pid, signal); } catch { /* exited meanwhile */ }
 }
 
-async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
+export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
   if (exited(child) || child.pid === undefined) return void live.delete(child);
   const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   signalChild(child, 'SIGTERM');
@@ -372,7 +372,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /** Runs a short-lived tool; on abort it is sent SIGTERM and the promise settles only once the tool has exited. */
-function run(argv: readonly string[], signal: AbortSignal): Promise<{ code: number | null; stderr: string }> {
+export function run(argv: readonly string[], signal: AbortSignal): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -393,7 +393,7 @@ function run(argv: readonly string[], signal: AbortSignal): Promise<{ code: numb
   });
 }
 
-interface RunningServer {
+export interface RunningServer {
   spec: ServerSpec;
   child: ChildProcess;
   uri: string;
@@ -406,7 +406,7 @@ async function tail(file: string, lines = 15): Promise<string> {
 }
 
 /** Spawns the server in its own process group (a terminal's Ctrl-C reaches us, and we stop it by pid). */
-async function spawnServer(spec: ServerSpec, runDir: string, image: string, sizeBytes: number): Promise<RunningServer> {
+export async function spawnServer(spec: ServerSpec, runDir: string, image: string, sizeBytes: number): Promise<RunningServer> {
   const socket = path.join(runDir, `${spec.name}.sock`);
   const logPath = path.join(runDir, `${spec.name}.log`);
   const argv = expandArgv(spec.argv, { file: image, socket, export: EXPORT_NAME, size: String(sizeBytes) });
@@ -422,7 +422,7 @@ async function spawnServer(spec: ServerSpec, runDir: string, image: string, size
 }
 
 /** Polls nbdinfo until the export answers; fails early if the server exits. */
-async function waitReady(server: RunningServer, signal: AbortSignal, timeoutMs = 30_000): Promise<void> {
+export async function waitReady(server: RunningServer, signal: AbortSignal, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 0; Date.now() < deadline; attempt++) {
     if (exited(server.child) || server.child.pid === undefined) {
@@ -438,11 +438,14 @@ async function waitReady(server: RunningServer, signal: AbortSignal, timeoutMs =
 // ---------------------------------------------------------------------------------------------------------------
 // The run
 
-type Log = (text: string) => void;
+export type Log = (text: string) => void;
+
+/** What running one fio job needs of the options (bench tagging reuses the runner). */
+export type FioSettings = Pick<BenchOptions, 'imageSizeBytes' | 'runtimeSeconds' | 'rampSeconds'>;
 
 const TMPFS_MAGIC = 0x01021994;
 
-async function checkImageDir(dir: string, bytesNeeded: number, log: Log): Promise<void> {
+export async function checkImageDir(dir: string, bytesNeeded: number, log: Log): Promise<void> {
   const stats = await fs.statfs(dir);
   if (stats.type !== TMPFS_MAGIC) log(`warning: ${dir} is not tmpfs; results will include the disk`);
   const available = stats.bavail * stats.bsize;
@@ -450,7 +453,7 @@ async function checkImageDir(dir: string, bytesNeeded: number, log: Log): Promis
 }
 
 /** Writes the image once, fully, with random data, so reads hit data and not holes. */
-async function fillImage(file: string, sizeBytes: number, signal: AbortSignal): Promise<void> {
+export async function fillImage(file: string, sizeBytes: number, signal: AbortSignal): Promise<void> {
   const chunk = Buffer.allocUnsafe(Math.min(4 << 20, sizeBytes));
   const handle = await fs.open(file, 'w');
   try {
@@ -465,7 +468,7 @@ async function fillImage(file: string, sizeBytes: number, signal: AbortSignal): 
   }
 }
 
-function fioArgv(job: BenchJob, uri: string, options: BenchOptions, output: string): string[] {
+function fioArgv(job: BenchJob, uri: string, options: FioSettings, output: string): string[] {
   return [
     'fio', `--name=${job.id}`, '--ioengine=nbd', `--uri=${uri}`, `--rw=${job.rw}`, `--bs=${job.blockSizeBytes}`,
     `--iodepth=${job.iodepth}`, '--numjobs=1', `--size=${options.imageSizeBytes}`, '--time_based',
@@ -474,7 +477,7 @@ function fioArgv(job: BenchJob, uri: string, options: BenchOptions, output: stri
   ];
 }
 
-async function runFio(job: BenchJob, server: RunningServer, options: BenchOptions, output: string, signal: AbortSignal): Promise<FioResult> {
+export async function runFio(job: BenchJob, server: RunningServer, options: FioSettings, output: string, signal: AbortSignal): Promise<FioResult> {
   const result = await run(fioArgv(job, server.uri, options, output), signal);
   const text = await fs.readFile(output, 'utf8').catch(() => '');
   if (result.code !== 0) throw new Error(`fio ${job.id} against ${server.spec.name} exited ${result.code}:\n${result.stderr.trim()}\n${await tail(server.logPath)}`);
@@ -483,7 +486,7 @@ async function runFio(job: BenchJob, server: RunningServer, options: BenchOption
 }
 
 /** One line per fio run, with a live seconds counter when stderr is a terminal. */
-function progress(step: number, total: number, text: string, options: BenchOptions): () => void {
+export function progress(step: number, total: number, text: string, options: FioSettings): () => void {
   const prefix = `[${String(step).padStart(String(total).length)}/${total}] ${text}`;
   if (!process.stderr.isTTY) return () => undefined;
   const started = Date.now();

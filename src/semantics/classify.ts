@@ -2,6 +2,8 @@
  * The classify layer: first in every stack that has tracing. It tags each request (req.tag) from the volume's
  * SemanticIndex, and for writes computes the XXH3-128 fingerprint of each whole 4 KiB-aligned block once, into
  * req.fingerprints (16 bytes per block, canonical big-endian), for the index to match and for iDedup to reuse.
+ * req.fingerprints is valid until the write's promise settles (its storage is reused by the next write on the same
+ * IoRequest, see fingerprintBuffer): a layer that keeps fingerprints longer copies them.
  *
  * Which blocks are fingerprinted: those wholly inside the write, counted from the first 4 KiB boundary at or after
  * req.offset. Block k of req.fingerprints covers volume bytes [alignedStart + 4096 k, +4096), where
@@ -38,8 +40,20 @@ export function alignedBlocks(offset: number, length: number): { firstBlockOffse
   return { firstBlockOffset, blocks: Math.max(0, (endBlockOffset - firstBlockOffset) / FINGERPRINT_BLOCK_BYTES) };
 }
 
+/** Each request's fingerprint storage starts at 256 fingerprints (a 1 MiB write), so growth is rare. */
+const FINGERPRINT_BACKING_BYTES_MIN = 256 * FINGERPRINT_BYTES;
+/** Exact-length views are cached for writes of up to 4 MiB; larger ones (rare) get a fresh view each time. */
+const VIEW_CACHE_BLOCKS_MAX = 1024;
+
+interface FingerprintBuffers {
+  backing: ArrayBuffer;
+  /** views[n]: the first n fingerprints of backing. */
+  views: (Uint8Array | undefined)[];
+}
+
 export class ClassifyLayer extends PassthroughLayer {
   readonly index: SemanticIndex;
+  private readonly fingerprintBuffers = new WeakMap<IoRequest, FingerprintBuffers>();
   private readonly forgetOnTrim: boolean;
   private readonly retagGranularity: number;
   private readonly unsubscribers: (() => void)[] = [];
@@ -75,12 +89,35 @@ export class ClassifyLayer extends PassthroughLayer {
     const blocks = endBlockOffset > firstBlockOffset ? (endBlockOffset - firstBlockOffset) / FINGERPRINT_BLOCK_BYTES : 0;
     let fingerprints: Uint8Array | null = null;
     if (blocks > 0) {
-      fingerprints = new Uint8Array(blocks * FINGERPRINT_BYTES);
+      fingerprints = this.fingerprintBuffer(req, blocks);
       fingerprintBlocks(data, firstBlockOffset - offset, blocks, fingerprints, 0);
     }
     req.fingerprints = fingerprints;
     req.tag = this.index.tagWrite(offset, req.length, fingerprints, firstBlockOffset, blocks);
     return this.next.write(req, data);
+  }
+
+  /**
+   * A buffer of exactly `blocks` fingerprints for this request, reused across requests on the same IoRequest.
+   *
+   * Why per request object: a request's fingerprints go down the stack and may be read by the layers below until
+   * its promise settles, and a connection has up to 64 requests in flight, so one shared buffer would be
+   * overwritten under them. The NBD server keeps one IoRequest per request slot and reuses it only once the
+   * previous request on that slot has been answered; keyed by that object, the buffer is free whenever it is
+   * asked for again, and a steady workload allocates nothing. Views are cached per block count (up to
+   * VIEW_CACHE_BLOCKS_MAX) so that layers below get an exact-length array, as before. A caller that makes a new
+   * IoRequest per write still gets a new buffer each time (the WeakMap lets it go with the request).
+   * Contract for layers below: req.fingerprints is valid until the write's promise settles; copy what you keep.
+   */
+  private fingerprintBuffer(req: IoRequest, blocks: number): Uint8Array {
+    const bytes = blocks * FINGERPRINT_BYTES;
+    let buffers = this.fingerprintBuffers.get(req);
+    if (buffers === undefined || buffers.backing.byteLength < bytes) {
+      buffers = { backing: new ArrayBuffer(Math.max(bytes, FINGERPRINT_BACKING_BYTES_MIN)), views: [] };
+      this.fingerprintBuffers.set(req, buffers);
+    }
+    if (blocks > VIEW_CACHE_BLOCKS_MAX) return new Uint8Array(buffers.backing, 0, bytes);
+    return (buffers.views[blocks] ??= new Uint8Array(buffers.backing, 0, bytes));
   }
 
   override trim(req: IoRequest): Promise<void> {

@@ -81,7 +81,7 @@ describe('classify: reads', () => {
     const { apply, read } = await setup();
     expect(await read(0, 4096)).toMatchObject({ origin: 'unknown', ioClass: 0 });
     apply(extentsOf('A', 100 * KiB, [1 * MiB, 128 * KiB]));
-    expect(await read(1 * MiB, 4096)).toEqual({ origin: 'data', ioClass: 4, fileId: 'A', fileSize: 100 * KiB, hints: new Set() });
+    expect(await read(1 * MiB, 4096)).toEqual({ origin: 'data', ioClass: 4, fileId: 'A', path: '/data/A', fileSize: 100 * KiB, hints: new Set() });
     expect(await read(1 * MiB + 124 * KiB, 4096)).toMatchObject({ origin: 'data', fileId: 'A' });
     expect(await read(1 * MiB + 128 * KiB, 4096)).toEqual({ origin: 'metadata', ioClass: 5, hints: new Set() });
     expect(await read(0, 4096)).toMatchObject({ origin: 'metadata', ioClass: 5 });
@@ -125,12 +125,50 @@ describe('classify: writes', () => {
     expect(recorder.fingerprints[2]).toBeNull();
   });
 
+  it('reuses each IoRequest\'s fingerprint storage, with exact lengths, and never shares it between requests', async () => {
+    const { layer, recorder } = await setup();
+    // The NBD server reuses one IoRequest per request slot: the same storage serves every write on it.
+    const slot = newIoRequest(0, 0);
+    const writeOn = async (req: IoRequest, offset: number, data: Buffer) => {
+      req.offset = offset;
+      req.length = data.length;
+      req.fingerprints = null;
+      await layer.write(req, data);
+      return recorder.fingerprints[recorder.fingerprints.length - 1]!;
+    };
+    const first = await writeOn(slot, 0, blocks(4, 1));
+    const again = await writeOn(slot, 64 * KiB, blocks(4, 2));
+    expect(again).toBe(first);
+    expect([0, 16, 32, 48].map((at) => encodeFingerprintHex(again, at))).toEqual(hexes(blocks(4, 2)));
+    const smaller = await writeOn(slot, 0, blocks(1, 3));
+    expect(smaller.length).toBe(16);
+    expect(smaller.buffer).toBe(first.buffer);
+    expect(encodeFingerprintHex(smaller, 0)).toBe(hexes(blocks(1, 3))[0]);
+    // Larger than the first storage (256 blocks): grows, and the exact length holds.
+    const large = await writeOn(slot, 0, blocks(300, 4));
+    expect(large.length).toBe(300 * 16);
+    expect(encodeFingerprintHex(large, 299 * 16)).toBe(hexes(blocks(300, 4))[299]);
+    // Requests in flight together (two slots) get separate storage: neither overwrites the other's fingerprints.
+    const other = newIoRequest(0, 0);
+    slot.offset = 0;
+    slot.length = 8 * KiB;
+    other.offset = 8 * KiB;
+    other.length = 8 * KiB;
+    const a = blocks(2, 5);
+    const b = blocks(2, 6);
+    await Promise.all([layer.write(slot, a), layer.write(other, b)]);
+    expect(slot.fingerprints).not.toBe(other.fingerprints);
+    expect(slot.fingerprints!.buffer).not.toBe(other.fingerprints!.buffer);
+    expect([0, 16].map((at) => encodeFingerprintHex(slot.fingerprints!, at))).toEqual(hexes(a));
+    expect([0, 16].map((at) => encodeFingerprintHex(other.fingerprints!, at))).toEqual(hexes(b));
+  });
+
   it('matches registered fingerprints: a match is data of that file, no match is metadata', async () => {
     const { apply, write, read, index } = await setup();
     const content = blocks(4, 3);
     expect(await write(64 * MiB, content)).toMatchObject({ origin: 'unknown' }); // no insight yet
     apply({ type: 'WriteFingerprints', fileId: 'B', blockSize: 4096, fingerprints: hexes(content), ttlMs: 30_000, path: '/home/b.txt', size: 16 * KiB });
-    expect(await write(32 * MiB, content)).toEqual({ origin: 'data', ioClass: 4, fileId: 'B', fileSize: 16 * KiB, hints: new Set() });
+    expect(await write(32 * MiB, content)).toEqual({ origin: 'data', ioClass: 4, fileId: 'B', path: '/home/b.txt', fileSize: 16 * KiB, hints: new Set() });
     expect(await write(33 * MiB, blocks(4, 4))).toMatchObject({ origin: 'metadata', ioClass: 5 });
     // The matched write taught the map where B's blocks are.
     expect(await read(32 * MiB + 4096, 4096)).toMatchObject({ fileId: 'B' });
@@ -205,7 +243,7 @@ describe('classify: classes, hints and lifetimes', () => {
     apply({ type: 'FileClass', fileId: 'A', size: 6 * MiB, ioClass: 1 });
     expect(await read(0, 4096)).toMatchObject({ ioClass: 1, fileSize: 6 * MiB });
     apply({ type: 'AppHint', fileId: 'A', ioClass: 5 });
-    expect(await read(0, 4096)).toEqual({ origin: 'data', ioClass: 5, fileId: 'A', fileSize: 6 * MiB, hints: new Set(['app']) });
+    expect(await read(0, 4096)).toEqual({ origin: 'data', ioClass: 5, fileId: 'A', path: '/data/A', fileSize: 6 * MiB, hints: new Set(['app']) });
     apply({ type: 'FilePattern', fileId: 'A', pattern: 'encrypted' });
     expect((await read(0, 4096)).hints).toEqual(new Set(['app', 'unique']));
     expect(index.apply({ type: 'AppHint', fileId: 'A', ioClass: 9 })).toEqual({ ok: false, error: 'AppHint.ioClass: class 9 is not defined in the active rules' });

@@ -116,6 +116,29 @@ describe('FingerprintTable', () => {
     expect(table.lookup(key(1000), 0, 1)).toBe(1);
   });
 
+  it('keeps its presence filter exact through saturation, removal and expiry', () => {
+    // 512 keys share one second word, so their presence counter saturates at 255 (a wrapping counter would read 0
+    // here); removing all but one must not make the last one look absent (a saturated counter stays "maybe").
+    const sameSecondWord = (n: number) => {
+      const bytes = key(n);
+      new DataView(bytes.buffer).setUint32(4, 0xabcdef);
+      return bytes;
+    };
+    const table = new FingerprintTable(1024);
+    for (let n = 0; n < 512; n++) table.insert(sameSecondWord(n), 0, n % 7, 1e12, 0);
+    for (let n = 0; n < 512; n += 97) expect(table.lookup(sameSecondWord(n), 0, 0)).toBe(n % 7);
+    for (let n = 0; n < 511; n++) expect(table.remove(sameSecondWord(n), 0, NO_OWNER)).toBe(true);
+    expect(table.lookup(sameSecondWord(511), 0, 0)).toBe(511 % 7);
+    expect(table.lookup(sameSecondWord(1000), 0, 0)).toBe(NO_OWNER);
+    // Below saturation the counter goes back to zero and up again: expiry removes through the same path.
+    table.insert(key(5), 0, 3, 100, 0);
+    expect(table.lookup(key(5), 0, 99)).toBe(3);
+    expect(table.lookup(key(5), 0, 100)).toBe(NO_OWNER);
+    expect(table.size).toBe(1);
+    table.insert(key(5), 0, 4, 200, 100);
+    expect(table.lookup(key(5), 0, 150)).toBe(4);
+  });
+
   it('matches a Map model under random inserts, removals and lookups (backward-shift deletion)', () => {
     const random = new SeededRandom(42);
     const table = new FingerprintTable(4096);
