@@ -38,7 +38,7 @@ export function renderIndexStats(volume: string, stats: SemanticIndexStats): str
     `volume ${volume}: ${stats.files} files known, ${stats.lba.entries} LBA map entries, ${stats.fingerprints.entries} live fingerprints (${stats.fingerprints.inserted} registered, ${stats.fingerprints.expired} expired)`,
     `  messages applied: ${messages || 'none'}; rejected ${stats.rejected}`,
     `  reads tagged:  ${share(stats.reads)}`,
-    `  writes tagged: ${share(stats.writes)}; 4 KiB blocks matched ${stats.blocks.matched}, unmatched ${stats.blocks.unmatched} (${formatBytes(stats.blocks.matched * 4096)} recognised as file data)`,
+    `  writes tagged: ${share(stats.writes)}; 4 KiB blocks matched ${stats.blocks.matched}, unmatched ${stats.blocks.unmatched} (large writes are matched on samples)`,
     `  re-tagged ranges: ${stats.retagRanges}`,
   ].join('\n');
 }

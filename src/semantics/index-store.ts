@@ -357,14 +357,25 @@ export class SemanticIndex {
    * Tag for a write of [offset, offset + length) whose whole aligned blocks have the fingerprints in
    * `fingerprints` (16 bytes each; `blocks` of them, the first at byte `firstBlockOffset` of the volume).
    */
-  tagWrite(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number): IoTag {
+  /**
+   * Tags a write from the fingerprints of its aligned blocks. With `strideBlocks` > 1 they are samples: fingerprint k
+   * is of the block at firstBlockOffset + k × stride × 4 KiB, and `blocks` counts samples. Sampled matches teach the
+   * LBA map the whole aligned range only when every sample matched the same file (blocks between samples are then
+   * that file's too, short of a request made of several files' interleaved pieces).
+   */
+  tagWrite(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks = 1): IoTag {
     if (this.seenActive) this.markSeen(offset, length);
-    const tag = this.tagWriteInner(offset, length, fingerprints, firstBlockOffset, blocks);
+    const tag = this.tagWriteInner(offset, length, fingerprints, firstBlockOffset, blocks, strideBlocks);
     this.outcomes[3 + this.outcome]!++;
     return tag;
   }
 
-  private tagWriteInner(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number): IoTag {
+  /** Whether any write fingerprint is registered: without one, no write can match and hashing can be skipped. */
+  hasFingerprints(): boolean {
+    return this.fingerprints.size > 0;
+  }
+
+  private tagWriteInner(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks: number): IoTag {
     if (!this.insight) {
       this.outcome = OUTCOME_UNKNOWN;
       return this.unknownTag(offset, length, 'write');
@@ -380,6 +391,7 @@ export class SemanticIndex {
     let now = -1;
     let runOwner = NO_OWNER;
     let runStart = 0;
+    const sampled = strideBlocks > 1;
     for (let block = 0; block < blocks; block++) {
       const slot = table.probe(fingerprints, block * FINGERPRINT_BYTES);
       let owner = NO_OWNER;
@@ -387,7 +399,9 @@ export class SemanticIndex {
         if (now < 0) now = this.now();
         owner = table.ownerIfAlive(slot, now);
       }
-      if (owner !== runOwner) {
+      if (sampled) {
+        // Runs of samples say nothing exact about the blocks between them; see tagWrite.
+      } else if (owner !== runOwner) {
         if (runOwner !== NO_OWNER) this.learn(runOwner, firstBlockOffset + runStart * FINGERPRINT_BLOCK_BYTES, (block - runStart) * FINGERPRINT_BLOCK_BYTES);
         runOwner = owner;
         runStart = block;
@@ -405,7 +419,11 @@ export class SemanticIndex {
       }
       counts[k]!++;
     }
-    if (runOwner !== NO_OWNER) this.learn(runOwner, firstBlockOffset + runStart * FINGERPRINT_BLOCK_BYTES, (blocks - runStart) * FINGERPRINT_BLOCK_BYTES);
+    if (!sampled && runOwner !== NO_OWNER) this.learn(runOwner, firstBlockOffset + runStart * FINGERPRINT_BLOCK_BYTES, (blocks - runStart) * FINGERPRINT_BLOCK_BYTES);
+    if (sampled && distinct === 1 && unmatched === 0) {
+      const alignedEnd = Math.floor((offset + length) / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
+      this.learn(owners[0]!, firstBlockOffset, alignedEnd - firstBlockOffset);
+    }
     this.counters.blocks.matched += blocks - unmatched;
     this.counters.blocks.unmatched += unmatched;
     let best = -1;

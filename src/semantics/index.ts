@@ -16,7 +16,7 @@ export {
 } from './index-store.js';
 export {
   ClassifyLayer, ClassifyOptionsSchema, SemanticRegistry, classifyFactory, createClassifyFactory, defaultSemanticRegistry,
-  alignedBlocks, loadIoClassRules, RETAG_GRANULARITY_DEFAULT,
+  alignedBlocks, loadIoClassRules, RETAG_GRANULARITY_DEFAULT, SAMPLE_BLOCKS_DEFAULT, wantsFingerprints,
   type ClassifyLayerOptions, type ClassifyOptions,
 } from './classify.js';
 export {

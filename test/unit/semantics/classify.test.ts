@@ -14,6 +14,8 @@ const MiB = 1024 * KiB;
 
 /** Sits under classify and records what it passes down, like iCache or iDedup would see it. */
 class Recorder extends PassthroughLayer implements RetagSink {
+  /** Like a dedup layer: asks classify for every written block's fingerprint. */
+  wantsFingerprints = false;
   readonly tags: (IoTag | null)[] = [];
   readonly fingerprints: (Uint8Array | null)[] = [];
   readonly retags: { ranges: RetagRange[]; cause: RetagCause }[] = [];
@@ -41,11 +43,12 @@ class Recorder extends PassthroughLayer implements RetagSink {
   }
 }
 
-async function setup(options: Omit<SemanticIndexOptions, 'clock'> = {}) {
+async function setup(options: Omit<SemanticIndexOptions, 'clock'> = {}, below: { wantsFingerprints?: boolean; sampleBlocks?: number } = {}) {
   let now = 1000;
   const index = new SemanticIndex({ ...options, clock: () => now });
   const recorder = new Recorder(new MemoryDevice({ size: 256 * MiB }));
-  const layer = new ClassifyLayer(recorder, { index, retagGranularity: 64 * KiB });
+  recorder.wantsFingerprints = below.wantsFingerprints ?? false;
+  const layer = new ClassifyLayer(recorder, { index, retagGranularity: 64 * KiB, sampleBlocks: below.sampleBlocks });
   await layer.open();
   const apply = (message: SemanticMessage) => expect(index.apply(message)).toEqual({ ok: true });
   const read = async (offset: number, length: number) => {
@@ -108,8 +111,8 @@ describe('classify: reads', () => {
 });
 
 describe('classify: writes', () => {
-  it('fingerprints each whole aligned 4 KiB block once into req.fingerprints', async () => {
-    const { write, recorder } = await setup();
+  it('fingerprints each whole aligned 4 KiB block once into req.fingerprints (for a layer below that wants them)', async () => {
+    const { write, recorder } = await setup({}, { wantsFingerprints: true });
     const data = blocks(3, 1);
     await write(8192, data);
     const fps = recorder.fingerprints[0]!;
@@ -125,8 +128,41 @@ describe('classify: writes', () => {
     expect(recorder.fingerprints[2]).toBeNull();
   });
 
+  it('hashes nothing while no fingerprint is registered, and every block of a small write once one is', async () => {
+    const { write, apply, recorder, index } = await setup();
+    apply(extentsOf('A', 100 * KiB, [1 * MiB, 128 * KiB]));
+    expect(await write(0, blocks(4, 1))).toMatchObject({ origin: 'metadata' });
+    expect(recorder.fingerprints[0]).toBeNull();
+    expect(await write(1 * MiB, blocks(4, 1))).toMatchObject({ origin: 'data', fileId: 'A' });
+    expect(index.stats().blocks).toEqual({ matched: 0, unmatched: 0 });
+    const data = blocks(16, 7);
+    apply({ type: 'WriteFingerprints', fileId: 'B', blockSize: 4096, fingerprints: hexes(data), ttlMs: 30_000, size: 64 * KiB });
+    expect(await write(32 * MiB, data)).toMatchObject({ origin: 'data', fileId: 'B' });
+    expect(recorder.fingerprints[2]!.length).toBe(16 * 16);
+    expect(index.stats().blocks).toEqual({ matched: 16, unmatched: 0 });
+  });
+
+  it('matches a large write on evenly spaced samples, and learns its range only when every sample is one file\'s', async () => {
+    const { write, read, apply, recorder, index } = await setup();
+    const data = blocks(256, 11); // 1 MiB: 16 samples, one every 16 blocks
+    apply({ type: 'WriteFingerprints', fileId: 'C', blockSize: 4096, fingerprints: hexes(data), ttlMs: 30_000, size: 20 * MiB });
+    expect(await write(64 * MiB, data)).toMatchObject({ origin: 'data', fileId: 'C' });
+    expect(recorder.fingerprints[0]).toBeNull(); // samples are not every fingerprint: nothing is handed down
+    expect(index.stats().blocks).toEqual({ matched: 16, unmatched: 0 });
+    expect(await read(64 * MiB + 4096, 4096)).toMatchObject({ origin: 'data', fileId: 'C' }); // between two samples
+    expect(await read(65 * MiB - 4096, 4096)).toMatchObject({ origin: 'data', fileId: 'C' });
+    // Only blocks 16, 32 … of this write are registered to D (6 of its 16 samples): D does not have the majority,
+    // the write is tagged by the map (metadata here), and nothing is learnt.
+    const mixed = blocks(256, 12);
+    const registered = hexes(mixed).filter((_, block) => block % 16 === 0 && block > 0 && block <= 96);
+    apply({ type: 'WriteFingerprints', fileId: 'D', blockSize: 4096, fingerprints: registered, ttlMs: 30_000, size: 20 * MiB });
+    expect(await write(80 * MiB, mixed)).toMatchObject({ origin: 'metadata' });
+    expect(index.stats().blocks).toEqual({ matched: 22, unmatched: 10 });
+    expect(await read(80 * MiB + 16 * 4096, 4096)).toMatchObject({ origin: 'metadata' });
+  });
+
   it('reuses each IoRequest\'s fingerprint storage, with exact lengths, and never shares it between requests', async () => {
-    const { layer, recorder } = await setup();
+    const { layer, recorder } = await setup({}, { wantsFingerprints: true });
     // The NBD server reuses one IoRequest per request slot: the same storage serves every write on it.
     const slot = newIoRequest(0, 0);
     const writeOn = async (req: IoRequest, offset: number, data: Buffer) => {
