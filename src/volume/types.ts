@@ -49,7 +49,11 @@ export interface IoRequest {
   flags: number;
   /** Semantic tag; null until a classify layer (or a test) fills it. */
   tag: IoTag | null;
-  /** Per-4KiB-block fingerprints computed once by the classify layer and reused below (iDedup). */
+  /**
+   * Per-4KiB-block fingerprints computed once by the classify layer and reused below (iDedup): set when a layer
+   * below declares `wantsFingerprints`. Valid until the request's promise settles (the storage is reused for the
+   * next request in the same slot): a layer that keeps fingerprints longer copies them.
+   */
   fingerprints: Uint8Array | null;
 }
 
