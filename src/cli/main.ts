@@ -30,8 +30,14 @@ async function register(parent: Command, name: string, load: () => Promise<(c: C
 
 await register(program, 'serve', async () => (await import('./serve.js')).registerServe);
 await register(program, 'trace', async () => (await import('./trace.js')).registerTrace);
+await register(program, 'agent', async () => (await import('./agent.js')).registerAgent);
+await register(program, 'run', async () => (await import('./run.js')).registerRun);
+await register(program, 'report', async () => (await import('./report.js')).registerReport);
+await register(program, 'truth', async () => (await import('./truth.js')).registerTruth);
 await register(bench, 'nbd', async () => (await import('./bench-nbd.js')).registerBenchNbd);
 await register(bench, 'overhead', async () => (await import('./bench-overhead.js')).registerBenchOverhead);
+await register(bench, 'accuracy', async () => (await import('./bench-accuracy.js')).registerBenchAccuracy);
+await register(bench, 'tagging', async () => (await import('./bench-tagging.js')).registerBenchTagging);
 program.addCommand(bench);
 
 await program.parseAsync(process.argv);
