@@ -19,6 +19,11 @@ export interface AgentOptions {
   /** What to trace and how (startTrace's options; onWarning defaults to `log`). */
   trace: TraceOptions;
   sink: SemanticSink;
+  /**
+   * Backpressure from the sink's transport: a promise to await before taking the next event when the sink is
+   * behind (the trace session buffers meanwhile), null when it is not. Without it, a fast workload outruns the engine.
+   */
+  pressure?: () => Promise<void> | null;
   route: VolumeRoute;
   log?: (line: string) => void;
   informer?: InformerTuning;
@@ -62,6 +67,8 @@ export async function startAgent(options: AgentOptions): Promise<AgentSession> {
     informer.handle(insight);
   });
   const session = await startTrace({ onWarning: (message) => log(`tracer: ${message}`), ...options.trace });
+  // First word to the engine: a tracer describes this volume now, so blocks outside known files are metadata.
+  options.sink({ type: 'Tracing', tracer: session.backendName });
   let events = 0;
   let firstEventAt = 0;
   let endedAt = 0;
@@ -70,6 +77,8 @@ export async function startAgent(options: AgentOptions): Promise<AgentSession> {
       for await (const event of session.events) {
         if (events++ === 0) firstEventAt = performance.now();
         engine.handle(event);
+        const behind = options.pressure?.();
+        if (behind) await behind;
       }
     } finally {
       engine.finish();

@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileExtentReport } from '../insight/extents/fiemap.js';
-import { decodeDev, localHost } from '../insight/extents/host.js';
+import { decodeDev, localHost, type DeviceNumber } from '../insight/extents/host.js';
 import { mountsOfDev, readMountInfo } from '../insight/extents/mountinfo.js';
 import { FileSystemVolume, type VolumeLink } from '../insight/extents/volume-map.js';
 import type { VolumeExtent } from '../semantics/messages.js';
@@ -31,6 +31,8 @@ export interface VolumePlacement {
 
 export interface OpenedFile {
   readonly dev: number;
+  /** Another device number the file is known by (btrfs: the super block's, where st_dev is the subvolume's). */
+  readonly aliasDev?: number;
   readonly ino: number;
   readonly size: number;
   /** Reads up to `length` bytes at `position` into `into` (from 0); returns the bytes read (0 at end of file). */
@@ -109,7 +111,10 @@ export class LocalFileSystem implements AgentFileSystem {
     try {
       const stat = fs.fstatSync(fd);
       if (!stat.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'ENOTREG' });
-      return new LocalFile(fd, stat, volume);
+      // btrfs gives each subvolume an anonymous st_dev of its own, while the eBPF tracer names files by the super
+      // block's device (the one /proc/self/mountinfo lists): the file answers to both.
+      const superDev = volume.fsType === 'btrfs' ? encodeDev(volume.mount.dev) : undefined;
+      return new LocalFile(fd, stat, superDev, volume);
     } catch (error) {
       fs.closeSync(fd);
       throw error;
@@ -122,8 +127,11 @@ class LocalFile implements OpenedFile {
   readonly ino: number;
   readonly size: number;
 
-  constructor(private readonly fd: number, stat: fs.Stats, private readonly volume: FileSystemVolume) {
+  readonly aliasDev: number | undefined;
+
+  constructor(private readonly fd: number, stat: fs.Stats, superDev: number | undefined, private readonly volume: FileSystemVolume) {
     this.dev = stat.dev;
+    this.aliasDev = superDev;
     this.ino = stat.ino;
     this.size = stat.size;
   }
@@ -145,6 +153,11 @@ class LocalFile implements OpenedFile {
   close(): void {
     fs.closeSync(this.fd);
   }
+}
+
+/** A device number as stat's st_dev spells it (glibc's makedev). */
+export function encodeDev(dev: DeviceNumber): number {
+  return Number((BigInt(dev.minor) & 0xffn) | ((BigInt(dev.major) & 0xfffn) << 8n) | ((BigInt(dev.minor) & ~0xffn) << 12n) | ((BigInt(dev.major) & ~0xfffn) << 32n));
 }
 
 function realpathOr(file: string): string {

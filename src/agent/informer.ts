@@ -426,7 +426,7 @@ export class Informer {
       if (!isGone(error) && (error as NodeJS.ErrnoException).code !== 'ENOTREG') this.fail(error, `opening ${path}`);
       return null;
     }
-    if (opened.dev === file.dev && opened.ino === file.ino) return opened;
+    if ((opened.dev === file.dev || opened.aliasDev === file.dev) && opened.ino === file.ino) return opened;
     opened.close();
     return null;
   }

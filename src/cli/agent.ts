@@ -148,7 +148,7 @@ export async function runAgent(command: string[], flags: AgentFlags): Promise<nu
   try {
     try {
       session = await startWithFallback(
-        { route, sink: (message) => client.send(message as unknown as { type: string }), log: (line) => say(line), trace: { target } },
+        { route, sink: (message) => client.send(message as unknown as { type: string }), pressure: () => client.whenWritable(), log: (line) => say(line), trace: { target } },
         flags.backend,
       );
     } catch (error) {
@@ -165,7 +165,8 @@ export async function runAgent(command: string[], flags: AgentFlags): Promise<nu
       failure = error as Error;
     }
     const dropped = client.droppedCount;
-    const delivered = await closeDelivered(client, 10_000);
+    // The backlog is at most a few seconds of the engine's work (whenWritable keeps it there); a minute is slack.
+    const delivered = await closeDelivered(client, 60_000);
     process.stderr.write(`${renderAgentSummary(session.stats(), { delivered, dropped })}\n`);
     if (failure) {
       say(`the tracer failed: ${failure.message}`);

@@ -82,7 +82,7 @@ function hintSocket(runDir: string): string {
  */
 async function populateIndex(runDir: string, options: TaggingOptions, log: Log): Promise<{ messages: number }> {
   const warnings: string[] = [];
-  const client = new HintClient({ engine: `unix:${hintSocket(runDir)}`, volume: EXPORT_NAME, token: HINT_TOKEN, queuedMax: 1_000_000, onWarning: (w) => warnings.push(w) });
+  const client = new HintClient({ engine: `unix:${hintSocket(runDir)}`, volume: EXPORT_NAME, token: HINT_TOKEN, queuedBytesMax: 1024 * 1024 * 1024, onWarning: (w) => warnings.push(w) });
   let messages = 0;
   try {
     const slots = options.indexFiles * options.extentsPerFile;

@@ -257,6 +257,7 @@ export class SemanticIndex {
         return this.describe(m.fileId, (f) => { f.appClass = m.ioClass; });
       case 'FileGone': return this.onFileGone(m.fileId);
       case 'CopyFingerprints': return this.onCopyFingerprints(m.sourceFileId, m.targetFileId, m.ttlMs ?? this.options.copyTtlMs);
+      case 'Tracing': return { ok: true }; // applying any message turns insight on; this one carries nothing else
     }
   }
 

@@ -7,7 +7,7 @@ export {
   parseSemanticMessage,
   type SemanticMessage, type SemanticMessageType, type ParseResult, type VolumeExtent,
   type FileExtentsMessage, type WriteFingerprintsMessage, type FileClassMessage, type FilePatternMessage,
-  type FileGoneMessage, type AppHintMessage, type CopyFingerprintsMessage,
+  type FileGoneMessage, type AppHintMessage, type CopyFingerprintsMessage, type TracingMessage,
 } from './messages.js';
 export {
   SemanticIndex, SEMANTIC_DEFAULTS, isRetagSink,

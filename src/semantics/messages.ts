@@ -95,6 +95,16 @@ export interface AppHintMessage extends MessageBase {
   ioClass: number;
 }
 
+/**
+ * A tracer now describes this volume (sent first by `sky agent`): from here on, a block outside every file the
+ * index knows is metadata, not unknown — even before the first file is described (a `find` opens none).
+ */
+export interface TracingMessage extends MessageBase {
+  type: 'Tracing';
+  /** The tracer, e.g. "ebpf (bpftrace)"; informative. */
+  tracer?: string;
+}
+
 /** A copy without data through user space (copy_file_range, sendfile, FICLONE…): the target's blocks will carry the source's content. */
 export interface CopyFingerprintsMessage extends MessageBase {
   type: 'CopyFingerprints';
@@ -111,12 +121,13 @@ export type SemanticMessage =
   | FilePatternMessage
   | FileGoneMessage
   | AppHintMessage
-  | CopyFingerprintsMessage;
+  | CopyFingerprintsMessage
+  | TracingMessage;
 
 export type SemanticMessageType = SemanticMessage['type'];
 
 export const SEMANTIC_MESSAGE_TYPES: readonly SemanticMessageType[] = [
-  'FileExtents', 'WriteFingerprints', 'FileClass', 'FilePattern', 'FileGone', 'AppHint', 'CopyFingerprints',
+  'FileExtents', 'WriteFingerprints', 'FileClass', 'FilePattern', 'FileGone', 'AppHint', 'CopyFingerprints', 'Tracing',
 ];
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -157,6 +168,7 @@ const schemas = {
   FilePattern: z.object({ v: version, type: z.literal('FilePattern'), fileId, pattern: z.enum(['copy', 'encrypted']), sourceFileId: fileId.optional() }),
   FileGone: z.object({ v: version, type: z.literal('FileGone'), fileId, cause: z.string().max(256) }),
   AppHint: z.object({ v: version, type: z.literal('AppHint'), fileId, ioClass }),
+  Tracing: z.object({ v: version, type: z.literal('Tracing'), tracer: z.string().max(256).optional() }),
   CopyFingerprints: z.object({
     v: version,
     type: z.literal('CopyFingerprints'),

@@ -274,6 +274,11 @@ function crossCheck(space: readonly LayeredInterval<TruthLabel>[], files: Ground
   const result = { fileBytesOnFreeSpace: 0, fileBytesOnStaticMetadata: 0, fileBytesOwnerConfirmed: 0, fileBytesOwnerMismatch: 0 };
   if (space.length === 0) return result;
   const spaceMap = IntervalMap.build(space, (a) => a, (a, b) => a === b);
+  // A reflinked (shared) extent has several owners; XFS's reverse map names one of them per record.
+  const extentsByIno = new Map<number, GroundTruthParts['files'][number]['extents']>();
+  for (const file of files) extentsByIno.set(file.owner.ino, [...(extentsByIno.get(file.owner.ino) ?? []), ...file.extents]);
+  const alsoOwns = (ino: number, start: number, end: number) =>
+    extentsByIno.get(ino)?.some((extent) => extent.volumeOffset < end && start < extent.volumeOffset + extent.length) ?? false;
   for (const file of files) {
     for (const extent of file.extents) {
       for (const segment of spaceMap.query(extent.volumeOffset, extent.length)) {
@@ -282,7 +287,7 @@ function crossCheck(space: readonly LayeredInterval<TruthLabel>[], files: Ground
         const staticKind = STATIC_KINDS_NOT_FILE.has(segment.label.kind) || segment.label.kind.startsWith('btrfs-');
         if (segment.label.origin === 'metadata' && staticKind) result.fileBytesOnStaticMetadata += bytes;
         const inode = /^inode-(\d+)$/.exec(segment.label.kind);
-        if (inode && Number(inode[1]) === file.owner.ino) result.fileBytesOwnerConfirmed += bytes;
+        if (inode && (Number(inode[1]) === file.owner.ino || alsoOwns(Number(inode[1]), segment.start, segment.end))) result.fileBytesOwnerConfirmed += bytes;
         else if (inode) result.fileBytesOwnerMismatch += bytes;
       }
     }
