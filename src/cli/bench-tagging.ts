@@ -367,7 +367,7 @@ async function writeReport(options: TaggingOptions, names: TaggingServer[], samp
       imageSizeBytes: options.imageSizeBytes, imageDir: options.imageDir, targetRatio: options.targetRatio,
       servers: Object.fromEntries(names.map((n) => [n, {
         layers: layersOf(n),
-        index: n === 'plain' ? 'no tagging' : n === 'classify' ? 'no hints: every request is tagged unknown, every written block is still fingerprinted' : `fed over the hint channel before measuring: ${indexText}; fio's data matches none`,
+        index: n === 'plain' ? 'no tagging' : n === 'classify' ? 'no hints: every request is tagged unknown, nothing is hashed (no fingerprint registered)' : `fed over the hint channel before measuring: ${indexText}; fio's data matches none`,
       }])),
       order: `${names.join(', ')} in odd rounds, reversed in even rounds`,
     },
