@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Sky demo (`npm run demo`): installs what is missing (scripts/deps.sh), serves the default volume `sky` (a sparse
-# file in a temporary data dir) with metrics, attaches it through nbdfuse + a direct-I/O loop device, makes an ext4
-# file system on it, writes/reads/copies files through it, prints the server's per-operation stats, and tears
-# everything down again — also on Ctrl-C or any failure.
+# Sky demo (`npm run demo`): installs what is missing (scripts/deps.sh), serves a volume `sky` (a sparse file in a
+# temporary data dir) whose stack tags every request (classify) and records the tags (tag-log), attaches it through
+# nbdfuse + a direct-I/O loop device, makes an ext4 file system on it, runs a workload on it under tracing
+# (`sky agent`: the tracer's insights reach the engine over the hint channel), then prints what Sky learned —
+# metadata vs data, the class mix, the patterns it found (copies, encryption) — and how right the tags were against
+# the file system's own ground truth, and tears everything down again — also on Ctrl-C or any failure.
+# The report (markdown, JSON, SVG plots) is kept in ./demo-report/.
 #
 # Settings (environment): SKY_DEMO_SIZE (volume size, default 2G), SKY_DEMO_FILES and SKY_DEMO_FILE_MB (the
-# large-file workload, default 6 files of 64 MiB).
+# large-file workload, default 6 files of 64 MiB), SKY_DEMO_BACKEND (tracer: ebpf (default) or ptrace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -13,6 +16,8 @@ REPO=$(pwd)
 SIZE=${SKY_DEMO_SIZE:-2G}
 FILES=${SKY_DEMO_FILES:-6}
 FILE_MB=${SKY_DEMO_FILE_MB:-64}
+BACKEND=${SKY_DEMO_BACKEND:-ebpf}
+REPORT_DIR=$REPO/demo-report
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
@@ -92,16 +97,26 @@ METRICS_PORT=$(node -e 'const s = require("node:net").createServer().listen(0, "
 METRICS=127.0.0.1:$METRICS_PORT
 
 # ---- serve ------------------------------------------------------------------------------------------------------
-step "starting sky serve: default volume 'sky', $SIZE sparse file in $DATA_DIR"
+step "starting sky serve: volume 'sky' ($SIZE sparse file) with the classify and tag-log layers"
+HINTS=$DATA_DIR/hints.sock
+TAGS=$WORK/tags.jsonl
+TOKEN=$(node -e 'console.log(require("node:crypto").randomBytes(24).toString("hex"))')
+cat >"$WORK/sky.yaml" <<YAML
+dataDir: $DATA_DIR
+listen: { socket: $SOCKET }
+metrics: { listen: "$METRICS" }
+hints: { socket: $HINTS }
+exports:
+  - name: sky
+    device: { type: file, path: sky.img, size: $SIZE }
+    hintToken: $TOKEN
+    layers:
+      - { type: classify }
+      - { type: tag-log, path: $TAGS }
+YAML
 # setsid: the server gets its own session, so a Ctrl-C in this terminal reaches only this script, which then
 # unmounts before stopping the server (a server stopped first would leave the mount hanging).
-# SKY_DEMO_SERVER_CMD replaces the server for testing this script (e.g. an nbdkit command using $SOCKET).
-if [ -n "${SKY_DEMO_SERVER_CMD:-}" ]; then
-  SOCKET=$SOCKET DATA_DIR=$DATA_DIR SIZE=$SIZE METRICS=$METRICS setsid bash -c "exec $SKY_DEMO_SERVER_CMD" >"$WORK/server.log" 2>&1 &
-else
-  setsid node bin/sky serve --data-dir "$DATA_DIR" --size "$SIZE" --metrics "$METRICS" --log-format pretty \
-    >"$WORK/server.log" 2>&1 &
-fi
+setsid node bin/sky serve --config "$WORK/sky.yaml" --log-format pretty >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for i in $(seq 300); do
   alive "$SERVER_PID" || die "sky serve exited during start-up"
@@ -109,7 +124,7 @@ for i in $(seq 300); do
   [ "$i" -lt 300 ] || die "sky serve not ready after 30 s"
   sleep 0.1
 done
-info "pid $SERVER_PID, socket $SOCKET, metrics http://$METRICS/metrics"
+info "pid $SERVER_PID, socket $SOCKET, hints $HINTS, metrics http://$METRICS/metrics"
 nbdinfo "$URI" | grep -E 'export=|export-size|is_read_only|can_(flush|trim|zero|multi_conn)' | sed 's/^\s*/    /'
 
 # ---- attach -----------------------------------------------------------------------------------------------------
@@ -129,56 +144,43 @@ mkfs.ext4 -q -F -L sky-demo "$LOOP"
 mount "$LOOP" "$MNT"
 info "ext4 mounted on $MNT ($(df -h --output=size "$MNT" | tail -1 | tr -d ' '))"
 
-# ---- workload ---------------------------------------------------------------------------------------------------
-# HOOK (tracing demo, later issue): run the workload below under `sky trace --volume sky -- …` here, and after it
-# print what Sky learned (bytes/requests classified metadata vs data per file, the classification accuracy
-# report) and what iCache/iDedup gained. Until then the workload runs untraced.
+# ---- workload under tracing ---------------------------------------------------------------------------------------
+# `sky agent` traces the command and everything it starts, works out which files live on volume 'sky' (loop →
+# nbdfuse → export), and sends the engine their extents, fingerprints of the blocks written, sizes, copies,
+# encryption and deletions. The engine tags every block request with what it learnt; the tag-log layer records it.
+agent() { node bin/sky agent --engine "unix:$HINTS" --volume sky --token "$TOKEN" --backend "$BACKEND" -- "$@"; }
 
-step "writing $FILES files of $FILE_MB MiB (random data, fsync after each)"
 SOURCE=$(mktemp /dev/shm/sky-demo-source.XXXXXX)
 dd if=/dev/urandom of="$SOURCE" bs=1M count="$FILE_MB" status=none
 SOURCE_SUM=$(sha256sum "$SOURCE" | cut -d' ' -f1)
-mkdir "$MNT/data"
-FILE_BYTES=$((FILE_MB * 1024 * 1024))
-total_ns=0
-for i in $(seq "$FILES"); do
-  start=$(now_ns)
-  dd if="$SOURCE" of="$MNT/data/file$i" bs=1M conv=fsync status=none
-  ns=$(($(now_ns) - start)); total_ns=$((total_ns + ns))
-  info "[$i/$FILES] file$i  $FILE_MB MiB  $(mb_per_s "$FILE_BYTES" "$ns") MB/s"
-done
-info "wrote $((FILES * FILE_MB)) MiB in $(seconds "$total_ns") s: $(mb_per_s $((FILES * FILE_BYTES)) "$total_ns") MB/s"
+export SOURCE MNT FILES FILE_MB REPO
 
-step "reading them back with O_DIRECT (bypassing the page cache) and checking sha256"
-total_ns=0
-for i in $(seq "$FILES"); do
-  start=$(now_ns)
-  sum=$(dd if="$MNT/data/file$i" iflag=direct bs=1M status=none | sha256sum | cut -d' ' -f1)
-  ns=$(($(now_ns) - start)); total_ns=$((total_ns + ns))
-  [ "$sum" = "$SOURCE_SUM" ] || die "file$i: checksum mismatch (read back $sum, wrote $SOURCE_SUM)"
-  info "[$i/$FILES] file$i  $FILE_MB MiB  $(mb_per_s "$FILE_BYTES" "$ns") MB/s  sha256 ok"
-done
-info "read $((FILES * FILE_MB)) MiB in $(seconds "$total_ns") s: $(mb_per_s $((FILES * FILE_BYTES)) "$total_ns") MB/s"
-
-step "copying a source tree onto the volume (node_modules: many small files) and running find"
+step "traced workload 1: $FILES files of $FILE_MB MiB (fsync each), a source tree (cp -a node_modules), gpg, cp, rm"
 start=$(now_ns)
-cp -a "$REPO/node_modules" "$MNT/tree"
-sync -f "$MNT"
-info "cp -a: $(find "$REPO/node_modules" -type f | wc -l) files, $(du -sh "$MNT/tree" | cut -f1) in $(seconds $(($(now_ns) - start))) s"
+agent bash -euc '
+  mkdir "$MNT/data"
+  for i in $(seq "$FILES"); do dd if="$SOURCE" of="$MNT/data/file$i" bs=1M conv=fsync status=none; done
+  cp -a "$REPO/node_modules" "$MNT/tree"
+  gpg --batch --yes --quiet --pinentry-mode loopback --passphrase sky --symmetric --cipher-algo AES256 \
+    -o "$MNT/data/file1.gpg" "$MNT/data/file1"
+  cp "$MNT/data/file2" "$MNT/data/file2.copy"
+  head -c 1M "$SOURCE" >"$MNT/scratch"; sync "$MNT/scratch"; rm "$MNT/scratch"
+  sync -f "$MNT"'
+info "workload 1 took $(seconds $(($(now_ns) - start))) s"
+
 sync
-echo 3 >/proc/sys/vm/drop_caches # so that find reads the inodes and directories from Sky, not from memory
+echo 3 >/proc/sys/vm/drop_caches # so that what follows reads from Sky, not from memory
+step "traced workload 2 (cold cache): find over the volume, read the large files back and check them"
 start=$(now_ns)
-found=$(find "$MNT" -type f | wc -l)
-info "find (cold cache): $found files in $(seconds $(($(now_ns) - start))) s"
-
-step "cp of a large file on the volume"
-start=$(now_ns)
-cp "$MNT/data/file1" "$MNT/data/file1.copy"
-sync -f "$MNT"
-ns=$(($(now_ns) - start))
-info "cp file1 → file1.copy: $FILE_MB MiB in $(seconds "$ns") s ($(mb_per_s "$FILE_BYTES" "$ns") MB/s)"
-cmp "$MNT/data/file1" "$MNT/data/file1.copy" || die "copy differs from its source"
-sync
+agent bash -euc '
+  echo "    find: $(find "$MNT" -type f | wc -l) files"
+  for i in $(seq "$FILES"); do
+    sum=$(sha256sum "$MNT/data/file$i" | cut -d" " -f1)
+    [ "$sum" = "$(sha256sum "$SOURCE" | cut -d" " -f1)" ] || { echo "file$i: checksum mismatch" >&2; exit 1; }
+  done
+  cmp "$MNT/data/file2" "$MNT/data/file2.copy"
+  echo "    $FILES files of $FILE_MB MiB read back: sha256 ok; the copy matches its source"'
+info "workload 2 took $(seconds $(($(now_ns) - start))) s"
 
 # ---- what the server saw ------------------------------------------------------------------------------------------
 step "server stats (GET http://$METRICS/stats)"
@@ -197,3 +199,22 @@ for (const { volume, ops } of volumes) {
   }
 }
 EOF
+
+# ---- what Sky learned -------------------------------------------------------------------------------------------
+step "ground truth: unmount, mount read-only, map every file and the file system's space (sky truth)"
+sync
+node bin/sky truth "$MNT" --remount-ro --out "$WORK/truth.json" >"$WORK/truth.txt"
+grep -iE '^(files|file bytes|metadata|data|free)' "$WORK/truth.txt" | sed 's/^/    /' || true
+
+step "detaching the volume and stopping the server (the tag log is complete once the engine has closed it)"
+umount "$MNT"
+for loop in $(losetup -n -O NAME -j "$FUSE_DIR/nbd" 2>/dev/null); do losetup -d "$loop"; done
+for _ in $(seq 50); do fusermount3 -u "$FUSE_DIR" 2>/dev/null && break; sleep 0.1; done
+stop_pid "$FUSE_PID" 5
+stop_pid "$SERVER_PID" 10
+info "tag log: $(wc -l <"$TAGS") lines, $(du -h "$TAGS" | cut -f1)"
+
+step "what Sky learned (sky report; plots and tables in ./demo-report/)"
+rm -rf "$REPORT_DIR"
+node bin/sky report "$TAGS" --truth "$WORK/truth.json" --out "$REPORT_DIR" --brief 2>/dev/null | sed 's/^/    /'
+info "report: $REPORT_DIR/report.md ($(ls "$REPORT_DIR"/*.svg 2>/dev/null | wc -l) SVG plots)"
