@@ -14,7 +14,7 @@
  * Every process started here is stopped by its pid; the volume is torn down (umount, losetup -d, fusermount3 -u,
  * engine stop) in finally blocks, on failure and on Ctrl-C. Method and caveats: bench/accuracy/README.md.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -26,6 +26,11 @@ import { Command } from 'commander';
 import { GroundTruth, emptyReport, scoreOne, type AccuracyReport, type GroundTruthStats, type TaggedRequest, type Verdicts } from '../insight/extents/index.js';
 import { PAPER_IOCLASS_TABLE, sizeRule } from '../insight/ioclass.js';
 import { machineInfo, parseSize, type MachineInfo } from './bench-overhead.js';
+import {
+  capture, findKernelTarball, findPostgresBin, killGroup, packageInstalled, pidAlive, positiveInt, readTail as tail, settlesWithin as settles, sleep,
+  startProcess, userIds, type Finished, type StartOptions, type Started,
+} from './bench-processes.js';
+import { escapeXml } from '../report/svg.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // What is measured
@@ -254,10 +259,6 @@ export function renderMarkdown(report: AccuracyBenchReport, svgName: string | nu
   return lines.join('\n');
 }
 
-function escapeXml(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
-
 const SERIES = [
   { name: 'origin, request time', color: '#2f6db5', pick: (r: AccuracyRun) => percentRight(r.requestTime?.origin, 'bytes') },
   { name: 'origin, after re-tags', color: '#8fb3e0', pick: (r: AccuracyRun) => percentRight(r.afterRetag?.origin, 'bytes') },
@@ -333,71 +334,13 @@ export function updateDocs(text: string, report: AccuracyBenchReport, resultsLin
 // ---------------------------------------------------------------------------------------------------------------
 // Processes: each child in its own process group, tracked, stopped by its pid
 
-interface Finished {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  seconds: number;
-  timedOut: boolean;
-}
-
-interface Started {
-  child: ChildProcess;
-  done: Promise<Finished>;
-}
-
 /** Workload processes (stopped first on Ctrl-C) and infrastructure (engine, nbdfuse: stopped by teardown). */
 const workloadChildren = new Set<ChildProcess>();
 const infraChildren = new Set<ChildProcess>();
 
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    try {
-      child.kill(signal);
-    } catch {
-      // gone
-    }
-  }
-}
-
-interface StartOptions {
-  stdoutFile?: string;
-  stderrFile?: string;
-  cwd?: string;
-  timeoutSeconds?: number;
-  infra?: boolean;
-}
-
-function start(argv: readonly string[], options: StartOptions = {}): Started {
-  const out = options.stdoutFile ? fs.openSync(options.stdoutFile, 'a') : 'ignore';
-  const err = options.stderrFile ? fs.openSync(options.stderrFile, 'a') : 'ignore';
-  const began = process.hrtime.bigint();
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', out, err], detached: true, cwd: options.cwd });
-  if (typeof out === 'number') fs.closeSync(out);
-  if (typeof err === 'number') fs.closeSync(err);
-  const set = options.infra ? infraChildren : workloadChildren;
-  set.add(child);
-  let timedOut = false;
-  let timer: NodeJS.Timeout | undefined;
-  const done = new Promise<Finished>((resolve) => {
-    if (options.timeoutSeconds) {
-      timer = setTimeout(() => {
-        timedOut = true;
-        killGroup(child, 'SIGTERM');
-        setTimeout(() => killGroup(child, 'SIGKILL'), 10_000).unref();
-      }, options.timeoutSeconds * 1000);
-    }
-    const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
-      if (timer) clearTimeout(timer);
-      set.delete(child);
-      resolve({ code, signal, seconds: Number(process.hrtime.bigint() - began) / 1e9, timedOut });
-    };
-    child.once('error', () => finish(127, null));
-    child.once('exit', finish);
-  });
-  return { child, done };
+/** A workload child, or with `infra` an engine/nbdfuse child (stopped by teardown, not first on Ctrl-C). */
+function start(argv: readonly string[], options: StartOptions & { infra?: boolean } = {}): Started {
+  return startProcess(argv, options.infra ? infraChildren : workloadChildren, { append: true, killGraceMs: 10_000, ...options });
 }
 
 /** Runs a command to completion; throws with the tail of its stderr on failure. */
@@ -409,48 +352,12 @@ async function runChecked(argv: readonly string[], scratch: string, tag: string,
   return result;
 }
 
-function capture(argv: readonly string[], allowFail = false): string {
-  const result = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: 600_000, maxBuffer: 16 * MiB });
-  if ((result.status !== 0 || result.error) && !allowFail) throw new Error(`${argv.join(' ')} failed (${result.error?.message ?? `exit ${result.status}`}): ${(result.stderr ?? '').trim().slice(-600)}`);
-  return result.stdout ?? '';
-}
-
-async function tail(file: string, bytes = 4000): Promise<string> {
-  try {
-    const text = await fsp.readFile(file, 'utf8');
-    return text.length > bytes ? text.slice(-bytes) : text;
-  } catch {
-    return '';
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function settles(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([promise.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** SIGTERM, then SIGKILL if it does not end; by pid (process group). */
 async function stopChild(started: Started, graceMs = 30_000): Promise<void> {
   killGroup(started.child, 'SIGTERM');
   if (await settles(started.done, graceMs)) return;
   killGroup(started.child, 'SIGKILL');
   await settles(started.done, 5000);
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 function isMounted(mountPoint: string): boolean {
@@ -612,8 +519,8 @@ class Attachment {
         await sleep(250);
       }
       // losetup -d on a busy device only sets autoclear: wait until the nbdfuse file is let go.
-      for (let i = 0; i < 40 && capture(['losetup', '--associated', this.image], true).trim() !== ''; i++) await sleep(250);
-      if (capture(['losetup', '--associated', this.image], true).trim() !== '') problems.push(`a loop device still uses ${this.image}`);
+      for (let i = 0; i < 40 && capture(['losetup', '--associated', this.image], { allowFail: true }).trim() !== ''; i++) await sleep(250);
+      if (capture(['losetup', '--associated', this.image], { allowFail: true }).trim() !== '') problems.push(`a loop device still uses ${this.image}`);
       this.loop = null;
     }
     for (let i = 0; i < 20 && isMounted(this.fuseDir); i++) {
@@ -655,41 +562,6 @@ function dropCaches(): void {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Workloads
-
-function findKernelTarball(): string | null {
-  try {
-    const names = fs.readdirSync('/usr/src').filter((n) => /^linux-source-.*\.tar\.(xz|bz2|gz)$/.test(n)).sort();
-    return names.length > 0 ? path.join('/usr/src', names[names.length - 1]) : null;
-  } catch {
-    return null;
-  }
-}
-
-function findPostgresBin(): string | null {
-  try {
-    const versions = fs.readdirSync('/usr/lib/postgresql').filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
-    for (const v of versions) {
-      const bin = path.join('/usr/lib/postgresql', v, 'bin');
-      if (fs.existsSync(path.join(bin, 'postgres')) && fs.existsSync(path.join(bin, 'pgbench'))) return bin;
-    }
-  } catch {
-    // not installed
-  }
-  return null;
-}
-
-function userIds(name: string): { uid: number; gid: number } | null {
-  for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
-    const fields = line.split(':');
-    if (fields[0] === name) return { uid: Number(fields[2]), gid: Number(fields[3]) };
-  }
-  return null;
-}
-
-function packageInstalled(name: string): boolean {
-  const result = spawnSync('dpkg-query', ['-W', '-f=${Status}', name], { encoding: 'utf8' });
-  return result.status === 0 && result.stdout.includes('install ok installed');
-}
 
 async function installPackages(names: string[], config: AccuracyConfig, scratch: string, progress: Progress): Promise<void> {
   const missing = names.filter((n) => !packageInstalled(n));
@@ -885,11 +757,11 @@ export function parseDebugfsExtents(text: string, blockBytes: number, offsetInEx
 }
 
 function ext4JournalRanges(device: string, offsetInExport: number): NamedRange[] {
-  const header = capture(['dumpe2fs', '-h', device], true);
+  const header = capture(['dumpe2fs', '-h', device], { allowFail: true });
   const blockBytes = Number(/^Block size:\s*(\d+)/m.exec(header)?.[1] ?? 0);
   const inode = Number(/^Journal inode:\s*(\d+)/m.exec(header)?.[1] ?? 0);
   if (!(blockBytes > 0) || !(inode > 0)) return [];
-  return parseDebugfsExtents(capture(['debugfs', '-R', `stat <${inode}>`, device], true), blockBytes, offsetInExport, 'journal');
+  return parseDebugfsExtents(capture(['debugfs', '-R', `stat <${inode}>`, device], { allowFail: true }), blockBytes, offsetInExport, 'journal');
 }
 
 /** The finer name of a truth label's piece: bytes of [start, end) inside the named ranges, and the rest. */
@@ -1126,14 +998,14 @@ async function runOne(
     const traced = await progress.during(`${fsType} ${id} traced phase`, agent.done);
     window.agentEndMs = Date.now();
     const workloadEnded = fs.existsSync(doneFile) ? fs.statSync(doneFile).mtimeMs : null;
-    run.seconds.traced = traced.seconds;
+    run.seconds.traced = traced.wallSeconds;
     if (workloadEnded !== null) run.seconds.agentAfterWorkload = Math.max(0, (window.agentEndMs - workloadEnded) / 1000);
     if (lingered.fired) throw new Error(`sky agent did not exit within ${config.agentLingerSeconds} s after its command ended (stopped by the bench): ${(await tail(agentErr, 600)).trim()}`);
     run.agent = { exitCode: traced.code, summary: await tail(agentErr, 6000) };
     plan.after?.(traced.code === 0);
     if (plan.cleanup) await plan.cleanup();
     if (traced.code !== 0) throw new Error(`the traced command failed (${traced.timedOut ? 'timed out' : `exit ${traced.code ?? traced.signal}`}): ${(await tail(agentErr, 600)).trim()}`);
-    step(`traced phase done in ${traced.seconds.toFixed(1)} s; umount (writes the rest back)`);
+    step(`traced phase done in ${traced.wallSeconds.toFixed(1)} s; umount (writes the rest back)`);
     const umountBegan = Date.now();
     await progress.during(`${fsType} ${id} umount`, attachment.umount());
     window.endMs = Date.now();
@@ -1299,13 +1171,6 @@ export function parseList<T extends string>(text: string, known: readonly T[], w
   for (const item of items) if (!known.includes(item as T)) throw new Error(`unknown ${what} "${item}" (known: ${known.join(', ')})`);
   // Keep the canonical order: later kernel-tree workloads build on the earlier ones' tree.
   return known.filter((k) => items.includes(k));
-}
-
-function positiveInt(text: string | undefined, name: string, fallback: number): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`--${name} must be a positive integer, got ${text}`);
-  return value;
 }
 
 interface CliOptions {

@@ -11,7 +11,7 @@
  * clock (they are reported separately as wall time). For the database it is pgbench's run time while the
  * server's process tree is traced. Every process started here is stopped by its pid, on failure and on Ctrl-C.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -19,6 +19,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
+import {
+  capture, findKernelTarball, findPostgresBin, killGroup, packageInstalled, pidAlive, positiveInt, readTail, settlesWithin, sleep, startProcess, userIds,
+  type Finished, type StartOptions, type Started,
+} from './bench-processes.js';
+import { escapeXml } from '../report/svg.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // What is measured
@@ -520,10 +525,6 @@ function formatDuration(seconds: number): string {
   return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : m > 0 ? `${m}m${String(r).padStart(2, '0')}s` : `${r}s`;
 }
 
-function escapeXml(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
-
 /** A round step (1, 2 or 5 × 10^k) that splits `span` into about `count` intervals. */
 export function niceStep(span: number, count = 5): number {
   if (!(span > 0)) return 1;
@@ -642,13 +643,6 @@ export interface CliOptions {
   keep?: boolean;
 }
 
-function positiveInt(text: string | undefined, name: string, fallback: number): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`--${name} must be a positive integer, got ${text}`);
-  return value;
-}
-
 export function resolveConfig(options: CliOptions): OverheadConfig {
   const quick = options.quick === true;
   const scale = options.scale === undefined ? 1 : Number(options.scale);
@@ -701,95 +695,18 @@ export function resolveConfig(options: CliOptions): OverheadConfig {
 // ---------------------------------------------------------------------------------------------------------------
 // Processes: every child is tracked and stopped by its pid (its process group, which we created)
 
-interface Finished {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  wallSeconds: number;
-  timedOut: boolean;
-}
-
-interface Started {
-  child: ChildProcess;
-  done: Promise<Finished>;
-}
-
 const liveChildren = new Set<ChildProcess>();
 
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    try {
-      child.kill(signal);
-    } catch {
-      // already gone
-    }
-  }
-}
-
-interface StartOptions {
-  stdoutFile?: string;
-  stderrFile?: string;
-  cwd?: string;
-  env?: NodeJS.ProcessEnv;
-  timeoutSeconds?: number;
-}
-
-/** Starts argv in its own process group with stdout/stderr to files (or ignored). */
 function start(argv: readonly string[], options: StartOptions = {}): Started {
-  const stdoutFd = options.stdoutFile ? fs.openSync(options.stdoutFile, 'w') : 'ignore';
-  const stderrFd = options.stderrFile ? fs.openSync(options.stderrFile, 'w') : 'ignore';
-  const began = process.hrtime.bigint();
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', stdoutFd, stderrFd], detached: true, cwd: options.cwd, env: options.env ?? process.env });
-  if (typeof stdoutFd === 'number') fs.closeSync(stdoutFd);
-  if (typeof stderrFd === 'number') fs.closeSync(stderrFd);
-  liveChildren.add(child);
-  let timedOut = false;
-  let timer: NodeJS.Timeout | undefined;
-  const done = new Promise<Finished>((resolve) => {
-    if (options.timeoutSeconds) {
-      timer = setTimeout(() => {
-        timedOut = true;
-        killGroup(child, 'SIGTERM');
-        setTimeout(() => killGroup(child, 'SIGKILL'), 5000).unref();
-      }, options.timeoutSeconds * 1000);
-    }
-    const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
-      if (timer) clearTimeout(timer);
-      liveChildren.delete(child);
-      resolve({ code, signal, wallSeconds: Number(process.hrtime.bigint() - began) / 1e9, timedOut });
-    };
-    child.once('error', () => finish(127, null));
-    child.once('exit', finish);
-  });
-  return { child, done };
+  return startProcess(argv, liveChildren, options);
 }
 
 async function run(argv: readonly string[], options: StartOptions = {}): Promise<Finished> {
   return start(argv, options).done;
 }
 
-/** Runs a short command and returns its stdout; throws with its stderr on failure. */
-function capture(argv: readonly string[], options: { cwd?: string; allowFail?: boolean; timeoutSeconds?: number } = {}): string {
-  const result = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', cwd: options.cwd, timeout: (options.timeoutSeconds ?? 600) * 1000, maxBuffer: 16 * 2 ** 20 });
-  if ((result.status !== 0 || result.error) && !options.allowFail) {
-    throw new Error(`${argv.join(' ')} failed (${result.error?.message ?? `exit ${result.status}`}): ${(result.stderr ?? '').trim().slice(-800)}`);
-  }
-  return result.stdout ?? '';
-}
-
 function stopAllChildren(): void {
   for (const child of liveChildren) killGroup(child, 'SIGTERM');
-}
-
-async function readTail(file: string, bytes = 4000): Promise<string> {
-  try {
-    const text = await fsp.readFile(file, 'utf8');
-    return text.length > bytes ? text.slice(-bytes) : text;
-  } catch {
-    return '';
-  }
 }
 
 /** `sky trace`'s summary opens with its counts and can run long (file lists): keep the head and the tail. */
@@ -802,45 +719,11 @@ async function readSummary(file: string): Promise<string> {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Resolves true when `promise` settles within `ms`, false otherwise; never keeps the process alive. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Environment: packages, helpers, machine
 
 function haveCommand(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
-}
-
-function packageInstalled(name: string): boolean {
-  const result = spawnSync('dpkg-query', ['-W', '-f=${Status}', name], { encoding: 'utf8' });
-  return result.status === 0 && result.stdout.includes('install ok installed');
 }
 
 async function installPackages(names: string[], config: OverheadConfig, log: Logger): Promise<void> {
@@ -1197,15 +1080,6 @@ async function countEntries(dir: string): Promise<number> {
   return count;
 }
 
-function findKernelTarball(): string | null {
-  try {
-    const names = fs.readdirSync('/usr/src').filter((n) => /^linux-source-.*\.tar\.(xz|bz2|gz)$/.test(n)).sort();
-    return names.length > 0 ? path.join('/usr/src', names[names.length - 1]) : null;
-  } catch {
-    return null;
-  }
-}
-
 async function prepareKernelTree(ctx: RunContext): Promise<KernelTree> {
   const { config, log } = ctx;
   if (config.treeDirs) {
@@ -1303,19 +1177,6 @@ function varmailWorkload(ctx: RunContext): Workload {
 
 // --- PostgreSQL -------------------------------------------------------------------------------------------------
 
-function findPostgresBin(): string | null {
-  try {
-    const versions = fs.readdirSync('/usr/lib/postgresql').filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
-    for (const v of versions) {
-      const bin = path.join('/usr/lib/postgresql', v, 'bin');
-      if (fs.existsSync(path.join(bin, 'postgres')) && fs.existsSync(path.join(bin, 'pgbench'))) return bin;
-    }
-  } catch {
-    // not installed
-  }
-  return null;
-}
-
 /** Child pids and names of every process below `root` (from /proc). */
 function descendants(root: number): { pid: number; comm: string }[] {
   const parentOf = new Map<number, { ppid: number; comm: string }>();
@@ -1396,18 +1257,6 @@ async function waitForAttach(tracer: Started, backend: Backend, targetPid: numbe
     await sleep(200);
   }
   return `not attached after ${timeoutMs / 1000} s`;
-}
-
-function userIds(name: string): { uid: number; gid: number } | null {
-  try {
-    for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
-      const fields = line.split(':');
-      if (fields[0] === name) return { uid: Number(fields[2]), gid: Number(fields[3]) };
-    }
-  } catch {
-    // no passwd
-  }
-  return null;
 }
 
 async function chownTree(dir: string, ids: { uid: number; gid: number }): Promise<void> {
