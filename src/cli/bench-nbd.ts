@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseSize } from '../device/index.js';
+import { escapeXml } from '../report/svg.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // What is measured
@@ -220,9 +221,7 @@ export function renderMarkdownTable(rows: readonly string[][]): string {
   return [line(rows[0]!), line(align), ...rows.slice(1).map(line)].join('\n');
 }
 
-export function escapeXml(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
+export { escapeXml };
 
 /** Horizontal bars of the ratio per job, whiskers for the per-round range, lines at the target and at parity. */
 export function renderRatioSvg(summaries: readonly JobSummary[], sky: string, anchor: string, target: number): string {
@@ -578,7 +577,7 @@ async function writeReport(options: BenchOptions, samples: Sample[]): Promise<Be
 // ---------------------------------------------------------------------------------------------------------------
 // CLI
 
-function integerAtLeast(minimum: number, flag: string): (text: string) => number {
+export function integerAtLeast(minimum: number, flag: string): (text: string) => number {
   return (text) => {
     const value = Number(text);
     if (!Number.isSafeInteger(value) || value < minimum) throw new InvalidArgumentError(`${flag} needs a whole number ≥ ${minimum}`);
@@ -592,14 +591,19 @@ function positiveRatio(text: string): number {
   return value;
 }
 
-function positiveSize(text: string): number {
-  let bytes = 0;
-  try { bytes = parseSize(text); } catch (error) { throw new InvalidArgumentError((error as Error).message); }
-  if (bytes === 0) throw new InvalidArgumentError('--size must be above 0');
-  return bytes;
+/** A commander parser for `--size`: a size of at least `minimum` bytes (and above 0). */
+export function sizeAtLeast(minimum: number, name: string): (text: string) => number {
+  return (text) => {
+    let bytes = 0;
+    try { bytes = parseSize(text); } catch (error) { throw new InvalidArgumentError((error as Error).message); }
+    if (bytes === 0 || bytes < minimum) throw new InvalidArgumentError(minimum > 0 ? `--size must be at least ${name}` : '--size must be above 0');
+    return bytes;
+  };
 }
 
-function selectJobs(text: string): BenchJob[] {
+const positiveSize = sizeAtLeast(0, '');
+
+export function selectJobs(text: string): BenchJob[] {
   const ids = text.split(',').map((id) => id.trim());
   return ids.map((id) => {
     const job = JOBS.find((j) => j.id === id);

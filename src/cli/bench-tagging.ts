@@ -25,7 +25,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseSize } from '../device/index.js';
 import { HintClient } from '../hints/client.js';
 import {
-  EXPORT_NAME, JOBS, checkImageDir, escapeXml, fillImage, formatNumber, machineInfo, progress, renderMarkdownTable,
+  EXPORT_NAME, JOBS, checkImageDir, escapeXml, integerAtLeast, selectJobs, sizeAtLeast, fillImage, formatNumber, machineInfo, progress, renderMarkdownTable,
   renderTerminalTable, runFio, spawnServer, spread, stopProcess, summarize, tableRows, waitReady,
   type BenchJob, type JobSummary, type Log, type MachineInfo, type RunningServer, type Sample, type ServerSpec,
 } from './bench-nbd.js';
@@ -390,28 +390,7 @@ async function writeReport(options: TaggingOptions, names: TaggingServer[], samp
 // ---------------------------------------------------------------------------------------------------------------
 // CLI
 
-function integerAtLeast(minimum: number, flag: string): (text: string) => number {
-  return (text) => {
-    const value = Number(text);
-    if (!Number.isSafeInteger(value) || value < minimum) throw new InvalidArgumentError(`${flag} needs a whole number ≥ ${minimum}`);
-    return value;
-  };
-}
-
-function positiveSize(text: string): number {
-  let bytes = 0;
-  try { bytes = parseSize(text); } catch (error) { throw new InvalidArgumentError((error as Error).message); }
-  if (bytes < 2 ** 26) throw new InvalidArgumentError('--size must be at least 64M');
-  return bytes;
-}
-
-function selectJobs(text: string): BenchJob[] {
-  return text.split(',').map((id) => {
-    const job = JOBS.find((j) => j.id === id.trim());
-    if (!job) throw new InvalidArgumentError(`unknown job ${id}; jobs: ${JOBS.map((j) => j.id).join(', ')}`);
-    return job;
-  });
-}
+const positiveSize = sizeAtLeast(2 ** 26, '64M');
 
 function ratio(text: string): number {
   const value = Number(text);
