@@ -14,7 +14,7 @@ import { ConfigError, Engine, createLogger, type Config } from '../engine/index.
 import { formatBytes } from '../insight/summary.js';
 import { SEMANTIC_MESSAGE_TYPES, type SemanticIndex, type SemanticIndexStats, type SemanticMessage } from '../semantics/index.js';
 import { TraceError } from '../trace/index.js';
-import { buildConfig, DEFAULT_SIZE, type ServeFlags } from './serve.js';
+import { addServeOptions, buildConfig, type ServeFlags } from './serve.js';
 
 export const RUN_EXIT = { usage: 2, tracer: 3, engine: 4, interrupted: 130 } as const;
 
@@ -163,21 +163,12 @@ export async function run(command: string[], flags: RunFlags): Promise<number> {
 }
 
 export function registerRun(program: Command): void {
-  program
-    .command('run')
-    .description('serve a volume, trace a workload on it, feed what it does to the volume in-process, and print what Sky learned')
-    .option('-c, --config <file>', 'YAML config; the traced export needs a classify layer')
-    .option('-f, --file <path>', 'serve this sparse file (created if missing)')
-    .option('--memory', 'serve a memory-backed volume (contents vanish on exit)')
-    .option('-s, --size <size>', `volume size, e.g. 512M, 4G (default: the file's size, or ${DEFAULT_SIZE} for a new one)`)
-    .option('-e, --export <name>', 'export name', 'sky')
-    .option('--socket <path>', 'listen on this unix socket (default: <data-dir>/sky.sock)')
-    .option('--listen <host:port>', 'listen on TCP too')
-    .option('--metrics <host:port>', 'serve Prometheus /metrics and JSON /stats over HTTP')
-    .option('--data-dir <dir>', 'where default volumes and sockets live')
+  addServeOptions(
+    program.command('run').description('serve a volume, trace a workload on it, feed what it does to the volume in-process, and print what Sky learned'),
+    'YAML config; the traced export needs a classify layer',
+  )
     .option('--volume <name>', 'the export to trace for (default: the only export)')
     .addOption(new Option('--backend <backend>', 'tracer: ebpf (bpftrace) or ptrace (strace); default ebpf, else ptrace').choices(['ebpf', 'ptrace']))
-    .addOption(new Option('--log-format <format>', 'log format').choices(['pretty', 'json']))
     .addOption(new Option('--log-level <level>', 'engine log level (default warn)').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
     .argument('<command...>', 'the command to run and trace, after --')
     .addHelpText(

@@ -24,21 +24,27 @@ export interface ServeFlags {
 
 export const DEFAULT_SIZE = '4G';
 
-export function registerServe(program: Command): void {
-  program
-    .command('serve')
-    .description('serve volumes over NBD (from a YAML config, or one export from flags)')
-    .option('-c, --config <file>', 'YAML config (see docs/config.md); flags below override its listen/log/metrics')
+/** The options that describe what to serve and where (`sky serve` and `sky run` take the same ones; see buildConfig). */
+export function addServeOptions(command: Command, configHelp: string): Command {
+  return command
+    .option('-c, --config <file>', configHelp)
     .option('-f, --file <path>', 'serve this sparse file (created if missing; an existing file keeps its data)')
     .option('--memory', 'serve a memory-backed volume (contents vanish on exit)')
     .option('-s, --size <size>', `volume size, e.g. 512M, 4G (default: the file's size, or ${DEFAULT_SIZE} for a new one)`)
     .option('-e, --export <name>', 'export name', 'sky')
     .option('--socket <path>', 'listen on this unix socket (default: <data-dir>/sky.sock)')
     .option('--listen <host:port>', 'listen on TCP too (NBD default port is 10809)')
-    .option('--read-only', 'serve the export read-only')
     .option('--metrics <host:port>', 'serve Prometheus /metrics and JSON /stats over HTTP')
     .option('--data-dir <dir>', `where default volumes and sockets live (default: ${defaultDataDir()})`)
-    .addOption(new Option('--log-format <format>', 'log format').choices(['pretty', 'json']))
+    .addOption(new Option('--log-format <format>', 'log format').choices(['pretty', 'json']));
+}
+
+export function registerServe(program: Command): void {
+  addServeOptions(
+    program.command('serve').description('serve volumes over NBD (from a YAML config, or one export from flags)'),
+    'YAML config (see docs/config.md); flags below override its listen/log/metrics',
+  )
+    .option('--read-only', 'serve the export read-only')
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
     .addOption(new Option('--timing <model>', 'put a timing model over the device').choices(['hdd', 'ssd']))
     .addOption(new Option('--timing-mode <mode>', 'timing model mode').choices(['off', 'account', 'emulate']).default('emulate'))
