@@ -191,6 +191,10 @@ export function startAgentWorker(options: Omit<AgentOptions, 'fs' | 'trace'> & {
   });
 }
 
+function unused(): never {
+  throw new Error('unused');
+}
+
 function emptyStats(backend: string): AgentStats {
-  return { backend, events: 0, lostEvents: 0, insights: {}, informer: new Informer({ sink: () => undefined, fs: { locate: () => null, open: () => { throw new Error('unused'); } } }).stats(), elapsedMs: 0 };
+  return { backend, events: 0, lostEvents: 0, insights: {}, informer: new Informer({ sink: () => undefined, prefetch: false, fs: { locate: () => null, open: unused, list: unused, identify: unused } }).stats(), elapsedMs: 0 };
 }

@@ -27,6 +27,14 @@ export type VolumeRoute =
 /** Where one file system sits on the volume; opaque to the informer except for its label. */
 export interface VolumePlacement {
   readonly label: string;
+  /** Where the file system is mounted (extent read-ahead walks no higher); unknown for some placements. */
+  readonly mountPoint?: string;
+}
+
+export interface DirectoryEntry {
+  name: string;
+  /** From the directory entry's type (no stat); symlinks are 'other' and never followed. */
+  kind: 'file' | 'directory' | 'other';
 }
 
 export interface OpenedFile {
@@ -50,6 +58,10 @@ export interface AgentFileSystem {
   locate(dev: number, anyPath: string): VolumePlacement | null;
   /** Opens a regular file for reading; throws an errno error (ENOENT, ESRCH… are normal: the file or process went). */
   open(file: string, placement: VolumePlacement): OpenedFile;
+  /** A directory's entries in the order the file system lists them (the order a program walking it sees). */
+  list(dir: string): DirectoryEntry[];
+  /** A directory's identity, without following a final symlink. */
+  identify(dir: string): { dev: number; ino: number };
 }
 
 /** errno codes that mean "gone", which is the normal fate of short-lived files and processes. */
@@ -60,8 +72,15 @@ export function isGone(error: unknown): boolean {
 }
 
 class LocalPlacement implements VolumePlacement {
-  constructor(readonly volume: FileSystemVolume, readonly label: string) {}
+  readonly mountPoint: string;
+
+  constructor(readonly volume: FileSystemVolume, readonly label: string) {
+    this.mountPoint = volume.mount.mountPoint;
+  }
 }
+
+/** Entries read from one directory at most (a walk of a directory with millions of files stops there). */
+const DIRECTORY_ENTRIES_MAX = 1 << 20;
 
 const O_NOATIME = fs.constants.O_NOATIME ?? 0;
 
@@ -119,6 +138,26 @@ export class LocalFileSystem implements AgentFileSystem {
       fs.closeSync(fd);
       throw error;
     }
+  }
+
+  list(dir: string): DirectoryEntry[] {
+    // opendir/readdir, not readdirSync: libuv's scandir sorts by name, readdir keeps the file system's order.
+    const handle = fs.opendirSync(dir, { bufferSize: 128 });
+    const entries: DirectoryEntry[] = [];
+    try {
+      for (let entry = handle.readSync(); entry !== null && entries.length < DIRECTORY_ENTRIES_MAX; entry = handle.readSync()) {
+        entries.push({ name: entry.name, kind: entry.isFile() ? 'file' : entry.isDirectory() ? 'directory' : 'other' });
+      }
+    } finally {
+      handle.closeSync();
+    }
+    return entries;
+  }
+
+  identify(dir: string): { dev: number; ino: number } {
+    const stat = fs.lstatSync(dir);
+    if (!stat.isDirectory()) throw Object.assign(new Error(`${dir} is not a directory`), { code: 'ENOTDIR' });
+    return { dev: stat.dev, ino: stat.ino };
   }
 }
 

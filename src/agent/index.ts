@@ -6,7 +6,8 @@
 export { Informer, insertRange, mergeExtents } from './informer.js';
 export type { InformerOptions, InformerStats, SemanticSink } from './informer.js';
 export { LocalFileSystem, isGone } from './fs.js';
-export type { AgentFileSystem, OpenedFile, VolumePlacement, VolumeRoute } from './fs.js';
+export type { AgentFileSystem, DirectoryEntry, OpenedFile, VolumePlacement, VolumeRoute } from './fs.js';
+export type { PrefetchOptions, PrefetchStats } from './prefetch.js';
 export { startAgent, startAgentWorker } from './agent.js';
 export type { AgentOptions, AgentSession, AgentStats, InformerTuning } from './agent.js';
 export { renderAgentSummary } from './summary.js';

@@ -1,7 +1,8 @@
 /**
  * Informer: Insights (src/insight) in, SemanticMessages (src/semantics) out, for the files that live on one volume.
  *
- *  - file_opened (regular files) → FileExtents: where the file's bytes are, so reads of them are tagged data.
+ *  - file_opened (regular files) → FileExtents: where the file's bytes are, so reads of them are tagged data. An
+ *    open for reading also starts extent read-ahead around the file (prefetch.ts), unless `prefetch` is false.
  *  - data_written / mmap_writeback → WriteFingerprints: the written range is read back (through /proc/PID/fd/N
  *    while the writer lives, else the path), each 4 KiB-aligned block fingerprinted (the last partial block
  *    zero-padded, as the file system writes it), so the block writes that follow — seconds later, with delayed
@@ -34,7 +35,9 @@ import {
   type SemanticMessageType,
   type VolumeExtent,
 } from '../semantics/messages.js';
+import { constants as fsConstants } from 'node:fs';
 import { isGone, type AgentFileSystem, type OpenedFile, type VolumePlacement } from './fs.js';
+import { ExtentPrefetcher, extentSignature, type PrefetchOptions, type PrefetchStats } from './prefetch.js';
 
 export type SemanticSink = (message: SemanticMessage) => void;
 
@@ -59,6 +62,8 @@ export interface InformerOptions {
   sliceBytes?: number;
   /** Extents per FileExtents message; the hint channel's frames are ≤ 1 MiB (≈ 45 bytes of JSON per extent). */
   extentsMax?: number;
+  /** Extent read-ahead around files opened for reading (see prefetch.ts); false turns it off. */
+  prefetch?: PrefetchOptions | false;
   log?: (line: string) => void;
 }
 
@@ -84,6 +89,8 @@ export interface InformerStats {
   sinkErrors: number;
   errors: number;
   lastError: string | null;
+  /** Extent read-ahead; null when off. */
+  prefetch: PrefetchStats | null;
 }
 
 interface Holder {
@@ -109,6 +116,8 @@ interface TrackedFile {
   lastExtents: string;
 }
 
+/** Linux's access-mode bits of open flags (node's fs.constants has no name for them). */
+const O_ACCMODE = 0o3;
 const HOLDERS_MAX = 4;
 const RANGES_MAX = 64;
 const PROCESSES_MAX = 4096;
@@ -128,6 +137,7 @@ export class Informer {
   private readonly sliceBytes: number;
   private readonly extentsMax: number;
   private readonly log: (line: string) => void;
+  private readonly prefetcher: ExtentPrefetcher | null;
 
   private readonly devices = new Map<number, VolumePlacement | null>();
   private readonly files = new Map<string, TrackedFile>();
@@ -166,6 +176,7 @@ export class Informer {
     sinkErrors: 0,
     errors: 0,
     lastError: null,
+    prefetch: null,
   };
 
   constructor(options: InformerOptions) {
@@ -186,6 +197,20 @@ export class Informer {
     this.prints = new Uint8Array((chunkBytes / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BYTES);
     this.refreshQueues = this.refreshDelaysMs.map(() => new Map());
     this.refreshTimers = this.refreshDelaysMs.map(() => null);
+    this.prefetcher =
+      options.prefetch === false
+        ? null
+        : new ExtentPrefetcher(
+            {
+              fs: this.fs,
+              described: (id) => (this.files.get(id)?.lastExtents ?? '') !== '',
+              send: (file) => this.send({ type: 'FileExtents', fileId: file.fileId, path: file.path, size: file.size, extents: file.extents }, null),
+              merge: mergeExtents,
+              extentsMax: this.extentsMax,
+              fail: (error, what) => this.fail(error, `read-ahead: ${what}`),
+            },
+            options.prefetch,
+          );
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -208,6 +233,9 @@ export class Informer {
         if (!file) return;
         this.addHolder(file, insight.pid, insight.fd);
         if (file.lastExtents === '' || file.written) this.sendExtents(file);
+        if (this.prefetcher && (insight.flags & O_ACCMODE) !== fsConstants.O_WRONLY && (insight.flags & fsConstants.O_CREAT) === 0) {
+          this.prefetcher.opened(insight.path, file.dev, file.placement);
+        }
         return;
       }
       case 'data_written': {
@@ -315,7 +343,8 @@ export class Informer {
       return null;
     }
     const file: TrackedFile = {
-      id, dev: ref.dev, ino: ref.ino, placement, path: ref.path, pid: null, process: null, holders: [], ranges: [], written: false, lastExtents: '',
+      id, dev: ref.dev, ino: ref.ino, placement, path: ref.path, pid: null, process: null, holders: [], ranges: [], written: false,
+      lastExtents: this.prefetcher?.signatureOf(id) ?? '',
     };
     if (pid !== null) this.setProcess(file, pid);
     this.files.set(id, file);
@@ -454,7 +483,7 @@ export class Informer {
       this.counters.extentsTruncated++;
       extents = extents.slice(0, this.extentsMax);
     }
-    const signature = `${size}|${file.path}|${extents.map((e) => `${e.volumeOffset}+${e.length}`).join(',')}`;
+    const signature = extentSignature(size, file.path, extents);
     if (signature === file.lastExtents) return;
     file.lastExtents = signature;
     this.send(
@@ -658,8 +687,12 @@ export class Informer {
     this.log(this.counters.lastError);
   }
 
-  /** Completes every pending readback, then runs every scheduled extent refresh now (instead of later). */
+  /**
+   * The end of a run: stops extent read-ahead, completes every pending readback, then runs every scheduled extent
+   * refresh now (instead of later).
+   */
   async flush(): Promise<void> {
+    this.prefetcher?.stop();
     if (this.debounce) {
       clearTimeout(this.debounce);
       this.debounce = null;
@@ -693,6 +726,7 @@ export class Informer {
       devices: { ...c.devices },
       files: this.informed.size + this.informedOverflow,
       skippedFiles: this.skipped.size + this.skippedOverflow,
+      prefetch: this.prefetcher?.stats() ?? null,
     };
   }
 }

@@ -16,6 +16,10 @@ export function renderAgentSummary(stats: AgentStats, extra: { delivered?: boole
     `fingerprinted: ${formatBytes(i.bytesFingerprinted)} in ${i.blocksFingerprinted} blocks (${i.zeroBlocks} zero blocks not sent), ${i.readbacks} readbacks, ${rate}`,
     `vanished before reading: ${i.vanished}; unidentified: ${i.unidentified}; errors: ${i.errors}${i.lastError ? ` (last: ${i.lastError})` : ''}`,
   ];
+  if (i.prefetch && i.prefetch.walks > 0) {
+    const p = i.prefetch;
+    lines.push(`extent read-ahead: ${p.walks} walks, ${p.directories} directories, ${p.files} files mapped, ${p.messages} sent ahead${p.throttled > 0 ? `, throttled ${p.throttled}×` : ''}`);
+  }
   if (i.extentsTruncated > 0 || i.refreshesDropped > 0 || i.sinkErrors > 0) {
     lines.push(`bounded: ${i.extentsTruncated} extent lists cut, ${i.refreshesDropped} refreshes dropped, ${i.sinkErrors} messages refused by the sink`);
   }

@@ -21,6 +21,8 @@ interface AgentFlags {
   device?: string;
   pid?: number;
   cgroup?: string;
+  /** false: no extent read-ahead (--no-read-ahead). */
+  readAhead?: boolean;
 }
 
 function parsePid(value: string): number {
@@ -148,7 +150,7 @@ export async function runAgent(command: string[], flags: AgentFlags): Promise<nu
   try {
     try {
       session = await startWithFallback(
-        { route, sink: (message) => client.send(message as unknown as { type: string }), pressure: () => client.whenWritable(), log: (line) => say(line), trace: { target } },
+        { route, sink: (message) => client.send(message as unknown as { type: string }), pressure: () => client.whenWritable(), log: (line) => say(line), trace: { target }, ...(flags.readAhead === false ? { informer: { prefetch: false } } : {}) },
         flags.backend,
       );
     } catch (error) {
@@ -192,6 +194,7 @@ export function registerAgent(program: Command): void {
     .option('--device <path>', 'files on this block device (or its partitions) are on the volume (a guest: the disk the export is attached as)')
     .option('--pid <pid>', 'trace a running process and the children it starts from now on', parsePid)
     .option('--cgroup <path>', 'trace every process in a cgroup v2 directory and the cgroups below it')
+    .option('--no-read-ahead', 'do not map the files around a file the workload opens for reading before it reads them')
     .argument('[command...]', 'the command to run and trace, after --')
     .addHelpText(
       'after',

@@ -21,6 +21,8 @@ export const RUN_EXIT = { usage: 2, tracer: 3, engine: 4, interrupted: 130 } as 
 export interface RunFlags extends ServeFlags {
   volume?: string;
   backend?: 'ebpf' | 'ptrace';
+  /** false: no extent read-ahead (--no-read-ahead). */
+  readAhead?: boolean;
 }
 
 function say(message: string): void {
@@ -48,7 +50,7 @@ export async function runTraced(
   engine: Engine,
   volume: string,
   command: string[],
-  options: { backend?: 'ebpf' | 'ptrace'; socket?: string },
+  options: { backend?: 'ebpf' | 'ptrace'; socket?: string; readAhead?: boolean },
 ): Promise<{ code: number; index: SemanticIndex }> {
   const index = engine.semantics.get(volume);
   if (!index) throw new ConfigError(`export "${volume}" has no classify layer: add layers: [{type: classify}] to it to learn from tracing`);
@@ -73,6 +75,7 @@ export async function runTraced(
       route: { kind: 'export', volume, ...(socket ? { socket } : {}) },
       sink,
       log: (line) => say(line),
+      ...(options.readAhead === false ? { informer: { prefetch: false } } : {}),
     });
   let session: AgentSession;
   if (options.backend) session = await start(options.backend);
@@ -145,7 +148,7 @@ export async function run(command: string[], flags: RunFlags): Promise<number> {
     return error instanceof ConfigError ? RUN_EXIT.usage : RUN_EXIT.engine;
   }
   try {
-    const { code } = await runTraced(engine, volume, command, { backend: flags.backend });
+    const { code } = await runTraced(engine, volume, command, { backend: flags.backend, readAhead: flags.readAhead });
     return code;
   } catch (error) {
     if (error instanceof ConfigError) {
@@ -169,6 +172,7 @@ export function registerRun(program: Command): void {
   )
     .option('--volume <name>', 'the export to trace for (default: the only export)')
     .addOption(new Option('--backend <backend>', 'tracer: ebpf (bpftrace) or ptrace (strace); default ebpf, else ptrace').choices(['ebpf', 'ptrace']))
+    .option('--no-read-ahead', 'do not map the files around a file the workload opens for reading before it reads them')
     .addOption(new Option('--log-level <level>', 'engine log level (default warn)').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
     .argument('<command...>', 'the command to run and trace, after --')
     .addHelpText(

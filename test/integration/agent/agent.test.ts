@@ -124,6 +124,43 @@ describe('sky agent over the hint channel, on ext4 through nbdfuse + loop', () =
     expect(index.file(`${st.dev}:${st.ino}`)).toMatchObject({ path: d, size: 1 * MiB, extents: truth });
   }, 120_000);
 
+  it('maps the files around a file the workload reads before it reads them (extent read-ahead); --no-read-ahead does not', async () => {
+    // Trees written by an untraced process and on disk: the engine has heard nothing of them.
+    const layout = ['a/f0', 'a/f1', 'a/sub/f2', 'b/f3', 'b/f4', 'top'];
+    const make = async (root: string) => {
+      const mkdirs = [...new Set(layout.map((f) => path.dirname(path.join(root, f))))].join(' ');
+      const writes = layout.map((f) => `head -c 20000 /dev/urandom > ${path.join(root, f)}`).join(' && ');
+      await runOk('sh', ['-c', `mkdir -p ${mkdirs} && ${writes} && sync && echo 3 > /proc/sys/vm/drop_caches`]);
+    };
+    const ahead = path.join(mnt, 'ahead');
+    const plain = path.join(mnt, 'plain');
+    await make(ahead);
+    const index = engine.semantics.get('v')!;
+    const known = (root: string) =>
+      layout.filter((f) => {
+        const file = path.join(root, f);
+        const st = statSync(file);
+        const truth = mergeExtents(fileVolumeMap(file, { sync: false }).extents.map((e) => ({ volumeOffset: e.volumeOffset, length: e.length })));
+        const described = index.file(`${st.dev}:${st.ino}`);
+        if (described === undefined) return false;
+        expect(described).toMatchObject({ path: file, size: 20000, extents: truth });
+        return true;
+      });
+
+    const withReadAhead = await agent(['--token', TOKEN, '--backend', 'ebpf'], `cat ${path.join(ahead, 'a/f0')} > /dev/null && sleep 2`);
+    expect(withReadAhead.code).toBe(0);
+    // Only a/f0 was opened (the walk runs while the workload does: 2 s); the walk mapped its directory, the subdirectory, and upwards to the mount point.
+    expect(known(ahead)).toEqual(layout);
+    expect(withReadAhead.stderr).toMatch(/extent read-ahead: 1 walks, \d+ directories/);
+
+    await make(plain); // now, so the walk above could not have seen it
+
+    const without = await agent(['--token', TOKEN, '--backend', 'ebpf', '--no-read-ahead'], `cat ${path.join(plain, 'a/f0')} > /dev/null && sleep 2`);
+    expect(without.code).toBe(0);
+    expect(known(plain)).toEqual(['a/f0']);
+    expect(without.stderr).not.toContain('extent read-ahead');
+  }, 120_000);
+
   it('--device routes the files of a block device (a guest agent names its disk)', async () => {
     const c = path.join(mnt, 'c');
     const result = await agent(

@@ -36,6 +36,15 @@ class FakeFs implements AgentFileSystem {
     return dev === ON ? this.placement : null;
   }
 
+  // No directories: its placement names no mount point, so extent read-ahead never walks it.
+  list(): never {
+    throw Object.assign(new Error('ENOTDIR'), { code: 'ENOTDIR' });
+  }
+
+  identify(): never {
+    throw Object.assign(new Error('ENOTDIR'), { code: 'ENOTDIR' });
+  }
+
   open(path: string): OpenedFile {
     this.opened.push(path);
     const file = this.files.get(path);
