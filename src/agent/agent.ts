@@ -53,6 +53,9 @@ export interface AgentSession {
   stats(): AgentStats;
 }
 
+/** Longest stretch of event handling before the agent lets its other work run. */
+const EVENT_SLICE_MS = 10;
+
 export async function startAgent(options: AgentOptions): Promise<AgentSession> {
   const log = options.log ?? (() => undefined);
   const informer = new Informer({ ...options.informer, sink: options.sink, fs: options.fs ?? new LocalFileSystem(options.route), log });
@@ -74,11 +77,19 @@ export async function startAgent(options: AgentOptions): Promise<AgentSession> {
   let endedAt = 0;
   const done = (async () => {
     try {
+      let sliceStarted = performance.now();
       for await (const event of session.events) {
         if (events++ === 0) firstEventAt = performance.now();
         engine.handle(event);
         const behind = options.pressure?.();
         if (behind) await behind;
+        // A collection of events is handed over at once and handled in microtasks; without a turn of the event loop
+        // now and then, nothing else runs meanwhile: the hint socket is not written, the tracer's maps are not
+        // collected, the extent read-ahead waits.
+        if ((events & 63) === 0 && performance.now() - sliceStarted >= EVENT_SLICE_MS) {
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          sliceStarted = performance.now();
+        }
       }
     } finally {
       engine.finish();

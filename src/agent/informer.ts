@@ -232,7 +232,8 @@ export class Informer {
         const file = this.track(insight, insight.pid);
         if (!file) return;
         this.addHolder(file, insight.pid, insight.fd);
-        if (file.lastExtents === '' || file.written) this.sendExtents(file);
+        // A file the open created or truncated has no blocks yet: it is mapped once written (close, sync, refresh).
+        if ((file.lastExtents === '' || file.written) && insight.size !== 0) this.sendExtents(file);
         if (this.prefetcher && (insight.flags & O_ACCMODE) !== fsConstants.O_WRONLY && (insight.flags & fsConstants.O_CREAT) === 0) {
           this.prefetcher.opened(insight.path, file.dev, file.placement);
         }
@@ -433,18 +434,21 @@ export class Informer {
   }
 
   /**
-   * Opens the file itself: through a holder's /proc/PID/fd/N first (works after a rename or unlink), else its path;
+   * Opens the file itself: by its path, else through a holder's /proc/PID/fd/N (works after a rename or unlink);
    * only a handle with the file's identity counts. null when it is gone.
    */
   private openTracked(file: TrackedFile): OpenedFile | null {
+    // The path first: it is what usually still names the file, and a holder's fd has often been closed by the time
+    // the informer gets to the file (a failed /proc lookup costs as much as an open).
+    const byPath = this.tryOpen(file.path, file);
+    if (byPath) return byPath;
     for (const holder of [...file.holders]) {
       const opened = this.tryOpen(`/proc/${holder.pid}/fd/${holder.fd}`, file);
       if (opened) return opened;
       this.dropHolder(file, holder.pid, holder.fd);
     }
-    const opened = this.tryOpen(file.path, file);
-    if (!opened) this.counters.vanished++;
-    return opened;
+    this.counters.vanished++;
+    return null;
   }
 
   private tryOpen(path: string, file: TrackedFile): OpenedFile | null {

@@ -97,6 +97,7 @@ export interface DiagnosisRow {
 export interface RetagScores {
   origin: Verdicts;
   ioClass: Verdicts;
+  sizeClass: Verdicts;
 }
 
 export interface AccuracyRun {
@@ -160,22 +161,24 @@ function meetsTarget(value: number | null): string {
 /** One row per (fs, workload): the figures the ≥99% target is about. */
 export function renderSummaryTable(runs: readonly AccuracyRun[]): string {
   const lines = [
-    '| fs | workload | requests | bytes scored | origin bytes right (request time) | origin bytes right (after re-tags) | class bytes right (request time) | class bytes right (after re-tags) | requests right (origin) | unknown (bytes) | freed bytes |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| fs | workload | requests | bytes scored | origin bytes right (request time) | origin bytes right (after re-tags) | size class bytes right (request time) | size class bytes right (after re-tags) | I/O class bytes right (request time / after re-tags) | requests right (origin) | unknown (bytes) | freed bytes |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const run of runs) {
     if (!run.ok || !run.requestTime) {
-      lines.push(`| ${run.fs} | ${run.workload} | failed: ${(run.error ?? 'unknown error').replace(/\|/g, '/').replace(/\s+/g, ' ').slice(0, 160)} | | | | | | | | |`);
+      lines.push(`| ${run.fs} | ${run.workload} | failed: ${(run.error ?? 'unknown error').replace(/\|/g, '/').replace(/\s+/g, ' ').slice(0, 160)} | | | | | | | | | |`);
       continue;
     }
     const r = run.requestTime;
     const scored = r.origin.right.bytes + r.origin.wrong.bytes + r.origin.unknown.bytes;
     const o = percentRight(r.origin, 'bytes');
-    const c = percentRight(r.ioClass, 'bytes');
+    const c = percentRight(r.sizeClass, 'bytes');
+    const io = percentRight(r.ioClass, 'bytes');
     const oa = percentRight(run.afterRetag?.origin, 'bytes');
-    const ca = percentRight(run.afterRetag?.ioClass, 'bytes');
+    const ca = percentRight(run.afterRetag?.sizeClass, 'bytes');
+    const ioa = percentRight(run.afterRetag?.ioClass, 'bytes');
     lines.push(
-      `| ${run.fs} | ${run.workload} | ${r.total.requests.toLocaleString('en-US')} | ${formatBytesShort(scored)} | ${fmtPct(o)}${meetsTarget(o)} | ${fmtPct(oa)} | ${fmtPct(c)}${meetsTarget(c)} | ${fmtPct(ca)} | ${fmtPct(percentRight(r.origin, 'requests'))} | ${fmtPct(percentOf(r.origin, 'unknown', 'bytes'))} | ${formatBytesShort(r.freed.bytes)} |`,
+      `| ${run.fs} | ${run.workload} | ${r.total.requests.toLocaleString('en-US')} | ${formatBytesShort(scored)} | ${fmtPct(o)}${meetsTarget(o)} | ${fmtPct(oa)} | ${fmtPct(c)}${meetsTarget(c)} | ${fmtPct(ca)} | ${fmtPct(io)} / ${fmtPct(ioa)} | ${fmtPct(percentRight(r.origin, 'requests'))} | ${fmtPct(percentOf(r.origin, 'unknown', 'bytes'))} | ${formatBytesShort(r.freed.bytes)} |`,
     );
   }
   return lines.join('\n');
@@ -211,10 +214,12 @@ export function renderRunDetail(run: AccuracyRun): string {
     out.push(`| · truth metadata | ${verdictCells(r.origin.byTruth.metadata)} |`);
     out.push(`| · truth data | ${verdictCells(r.origin.byTruth.data)} |`);
     for (const [direction, v] of Object.entries(r.origin.byDirection)) out.push(`| · ${direction}s | ${verdictCells(v)} |`);
-    out.push(`| I/O class | ${verdictCells(r.ioClass)} |`);
+    out.push(`| size class (of the tag's file size) | ${verdictCells(r.sizeClass)} |`);
+    out.push(`| I/O class (after rules and application hints) | ${verdictCells(r.ioClass)} |`);
     for (const [cls, v] of Object.entries(r.ioClass.byTruth).sort()) out.push(`| · true class ${cls} | ${verdictCells(v)} |`);
     if (run.afterRetag) {
       out.push(`| origin after re-tags | ${verdictCells(run.afterRetag.origin)} |`);
+      out.push(`| size class after re-tags | ${verdictCells(run.afterRetag.sizeClass)} |`);
       out.push(`| I/O class after re-tags | ${verdictCells(run.afterRetag.ioClass)} |`);
     }
     out.push('');
@@ -262,8 +267,8 @@ export function renderMarkdown(report: AccuracyBenchReport, svgName: string | nu
 const SERIES = [
   { name: 'origin, request time', color: '#2f6db5', pick: (r: AccuracyRun) => percentRight(r.requestTime?.origin, 'bytes') },
   { name: 'origin, after re-tags', color: '#8fb3e0', pick: (r: AccuracyRun) => percentRight(r.afterRetag?.origin, 'bytes') },
-  { name: 'class, request time', color: '#d9822b', pick: (r: AccuracyRun) => percentRight(r.requestTime?.ioClass, 'bytes') },
-  { name: 'class, after re-tags', color: '#f0c090', pick: (r: AccuracyRun) => percentRight(r.afterRetag?.ioClass, 'bytes') },
+  { name: 'size class, request time', color: '#d9822b', pick: (r: AccuracyRun) => percentRight(r.requestTime?.sizeClass, 'bytes') },
+  { name: 'size class, after re-tags', color: '#f0c090', pick: (r: AccuracyRun) => percentRight(r.afterRetag?.sizeClass, 'bytes') },
 ];
 
 /** Grouped bars: bytes right (%) per (fs, workload), with the 99% target as a dashed line. */
@@ -896,7 +901,7 @@ async function afterRetagScores(windowLog: string, truth: GroundTruth, requestTi
   }
   if (!accuracy.afterRetagComplete) notes.push('re-tag bookkeeping hit its bound: later re-tags were not applied');
   notes.push(`${accuracy.retagged.requests.toLocaleString('en-US')} requests (${formatBytesShort(accuracy.retagged.bytes)}) had bytes re-tagged later`);
-  return { scores: { origin: accuracy.afterRetag.origin, ioClass: accuracy.afterRetag.ioClass }, note: notes.join('; ') };
+  return { scores: { origin: accuracy.afterRetag.origin, ioClass: accuracy.afterRetag.ioClass, sizeClass: accuracy.afterRetag.sizeClass }, note: notes.join('; ') };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1048,7 +1053,7 @@ async function runOne(
   }
   run.seconds.total = (Date.now() - began) / 1000;
   if (run.ok && run.requestTime) {
-    step(`origin bytes right ${fmtPct(percentRight(run.requestTime.origin, 'bytes'))} (after re-tags ${fmtPct(percentRight(run.afterRetag?.origin, 'bytes'))}), class ${fmtPct(percentRight(run.requestTime.ioClass, 'bytes'))}, unknown ${fmtPct(percentOf(run.requestTime.origin, 'unknown', 'bytes'))} (${run.seconds.total.toFixed(0)} s)`);
+    step(`origin bytes right ${fmtPct(percentRight(run.requestTime.origin, 'bytes'))} (after re-tags ${fmtPct(percentRight(run.afterRetag?.origin, 'bytes'))}), size class ${fmtPct(percentRight(run.requestTime.sizeClass, 'bytes'))} (after re-tags ${fmtPct(percentRight(run.afterRetag?.sizeClass, 'bytes'))}), I/O class ${fmtPct(percentRight(run.requestTime.ioClass, 'bytes'))}, unknown ${fmtPct(percentOf(run.requestTime.origin, 'unknown', 'bytes'))} (${run.seconds.total.toFixed(0)} s)`);
   } else step(`FAILED: ${run.error}`);
   return run;
 }

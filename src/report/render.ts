@@ -45,9 +45,10 @@ function opTable(keyName: string, rows: [string, OpRow][], allBytes: number): st
 
 function accuracyLine(name: string, report: NonNullable<TagLogReport['accuracy']>['atRequest']): string[] {
   const origin = accuracy(report.origin);
+  const sizeClass = accuracy(report.sizeClass);
   const ioClass = accuracy(report.ioClass);
   const cell = (share: number) => `${(100 * share).toFixed(2)}%`;
-  return [name, cell(origin.bytes), cell(origin.requests), cell(ioClass.bytes), cell(ioClass.requests), formatBytes(report.total.bytes - report.freed.bytes)];
+  return [name, cell(origin.bytes), cell(origin.requests), cell(sizeClass.bytes), cell(ioClass.bytes), cell(ioClass.requests), formatBytes(report.total.bytes - report.freed.bytes)];
 }
 
 /** The parts a person reads first: origin, class, patterns and the accuracy headline (the demo prints this). */
@@ -137,7 +138,7 @@ export function renderMarkdown(report: TagLogReport): string {
 }
 
 function accuracyTable(section: NonNullable<TagLogReport['accuracy']>): string {
-  return table(['tags', 'origin right (bytes)', 'origin right (requests)', 'class right (bytes)', 'class right (requests)', 'bytes scored'], [
+  return table(['tags', 'origin right (bytes)', 'origin right (requests)', 'size class right (bytes)', 'I/O class right (bytes)', 'I/O class right (requests)', 'bytes scored'], [
     accuracyLine('at request time', section.atRequest),
     accuracyLine('after re-tags', section.afterRetag),
   ]);

@@ -475,6 +475,7 @@ export function addReport(into: AccuracyReport, from: AccuracyReport, field: key
   addVerdicts(into.origin.byTruth.data, from.origin.byTruth.data, field);
   for (const [direction, verdicts] of Object.entries(from.origin.byDirection)) addVerdicts((into.origin.byDirection[direction] ??= emptyVerdicts()), verdicts, field);
   addVerdicts(into.ioClass, from.ioClass, field);
+  addVerdicts(into.sizeClass, from.sizeClass, field);
   for (const [ioClass, verdicts] of Object.entries(from.ioClass.byTruth)) addVerdicts((into.ioClass.byTruth[ioClass] ??= emptyVerdicts()), verdicts, field);
   if (field !== 'bytes') return;
   for (const [row, cells] of Object.entries(from.ioClass.confusionBytes)) {

@@ -2,7 +2,10 @@
  * Scores the tags Sky gave block requests against the ground truth, in bytes and in requests:
  * - origin: was the request's origin (metadata / data) right, wrong, or unknown (no tag, or origin 'unknown');
  * - ioClass: was its I/O class the class the truth implies (metadata → the table's metadata class; data → the
- *   class of the owning file's FINAL size; for a shared extent, any owner's class counts as right).
+ *   class of the owning file's FINAL size; for a shared extent, any owner's class counts as right);
+ * - sizeClass: the same truth against the class the table gives the tag's own facts (metadata, or data of a file of
+ *   `fileSize` bytes), before rules apply: an application hint (posix_fadvise, a hinted write) rightly overrides the
+ *   size class in ioClass, and no file system truth can say which hint an application gave.
  *
  * Bytes are scored exactly, piece by piece. A request is scored by the truth covering most of its bytes.
  * Bytes in space the file system calls free at the end (deleted files, freed metadata) are not right or wrong: they
@@ -40,6 +43,7 @@ export interface AccuracyReport {
     /** Bytes by true class, then by tagged class ('unknown' when there was no usable tag). */
     confusionBytes: Record<string, Record<string, number>>;
   };
+  sizeClass: Verdicts;
 }
 
 type Verdict = 'right' | 'wrong' | 'unknown';
@@ -53,6 +57,7 @@ export function emptyReport(): AccuracyReport {
     freed: tally(),
     origin: { ...verdicts(), byTruth: { metadata: verdicts(), data: verdicts() }, byDirection: {} },
     ioClass: { ...verdicts(), byTruth: {}, confusionBytes: {} },
+    sizeClass: verdicts(),
   };
 }
 
@@ -70,6 +75,19 @@ function originVerdict(request: TaggedRequest, label: TruthLabel): Verdict {
 function classVerdict(request: TaggedRequest, label: TruthLabel, table: IoClassTable): Verdict {
   if (request.tag === null || request.tag.origin === 'unknown') return 'unknown';
   return trueClasses(label, table).includes(request.tag.ioClass) ? 'right' : 'wrong';
+}
+
+/** The table's class for the tag's facts (metadata, or data of a file of fileSize bytes); null when they are unknown. */
+export function tagSizeClass(tag: TaggedRequest['tag'], table: IoClassTable = PAPER_IOCLASS_TABLE): number | null {
+  if (tag === null || tag.origin === 'unknown') return null;
+  if (tag.origin === 'metadata') return table.metadata.ioClass;
+  return typeof tag.fileSize === 'number' ? sizeRule(tag.fileSize, table).ioClass : null;
+}
+
+function sizeClassVerdict(request: TaggedRequest, label: TruthLabel, table: IoClassTable): Verdict {
+  const tagged = tagSizeClass(request.tag, table);
+  if (tagged === null) return 'unknown';
+  return trueClasses(label, table).includes(tagged) ? 'right' : 'wrong';
 }
 
 function add(into: Verdicts, verdict: Verdict, bytes: number, requests: number): void {
@@ -131,6 +149,7 @@ function scoreBytes(report: AccuracyReport, request: TaggedRequest, label: Truth
   const tagged = verdict === 'unknown' ? 'unknown' : String(request.tag!.ioClass);
   const row = (report.ioClass.confusionBytes[trueClass] ??= {});
   row[tagged] = (row[tagged] ?? 0) + bytes;
+  add(report.sizeClass, sizeClassVerdict(request, label, table), bytes, 0);
 }
 
 function scoreRequest(report: AccuracyReport, request: TaggedRequest, label: TruthLabel, table: IoClassTable): void {
@@ -142,6 +161,7 @@ function scoreRequest(report: AccuracyReport, request: TaggedRequest, label: Tru
   const trueClass = verdict === 'right' ? String(request.tag!.ioClass) : String(trueClasses(label, table)[0]);
   add(report.ioClass, verdict, 0, 1);
   add((report.ioClass.byTruth[trueClass] ??= verdicts()), verdict, 0, 1);
+  add(report.sizeClass, sizeClassVerdict(request, label, table), 0, 1);
 }
 
 /** Right as a share of everything scored (right + wrong + unknown), by bytes and by requests. */

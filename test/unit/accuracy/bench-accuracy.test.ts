@@ -140,6 +140,8 @@ function fakeRun(ok: boolean): AccuracyRun {
   report.origin.unknown = { bytes: 1, requests: 1 };
   report.ioClass.right = { bytes: 50, requests: 1 };
   report.ioClass.wrong = { bytes: 50, requests: 1 };
+  report.sizeClass.right = { bytes: 40, requests: 1 };
+  report.sizeClass.wrong = { bytes: 60, requests: 1 };
   return {
     fs: 'xfs',
     workload: 'find',
@@ -160,13 +162,13 @@ function fakeRun(ok: boolean): AccuracyRun {
 describe('rendering', () => {
   it('marks figures below the target and failed runs', () => {
     const table = renderSummaryTable([fakeRun(true), fakeRun(false)]);
-    expect(table).toContain('| xfs | find | 2 | 100 B | 99.00% | – | 50.00% ✗ | – | 50.00% | 1.00% | 0 B |');
+    expect(table).toContain('| xfs | find | 2 | 100 B | 99.00% | – | 40.00% ✗ | – | 50.00% / – | 50.00% | 1.00% | 0 B |');
     expect(table).toContain('| xfs | find | failed: boom / bang |');
   });
 
   it('draws one bar per known figure and the target line', () => {
     const svg = renderSvg([fakeRun(true)], 'title');
-    expect(svg.match(/<rect x=/g)?.length).toBe(4 + 2); // legend (4) + origin and class at request time
+    expect(svg.match(/<rect x=/g)?.length).toBe(4 + 2); // legend (4) + origin and size class at request time
     expect(svg).toContain('target 99%');
   });
 

@@ -71,7 +71,7 @@ const base = { ts: 1, pid: 100 };
 const ref = (path: string, ino: number, dev = ON) => ({ path, dev, ino });
 
 function opened(path: string, ino: number, fd: number, dev = ON): Insight {
-  return { kind: 'file_opened', ...base, ...ref(path, ino, dev), fd, flags: 0, size: 0, ioClass: 4, metadata: false, exe: '/usr/bin/dd', discovered: false };
+  return { kind: 'file_opened', ...base, ...ref(path, ino, dev), fd, flags: 0, size: null, ioClass: 4, metadata: false, exe: '/usr/bin/dd', discovered: false };
 }
 function written(path: string, ino: number, fd: number, offset: number, length: number, via: 'write' | 'copy_file_range' | 'FICLONE' = 'write'): Insight {
   return { kind: 'data_written', ...base, ...ref(path, ino), fd, range: { offset, length }, via };
@@ -105,12 +105,24 @@ describe('Informer', () => {
       { type: 'FileExtents', fileId: '1:10', path: '/mnt/a', size: 8192, extents: [{ volumeOffset: 1 << 20, length: 8192 }], pid: 100, process: 'dd' },
     ]);
     expect(fs.locates).toEqual([ON, OFF]);
-    // The file was opened through the writer's fd first.
-    expect(fs.opened[0]).toBe('/proc/100/fd/3');
+    // The file was opened by its path (the writer's fd is the fallback, for renamed or unlinked files).
+    expect(fs.opened[0]).toBe('/mnt/a');
     const stats = informer.stats();
     expect(stats.files).toBe(1);
     expect(stats.skippedFiles).toBe(2);
     expect(stats.devices).toEqual({ onVolume: 1, elsewhere: 1 });
+  });
+
+  it('maps nothing at an open that created or truncated the file (size 0), and maps it once written and closed', () => {
+    const { fs, sent, informer } = setup();
+    fs.add('/mnt/new', 30, Buffer.alloc(4096, 5), [{ volumeOffset: 8 << 20, length: 4096 }]);
+    informer.handle({ ...opened('/mnt/new', 30, 3), flags: 0o1101, size: 0 } as Insight);
+    expect(sent).toEqual([]);
+    expect(fs.opened).toEqual([]);
+    informer.handle(written('/mnt/new', 30, 3, 0, 4096));
+    informer.handle(closed('/mnt/new', 30, 3, 4096));
+    expect(sent.map((m) => m.type)).toEqual(['WriteFingerprints', 'FileExtents']);
+    expect(sent[1]).toMatchObject({ fileId: '1:30', extents: [{ volumeOffset: 8 << 20, length: 4096 }] });
   });
 
   it('coalesces small writes into one readback of whole blocks, zero-padding the tail', async () => {
@@ -145,8 +157,8 @@ describe('Informer', () => {
     const expected = [...blocksOf(data, 4096, 16384), ...blocksOf(data, 60 * KiB, 64 * KiB)].filter((_, i) => i !== 1);
     expect(sent[0]).toMatchObject({ fileId: '1:20', fingerprints: expected, size: 64 * KiB });
     expect(informer.stats().zeroBlocks).toBe(1);
-    // /proc/100/fd/7 does not exist in the fake: the path was used.
-    expect(fs.opened).toEqual(['/proc/100/fd/7', '/mnt/b']);
+    // The path names the file: the writer's fd was not needed.
+    expect(fs.opened).toEqual(['/mnt/b']);
   });
 
   it('splits fingerprints at FINGERPRINTS_PER_MESSAGE_MAX', async () => {

@@ -56,6 +56,24 @@ describe('scoreTags', () => {
     expect(accuracy(report.origin).requests).toBe(0.25);
   });
 
+  it('size class: the table\'s class of the tag\'s own facts, whatever class the rules gave (an application hint)', () => {
+    const report = scoreTags(
+      [
+        request(2 * MiB, 4 * KiB, data(0, 1000)), // /m/small (class 4) hinted to class 0: size class right, I/O class wrong
+        request(5 * MiB, 4 * KiB, data(0, 3 * MiB)), // the 12 MiB file when it had 3 MiB: size class wrong (2), I/O class right
+        request(5 * MiB + 4 * KiB, 4 * KiB, data(0)), // no file size in the tag: size class unknown
+        request(1 * MiB + 64 * KiB, 4 * KiB, metadata), // metadata: class 5 either way
+        request(1 * MiB + 128 * KiB, 4 * KiB, { origin: 'unknown', ioClass: 5 }),
+      ],
+      truth,
+    );
+    expect(report.sizeClass.right).toEqual({ bytes: 8 * KiB, requests: 2 });
+    expect(report.sizeClass.wrong).toEqual({ bytes: 4 * KiB, requests: 1 });
+    expect(report.sizeClass.unknown).toEqual({ bytes: 8 * KiB, requests: 2 });
+    expect(report.ioClass.right).toEqual({ bytes: 12 * KiB, requests: 3 });
+    expect(report.ioClass.wrong).toEqual({ bytes: 4 * KiB, requests: 1 });
+  });
+
   it('a shared extent is right for any owner’s class', () => {
     const asBig = scoreTags([request(3 * MiB, 4 * KiB, data(0))], truth);
     const asClone = scoreTags([request(3 * MiB, 4 * KiB, data(3))], truth);
