@@ -227,7 +227,11 @@ export class Informer {
   private dispatch(insight: Insight): void {
     switch (insight.kind) {
       case 'file_opened': {
-        if (insight.metadata) return;
+        if (insight.metadata) {
+          // A directory the workload lists: extent read-ahead may walk it.
+          if (this.prefetcher && insight.dev !== null && this.onVolume(insight.dev, insight.path)) this.prefetcher.listed(insight.path);
+          return;
+        }
         if (insight.pid !== null && insight.exe) this.rememberProcess(insight.pid, insight.exe);
         const file = this.track(insight, insight.pid);
         if (!file) return;

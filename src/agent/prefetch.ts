@@ -4,9 +4,11 @@
  * (100 ms with eBPF). So the first reads of every file would be tagged metadata and fixed only by a re-tag. A
  * program that reads one file of a directory usually reads its neighbours next (cp -r, tar c, rsync, a build, a
  * backup), in the order the directory lists them; so when a traced process opens a file on the volume for reading,
- * the prefetcher walks the tree around it in that same order — the file's directory depth first, then upwards to
- * the mount point — and sends FileExtents for every regular file it finds. It needs no data reads (an inode and
- * FIEMAP per file), so it runs ahead of a program that reads and writes the data.
+ * the prefetcher walks the tree around it in that same order — the file's directory depth first, then upwards, but
+ * only into directories the traced workload itself listed (cp -r SRC lists SRC: the walk may climb to SRC and no
+ * higher; a database that opens its files by name gets its file's directory walked, not the whole disk) — and sends
+ * FileExtents for every regular file it finds. It needs no data reads (an inode and FIEMAP per file), so it runs
+ * ahead of a program that reads and writes the data.
  *
  * Bounded: entries examined are paid from a token bucket (`entriesPerSecond`, up to `entriesBurst`), so an agent on a
  * huge file system spends a bounded share of the disk on it; a directory is walked at most once per `rewalkMs`; ids
@@ -90,6 +92,8 @@ interface Walk {
 }
 
 const WALKS_QUEUED_MAX = 64;
+/** Directories the workload listed, kept as the tops of their subtrees (a listed directory inside one is not kept). */
+const LISTED_MAX = 4096;
 
 export class ExtentPrefetcher {
   private readonly rate: number;
@@ -104,6 +108,7 @@ export class ExtentPrefetcher {
   /** fileId → signature of the FileExtents sent. */
   private readonly sent = new Map<string, string>();
   private readonly queue: Walk[] = [];
+  private readonly listedTops = new Map<string, true>();
   private current: Walk | null = null;
   private timer: NodeJS.Immediate | NodeJS.Timeout | null = null;
   private stopped = false;
@@ -139,6 +144,20 @@ export class ExtentPrefetcher {
     if (this.queue.length >= WALKS_QUEUED_MAX) this.queue.shift();
     this.queue.push({ tracerDev, statDev: identity.dev, placement, root, origin: dir, stack: [] });
     this.schedule(0);
+  }
+
+  /** A traced process opened this directory (an absolute path on the volume): walks may climb into it. */
+  listed(dir: string): void {
+    if (!path.isAbsolute(dir) || this.withinListed(dir)) return;
+    this.listedTops.set(dir, true);
+    if (this.listedTops.size > LISTED_MAX) this.listedTops.delete(this.listedTops.keys().next().value as string);
+  }
+
+  private withinListed(dir: string): boolean {
+    for (let at = dir; ; at = path.dirname(at)) {
+      if (this.listedTops.has(at)) return true;
+      if (at === path.dirname(at)) return false;
+    }
   }
 
   /** Drops every queued walk (the agent is ending: read-ahead would only delay it). */
@@ -233,10 +252,13 @@ export class ExtentPrefetcher {
     return true;
   }
 
-  /** The subtree is done: walk the parent (whose walked children are skipped), up to the mount point. */
+  /**
+   * The subtree is done: walk the parent (whose walked children are skipped) if the workload listed it or a
+   * directory above it, never above the mount point.
+   */
   private ascend(walk: Walk): boolean {
-    if (walk.origin === walk.root || !isWithin(path.dirname(walk.origin), walk.root)) return false;
     const parent = path.dirname(walk.origin);
+    if (walk.origin === walk.root || !isWithin(parent, walk.root) || !this.withinListed(parent)) return false;
     const identity = this.identify(parent);
     if (identity === null || identity.dev !== walk.statDev || this.recentlyWalked(identity.key)) return false;
     this.markWalked(identity.key);

@@ -147,19 +147,27 @@ describe('sky agent over the hint channel, on ext4 through nbdfuse + loop', () =
         return true;
       });
 
-    const withReadAhead = await agent(['--token', TOKEN, '--backend', 'ebpf'], `cat ${path.join(ahead, 'a/f0')} > /dev/null && sleep 2`);
+    // The workload lists its tree (ls -R) and reads one file; the walk runs while the workload does (sleep 2).
+    const withReadAhead = await agent(['--token', TOKEN, '--backend', 'ebpf'], `ls -R ${ahead} > /dev/null && cat ${path.join(ahead, 'a/f0')} > /dev/null && sleep 2`);
     expect(withReadAhead.code).toBe(0);
-    // Only a/f0 was opened (the walk runs while the workload does: 2 s); the walk mapped its directory, the subdirectory, and upwards to the mount point.
+    // Only a/f0 was opened; the walk mapped its directory, the subdirectory, and upwards into what ls listed.
     expect(known(ahead)).toEqual(layout);
     expect(withReadAhead.stderr).toMatch(/extent read-ahead: 1 walks, \d+ directories/);
 
     await make(plain); // now, so the walk above could not have seen it
 
-    const without = await agent(['--token', TOKEN, '--backend', 'ebpf', '--no-read-ahead'], `cat ${path.join(plain, 'a/f0')} > /dev/null && sleep 2`);
+    const without = await agent(['--token', TOKEN, '--backend', 'ebpf', '--no-read-ahead'], `ls -R ${plain} > /dev/null && cat ${path.join(plain, 'a/f0')} > /dev/null && sleep 2`);
     expect(without.code).toBe(0);
     expect(known(plain)).toEqual(['a/f0']);
     expect(without.stderr).not.toContain('extent read-ahead');
-  }, 120_000);
+
+    // A file opened by name, nothing listed: only its own directory (and below) is walked.
+    const byName = path.join(mnt, 'byname');
+    await make(byName);
+    const named = await agent(['--token', TOKEN, '--backend', 'ebpf'], `cat ${path.join(byName, 'a/f0')} > /dev/null && sleep 2`);
+    expect(named.code).toBe(0);
+    expect(known(byName)).toEqual(['a/f0', 'a/f1', 'a/sub/f2']);
+  }, 180_000);
 
   it('--device routes the files of a block device (a guest agent names its disk)', async () => {
     const c = path.join(mnt, 'c');

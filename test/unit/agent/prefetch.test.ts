@@ -1,8 +1,9 @@
 /**
  * Extent read-ahead on an in-memory tree (the real walk over ext4 through nbdfuse is in
  * test/integration/agent/agent.test.ts): the order of the walk (the opened file's directory depth first in listing
- * order, then upwards to the mount point and no further), files already described skipped and not sent twice by the
- * informer, other file systems left alone, the token bucket, and no second walk of a directory walked lately.
+ * order, then upwards into what the workload listed, to the mount point and no further), files already described
+ * skipped and not sent twice by the informer, other file systems left alone, the token bucket, and no second walk of
+ * a directory walked lately.
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -75,6 +76,10 @@ class TreeFs implements AgentFileSystem {
   }
 }
 
+function listedDir(p: string, fs: TreeFs): Insight {
+  return { kind: 'file_opened', ts: 1, pid: 100, path: p, dev: DEV, ino: fs.nodes.get(p)!.ino, fd: 9, flags: 0o200000, size: 4096, ioClass: 5, metadata: true, exe: '/usr/bin/cp', discovered: false };
+}
+
 function openedForRead(p: string, ino: number, fd = 3, flags = 0): Insight {
   return { kind: 'file_opened', ts: 1, pid: 100, path: p, dev: DEV, ino, fd, flags, size: 4096, ioClass: 4, metadata: false, exe: '/usr/bin/cp', discovered: false };
 }
@@ -116,6 +121,7 @@ describe('extent read-ahead (Informer + ExtentPrefetcher)', () => {
     const fs = tree();
     const sent: SemanticMessage[] = [];
     const informer = new Informer({ sink: (m) => sent.push(m), fs });
+    informer.handle(listedDir('/mnt', fs)); // the workload lists the mount point: the walk may climb to it
     informer.handle(openedForRead('/mnt/src/lib/a.c', fs.ino('/mnt/src/lib/a.c')));
     await settle(informer, sent);
     expect(pathsOf(sent)).toEqual([
@@ -140,11 +146,27 @@ describe('extent read-ahead (Informer + ExtentPrefetcher)', () => {
     expect(fs.listed).toHaveLength(5); // no directory walked twice
   });
 
+  it('climbs only into directories the workload listed', async () => {
+    for (const [listed, expected] of [
+      [null, ['/mnt/src/lib/a.c', '/mnt/src/lib/deep/z.c', '/mnt/src/lib/b.c']], // a file opened by name: its directory
+      ['/mnt/src', ['/mnt/src/lib/a.c', '/mnt/src/lib/deep/z.c', '/mnt/src/lib/b.c', '/mnt/src/README', '/mnt/src/doc/x.txt']],
+    ] as const) {
+      const fs = tree();
+      const sent: SemanticMessage[] = [];
+      const informer = new Informer({ sink: (m) => sent.push(m), fs });
+      if (listed) informer.handle(listedDir(listed, fs));
+      informer.handle(openedForRead('/mnt/src/lib/a.c', fs.ino('/mnt/src/lib/a.c')));
+      await settle(informer, sent);
+      expect(pathsOf(sent)).toEqual(expected);
+    }
+  });
+
   it('is started only by opens for reading, and never with prefetch: false', async () => {
     for (const [flags, prefetch, walks] of [[0o1 | 0o100, undefined, 0], [0o1, undefined, 0], [0o2, undefined, 1], [0, false, 0]] as const) {
       const fs = tree();
       const sent: SemanticMessage[] = [];
       const informer = new Informer({ sink: (m) => sent.push(m), fs, ...(prefetch === false ? { prefetch } : {}) });
+      informer.handle(listedDir('/mnt', fs));
       informer.handle(openedForRead('/mnt/src/README', fs.ino('/mnt/src/README'), 3, flags));
       await settle(informer, sent);
       expect(informer.stats().prefetch?.walks ?? 0).toBe(walks);
@@ -156,6 +178,7 @@ describe('extent read-ahead (Informer + ExtentPrefetcher)', () => {
     const fs = tree();
     const sent: SemanticMessage[] = [];
     const informer = new Informer({ sink: (m) => sent.push(m), fs, prefetch: { entriesPerSecond: 50, entriesBurst: 4 } });
+    informer.handle(listedDir('/mnt', fs));
     informer.handle(openedForRead('/mnt/src/doc/x.txt', fs.ino('/mnt/src/doc/x.txt')));
     informer.handle(openedForRead('/mnt/src/README', fs.ino('/mnt/src/README'), 4));
     const started = performance.now();
