@@ -1,7 +1,7 @@
 /**
  * Extent read-ahead. A fresh engine knows no file, and a traced process reads a file right after it opens it — on a
  * cold cache within a millisecond or two — while the tracer reports the open up to a collection interval later
- * (100 ms with eBPF). So the first reads of every file would be tagged metadata and fixed only by a re-tag. A
+ * (25 ms for the agent with eBPF). So the first reads of every file would be tagged metadata and fixed only by a re-tag. A
  * program that reads one file of a directory usually reads its neighbours next (cp -r, tar c, rsync, a build, a
  * backup), in the order the directory lists them; so when a traced process opens a file on the volume for reading,
  * the prefetcher walks the tree around it in that same order — the file's directory depth first, then upwards, but

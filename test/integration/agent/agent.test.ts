@@ -7,7 +7,7 @@
  * token and an unreachable engine are refused with their own exit status; --device routes a guest's disk.
  *
  * The workload sleeps 2 s between writing and `sync`: the hints reach the engine ~0.1–0.5 s after a write (eBPF
- * maps are collected every 100 ms, then the 50 ms readback debounce), and the file system's own write-back comes
+ * maps are collected every 25 ms for the agent, then the 10 ms readback debounce), and the file system's own write-back comes
  * 5–30 s later; an immediate `sync` would race the hints, which is not what the fingerprints are for.
  */
 import { statSync } from 'node:fs';
