@@ -134,9 +134,9 @@ export class HintClient {
   }
 
   /**
-   * Hands queued frames to the socket until SOCKET_BUFFER_BYTES are in its buffer ('drain' says when it emptied).
-   * Not until write() returns false: that happens past the socket's 16 KiB high-water mark, and a sender whose
-   * event loop turns every 100 ms or more (an agent handling a collection of events) would move 16 KiB per turn.
+   * Hands queued frames to the socket until SOCKET_BUFFER_BYTES are in its buffer ('drain' says when it emptied),
+   * corked so that they leave in one writev. The kernel takes what its socket buffer holds each turn of the event
+   * loop: a sender must let the loop turn often (the agent yields every 10 ms of event handling).
    */
   private drainQueue(): void {
     if (!this.ready) return;
