@@ -136,7 +136,12 @@ describe('tag log of a served volume, and sky report on it', () => {
     expect(atRequest.ioClass.wrong).toEqual({ bytes: 384 * KiB, requests: 2 });
     expect(afterRetag.ioClass.right).toEqual({ bytes: 512 * KiB, requests: 4 });
     expect(retagged).toEqual({ requests: 2, bytes: 384 * KiB });
-    expect(readFileSync(path.join(out, 'report.md'), 'utf8')).toContain('| after re-tags | 100.00% | 100.00% | 100.00% | 100.00% | 512 KiB |');
+    // Size class from the tags' own file size (what the table gives it), apart from the I/O class after rules.
+    expect(atRequest.sizeClass.right).toEqual({ bytes: 128 * KiB, requests: 2 });
+    expect(afterRetag.sizeClass.right).toEqual({ bytes: 512 * KiB, requests: 4 });
+    const markdown = readFileSync(path.join(out, 'report.md'), 'utf8');
+    expect(markdown).toContain('| at request time | 100.00% | 100.00% | 25.00% | 25.00% | 50.00% | 512 KiB |');
+    expect(markdown).toContain('| after re-tags | 100.00% | 100.00% | 100.00% | 100.00% | 100.00% | 512 KiB |');
   });
 
   it('sky report explains a missing file, a file that is not a tag log, and a cut-short last line', () => {
