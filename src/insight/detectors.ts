@@ -6,7 +6,7 @@
 import { basename, extname } from 'node:path';
 import { BLOCK_BYTES, entropyBitsPerByte, readSample, sameBlocks, unarmor } from './content.js';
 import type { FileRecord } from './files.js';
-import type { FileIo, Process } from './process.js';
+import { forgetIo, type FileIo, type Process } from './process.js';
 import type { EngineState } from './state.js';
 
 /** Executables whose written files are ciphertext when their entropy says so. */
@@ -37,7 +37,7 @@ export function writesFinished(state: EngineState, process: Process, file: FileR
     io.recheck = !found && !final;
   }
   if (!io.recheck) io.writeBytes = 0;
-  if (io.readBytes === 0 && io.writeBytes === 0) process.io.delete(file);
+  if (io.readBytes === 0 && io.writeBytes === 0) forgetIo(process, file);
 }
 
 function reportExplicitCopies(state: EngineState, process: Process, target: FileRecord, io: FileIo, ts: number): void {
@@ -58,11 +58,22 @@ function reportExplicitCopies(state: EngineState, process: Process, target: File
   io.copiesIn.clear();
 }
 
-/** Sources worth comparing: files this process read, closest in bytes read to the bytes written first. */
+/**
+ * Sources worth comparing: files this process read about as many bytes of as it wrote (half to twice: a copy
+ * reads what it writes; tar -x reading a 1 GiB archive is not copying each 10 KiB file out of it), closest first.
+ */
 function copyCandidates(process: Process, target: FileRecord, written: number): FileRecord[] {
-  return [...process.io]
-    .filter(([file, io]) => file !== target && !file.metadata && io.readBytes * 2 >= written)
-    .sort(([, a], [, b]) => Math.abs(a.readBytes - written) - Math.abs(b.readBytes - written))
+  const candidates: [FileRecord, number][] = [];
+  for (const file of process.readIo) {
+    const io = process.io.get(file);
+    if (io === undefined) {
+      process.readIo.delete(file);
+      continue;
+    }
+    if (file !== target && !file.metadata && io.readBytes * 2 >= written && io.readBytes <= written * 2) candidates.push([file, io.readBytes]);
+  }
+  return candidates
+    .sort(([, a], [, b]) => Math.abs(a - written) - Math.abs(b - written))
     .slice(0, COPY_CANDIDATES_MAX)
     .map(([file]) => file);
 }

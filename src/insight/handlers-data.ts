@@ -10,7 +10,7 @@ import { endLifetimeByTruncate } from './handlers-fd.js';
 import { syscallArgsHint } from './hints.js';
 import { FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE } from './linux.js';
 import { writeBackFile } from './mmap.js';
-import { fileIo, type OpenFile, type Process } from './process.js';
+import { fileIo, recordProcessRead, type OpenFile, type Process } from './process.js';
 import type { EngineState } from './state.js';
 import type { ByteRange, CopyMethod, DataWrittenInsight } from './types.js';
 
@@ -21,7 +21,7 @@ function recordRead(process: Process, openFile: OpenFile, bytes: number): void {
   const file = openFile.file;
   if (!file || file.metadata) return;
   file.readBytes += bytes;
-  fileIo(process, file).readBytes += bytes;
+  recordProcessRead(process, file, bytes);
 }
 
 /**

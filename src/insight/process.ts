@@ -120,6 +120,8 @@ export interface Process {
   threads: Set<number>;
   mappings: Mapping[];
   io: Map<FileRecord, FileIo>;
+  /** The files of `io` this process read from: the copy detector's candidates (a writer of 4096 files reads few). */
+  readIo: Set<FileRecord>;
   /** Created from an event of an unknown pid, not from a fork we saw: its fds come from /proc on first use. */
   discovered: boolean;
   /** fds a discovered process closed before its fork event arrived: the fork must not resurrect them. */
@@ -142,6 +144,7 @@ export function newProcess(pid: number, fds: FdTable, discovered: boolean): Proc
     threads: new Set([pid]),
     mappings: [],
     io: new Map(),
+    readIo: new Set(),
     discovered,
     closedBeforeFork: new Set(),
   };
@@ -152,15 +155,38 @@ export function fileIo(process: Process, file: FileRecord): FileIo {
   if (io) return io;
   io = { readBytes: 0, writeBytes: 0, copiesIn: new Map(), recheck: false };
   process.io.set(file, io);
-  if (process.io.size > PROCESS_IO_FILES_MAX) dropOldestReadOnly(process);
+  if (process.io.size > PROCESS_IO_FILES_MAX) dropOldest(process);
   return io;
 }
 
-function dropOldestReadOnly(process: Process): void {
+/** How far dropOldest looks for a read-only entry before it drops the oldest one outright. */
+const DROP_SCAN_ENTRIES = 64;
+
+/**
+ * Keeps process.io at its bound: drops the oldest entry that only read (the least useful to copy detection) among
+ * the oldest few, else the oldest. Looking no further keeps this O(1): a process that only writes (tar -x writing
+ * 78k files) would otherwise scan every entry for each new file and never drop one.
+ */
+function dropOldest(process: Process): void {
+  let scanned = 0;
   for (const [file, io] of process.io) {
     if (io.writeBytes === 0 && io.copiesIn.size === 0) {
-      process.io.delete(file);
+      forgetIo(process, file);
       return;
     }
+    if (++scanned >= DROP_SCAN_ENTRIES) break;
   }
+  forgetIo(process, process.io.keys().next().value!);
+}
+
+/** Counts bytes this process read from `file`. */
+export function recordProcessRead(process: Process, file: FileRecord, bytes: number): void {
+  const io = fileIo(process, file);
+  io.readBytes += bytes;
+  if (io.readBytes > 0) process.readIo.add(file);
+}
+
+export function forgetIo(process: Process, file: FileRecord): void {
+  process.io.delete(file);
+  process.readIo.delete(file);
 }
