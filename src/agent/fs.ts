@@ -206,3 +206,27 @@ function realpathOr(file: string): string {
     return path.resolve(file);
   }
 }
+
+/** Joins extents that continue each other on the volume (FIEMAP splits at 128 MiB and at flag changes). */
+export function mergeExtents(extents: VolumeExtent[]): VolumeExtent[] {
+  const out: VolumeExtent[] = [];
+  for (const extent of extents) {
+    if (extent.length <= 0) continue;
+    const last = out[out.length - 1];
+    if (last && last.volumeOffset + last.length === extent.volumeOffset) last.length += extent.length;
+    else out.push({ volumeOffset: extent.volumeOffset, length: extent.length });
+  }
+  return out;
+}
+
+/** An open file's size and merged extents, at most `extentsMax` of them (`cut` says some were left out). */
+export function placedExtents(opened: OpenedFile, extentsMax: number): { size: number; extents: VolumeExtent[]; cut: boolean } {
+  const extents = mergeExtents(opened.extents());
+  const cut = extents.length > extentsMax;
+  return { size: opened.size, extents: cut ? extents.slice(0, extentsMax) : extents, cut };
+}
+
+/** What identifies a FileExtents message's content: the informer and the read-ahead compare these. */
+export function extentSignature(size: number, file: string, extents: readonly VolumeExtent[]): string {
+  return `${size}|${file}|${extents.map((e) => `${e.volumeOffset}+${e.length}`).join(',')}`;
+}

@@ -33,11 +33,10 @@ import {
   SEMANTIC_MESSAGE_TYPES,
   type SemanticMessage,
   type SemanticMessageType,
-  type VolumeExtent,
 } from '../semantics/messages.js';
-import { constants as fsConstants } from 'node:fs';
-import { isGone, type AgentFileSystem, type OpenedFile, type VolumePlacement } from './fs.js';
-import { ExtentPrefetcher, extentSignature, type PrefetchOptions, type PrefetchStats } from './prefetch.js';
+import { opensExistingForReading } from '../insight/index.js';
+import { extentSignature, isGone, placedExtents, type AgentFileSystem, type OpenedFile, type VolumePlacement } from './fs.js';
+import { ExtentPrefetcher, type PrefetchOptions, type PrefetchStats } from './prefetch.js';
 
 export type SemanticSink = (message: SemanticMessage) => void;
 
@@ -116,8 +115,6 @@ interface TrackedFile {
   lastExtents: string;
 }
 
-/** Linux's access-mode bits of open flags (node's fs.constants has no name for them). */
-const O_ACCMODE = 0o3;
 const HOLDERS_MAX = 4;
 const RANGES_MAX = 64;
 const PROCESSES_MAX = 4096;
@@ -205,7 +202,6 @@ export class Informer {
               fs: this.fs,
               described: (id) => (this.files.get(id)?.lastExtents ?? '') !== '',
               send: (file) => this.send({ type: 'FileExtents', fileId: file.fileId, path: file.path, size: file.size, extents: file.extents }, null),
-              merge: mergeExtents,
               extentsMax: this.extentsMax,
               fail: (error, what) => this.fail(error, `read-ahead: ${what}`),
             },
@@ -238,7 +234,7 @@ export class Informer {
         this.addHolder(file, insight.pid, insight.fd);
         // A file the open created or truncated has no blocks yet: it is mapped once written (close, sync, refresh).
         if ((file.lastExtents === '' || file.written) && insight.size !== 0) this.sendExtents(file);
-        if (this.prefetcher && (insight.flags & O_ACCMODE) !== fsConstants.O_WRONLY && (insight.flags & fsConstants.O_CREAT) === 0) {
+        if (this.prefetcher && opensExistingForReading(insight.flags)) {
           this.prefetcher.opened(insight.path, file.dev, file.placement);
         }
         return;
@@ -474,11 +470,9 @@ export class Informer {
   private sendExtents(file: TrackedFile): void {
     const opened = this.openTracked(file);
     if (!opened) return;
-    let extents: VolumeExtent[];
-    let size: number;
+    let placed: ReturnType<typeof placedExtents>;
     try {
-      size = opened.size;
-      extents = mergeExtents(opened.extents());
+      placed = placedExtents(opened, this.extentsMax);
     } catch (error) {
       if (isGone(error)) this.counters.vanished++;
       else this.fail(error, `mapping ${file.path}`);
@@ -487,10 +481,8 @@ export class Informer {
       opened.close();
     }
     file.written = false;
-    if (extents.length > this.extentsMax) {
-      this.counters.extentsTruncated++;
-      extents = extents.slice(0, this.extentsMax);
-    }
+    if (placed.cut) this.counters.extentsTruncated++;
+    const { size, extents } = placed;
     const signature = extentSignature(size, file.path, extents);
     if (signature === file.lastExtents) return;
     file.lastExtents = signature;
@@ -757,17 +749,5 @@ export function insertRange(ranges: number[], start: number, end: number): numbe
     }
   }
   if (!placed) out.push(start, end);
-  return out;
-}
-
-/** Joins extents that continue each other on the volume (FIEMAP splits at 128 MiB and at flag changes). */
-export function mergeExtents(extents: VolumeExtent[]): VolumeExtent[] {
-  const out: VolumeExtent[] = [];
-  for (const extent of extents) {
-    if (extent.length <= 0) continue;
-    const last = out[out.length - 1];
-    if (last && last.volumeOffset + last.length === extent.volumeOffset) last.length += extent.length;
-    else out.push({ volumeOffset: extent.volumeOffset, length: extent.length });
-  }
   return out;
 }

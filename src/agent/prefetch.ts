@@ -19,7 +19,7 @@
  */
 import path from 'node:path';
 import type { VolumeExtent } from '../semantics/messages.js';
-import { isGone, type AgentFileSystem, type VolumePlacement } from './fs.js';
+import { extentSignature, isGone, placedExtents, type AgentFileSystem, type VolumePlacement } from './fs.js';
 
 export interface PrefetchOptions {
   /** Directory entries examined per second, on average. Default 50,000. */
@@ -65,8 +65,6 @@ export interface PrefetchHost {
   /** Whether the informer already described this file (then the walk skips it). */
   described(fileId: string): boolean;
   send(file: PrefetchedFile): void;
-  /** Joins extents that continue each other (the informer's own merge). */
-  merge(extents: VolumeExtent[]): VolumeExtent[];
   /** Extents per message at most; more are cut (as the informer does). */
   extentsMax: number;
   fail(error: unknown, what: string): void;
@@ -110,6 +108,8 @@ export class ExtentPrefetcher {
   private readonly queue: Walk[] = [];
   private readonly listedTops = new Map<string, true>();
   private current: Walk | null = null;
+  private lastOpenedDir = '';
+  private lastOpenedAt = 0;
   private timer: NodeJS.Immediate | NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly counters: PrefetchStats = { walks: 0, directories: 0, files: 0, messages: 0, throttled: 0 };
@@ -137,6 +137,10 @@ export class ExtentPrefetcher {
     if (this.stopped || !path.isAbsolute(file) || placement.mountPoint === undefined) return;
     const root = placement.mountPoint;
     const dir = path.dirname(file);
+    // A program reads a directory's files one after another: the same directory as last time needs no lstat.
+    if (dir === this.lastOpenedDir && performance.now() - this.lastOpenedAt < this.rewalkMs) return;
+    this.lastOpenedDir = dir;
+    this.lastOpenedAt = performance.now();
     if (!isWithin(dir, root)) return;
     const identity = this.identify(dir);
     if (identity === null || this.recentlyWalked(identity.key)) return;
@@ -276,15 +280,13 @@ export class ExtentPrefetcher {
       if (!isGone(error) && code !== 'ENOTREG' && code !== 'EACCES' && code !== 'ELOOP') this.host.fail(error, `opening ${file}`);
       return;
     }
-    let size: number;
-    let extents: VolumeExtent[];
+    let placed: ReturnType<typeof placedExtents>;
     let fileId: string;
     try {
       if (opened.dev !== walk.statDev) return; // a bind mount of another file system's file
       fileId = `${walk.tracerDev}:${opened.ino}`;
       if (this.host.described(fileId)) return;
-      size = opened.size;
-      extents = this.host.merge(opened.extents());
+      placed = placedExtents(opened, this.host.extentsMax);
     } catch (error) {
       if (!isGone(error)) this.host.fail(error, `mapping ${file}`);
       return;
@@ -292,8 +294,8 @@ export class ExtentPrefetcher {
       opened.close();
     }
     this.counters.files++;
+    const { size, extents } = placed;
     if (extents.length === 0) return; // empty, inline or not yet allocated: nothing of it on the volume yet
-    if (extents.length > this.host.extentsMax) extents = extents.slice(0, this.host.extentsMax);
     const signature = extentSignature(size, file, extents);
     if (this.sent.get(fileId) === signature) return;
     this.sent.delete(fileId);
@@ -332,11 +334,6 @@ export class ExtentPrefetcher {
     this.refilledAt = now;
     return this.tokens >= 1;
   }
-}
-
-/** What identifies a FileExtents message's content: the informer and the prefetcher compare these. */
-export function extentSignature(size: number, file: string, extents: readonly VolumeExtent[]): string {
-  return `${size}|${file}|${extents.map((e) => `${e.volumeOffset}+${e.length}`).join(',')}`;
 }
 
 function isWithin(dir: string, root: string): boolean {

@@ -3,6 +3,7 @@
  * process gone): copies and encryption. Both read the written file back, because a name or a byte count is a
  * reason to look, not proof.
  */
+import assert from 'node:assert/strict';
 import { basename, extname } from 'node:path';
 import { BLOCK_BYTES, entropyBitsPerByte, readSample, sameBlocks, unarmor } from './content.js';
 import type { FileRecord } from './files.js';
@@ -66,10 +67,7 @@ function copyCandidates(process: Process, target: FileRecord, written: number): 
   const candidates: [FileRecord, number][] = [];
   for (const file of process.readIo) {
     const io = process.io.get(file);
-    if (io === undefined) {
-      process.readIo.delete(file);
-      continue;
-    }
+    assert.ok(io !== undefined, 'readIo holds only files of process.io (both are changed through forgetIo)');
     if (file !== target && !file.metadata && io.readBytes * 2 >= written && io.readBytes <= written * 2) candidates.push([file, io.readBytes]);
   }
   return candidates

@@ -56,6 +56,11 @@ export const POSIX_FADV = {
 export const IOPRIO_CLASS_SHIFT = 13;
 export const IOPRIO_CLASS = { NONE: 0, RT: 1, BE: 2, IDLE: 3 } as const;
 
+/** An open that reads a file already there (not write-only, not creating it). */
+export function opensExistingForReading(flags: number): boolean {
+  return (flags & O_ACCMODE) !== O_WRONLY && (flags & O_CREAT) === 0;
+}
+
 export function isWritable(flags: number): boolean {
   const mode = flags & O_ACCMODE;
   return mode === O_WRONLY || mode === O_RDWR;
