@@ -195,13 +195,16 @@ export function onCloseRange(state: EngineState, ev: Ev<'close_range'>): void {
 export function onDup(state: EngineState, ev: Ev<'dup'>): void {
   if (ev.ret < 0 || ev.ret === ev.fd) return; // dup2(fd, fd) changes nothing, not even FD_CLOEXEC
   const process = state.processFor(ev);
-  duplicate(state, process, ev.fd, ev.ret, ev.cloexec, ev.ts);
+  duplicate(state, process, ev, ev.cloexec);
 }
 
-function duplicate(state: EngineState, process: Process, fd: number, target: number, cloexecFlag: boolean, ts: number): void {
-  const source = state.fdEntry(process, fd, ts);
+function duplicate(state: EngineState, process: Process, ev: Ev<'dup'> | Ev<'fcntl'>, cloexecFlag: boolean): void {
+  const seen = ev.kind === 'dup' && (ev.ino !== undefined || ev.seenPath !== undefined)
+    ? { identity: ev.ino !== undefined && ev.dev !== undefined ? { ino: ev.ino, dev: ev.dev } : null, path: ev.seenPath }
+    : null;
+  const source = seen ? state.fdEntrySeen(process, ev.fd, ev.ts, seen) : state.fdEntry(process, ev.fd, ev.ts);
   if (!source) return;
-  state.attach(process, target, source.file, cloexecFlag, ts);
+  state.attach(process, ev.ret, source.file, cloexecFlag, ev.ts);
 }
 
 export function onFcntl(state: EngineState, ev: Ev<'fcntl'>): void {
@@ -210,7 +213,7 @@ export function onFcntl(state: EngineState, ev: Ev<'fcntl'>): void {
   switch (ev.cmd) {
     case F_DUPFD:
     case F_DUPFD_CLOEXEC:
-      duplicate(state, process, ev.fd, ev.ret, ev.cmd === F_DUPFD_CLOEXEC, ev.ts);
+      duplicate(state, process, ev, ev.cmd === F_DUPFD_CLOEXEC);
       return;
     case F_SETFD: {
       const entry = state.fdEntry(process, ev.fd, ev.ts);

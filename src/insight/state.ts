@@ -39,6 +39,19 @@ export interface ReleaseHooks {
 
 type Listener = (insight: Insight) => void;
 
+/** What a backend saw an fd refer to at a call (see the dup event): the kernel's identity, strace's path. */
+export interface FdSeen {
+  identity: Identity | null;
+  /** '' when the fd was not a path (pipe, socket); undefined when the backend did not say. */
+  path?: string;
+}
+
+/** The inode decides: btrfs subvolumes and overlayfs give stat(2) a st_dev other than the kernel's s_dev. */
+function agrees(seen: FdSeen, path: string, stat: FileStat | null): boolean {
+  if (seen.identity && stat?.ino !== seen.identity.ino) return false;
+  return seen.path === undefined || seen.path === path;
+}
+
 export class EngineState {
   readonly processes = new Map<number, Process>();
   readonly files: FileTable;
@@ -213,14 +226,26 @@ export class EngineState {
    * The fd's entry, learning it from /proc when the stream never showed it (inherited, opened before tracing, or
    * hidden by lost events). Never null for fd >= 0: an unknowable fd gets a placeholder so we ask /proc once.
    */
-  fdEntry(process: Process, fd: number, ts: number): FdEntry | null {
+  fdEntry(process: Process, fd: number, ts: number, seen?: FdSeen): FdEntry | null {
     if (fd < 0) return null;
     const entry = process.fds.get(fd);
     if (entry && !entry.file.uncertain) return entry;
     if (entry && !this.live) return entry;
     if (entry && this.confirm(process, fd, entry)) return entry;
     if (entry) this.release(process, fd, 'replaced', ts);
-    return this.discoverFd(process, fd, ts);
+    return this.discoverFd(process, fd, ts, seen);
+  }
+
+  /**
+   * The entry of a dup's source, which the backend saw at the call (`seen`). For an fd the stream never showed,
+   * /proc describes the fd as it is *when we look*: a shell saves stdout with F_DUPFD, dup2s a file onto 1 and
+   * writes before we handle the F_DUPFD, so /proc names the file. Its answer counts only when it agrees with what
+   * the backend saw; otherwise the fd gets a placeholder, never another file's record.
+   */
+  fdEntrySeen(process: Process, fd: number, ts: number, seen: FdSeen): FdEntry | null {
+    const entry = process.fds.get(fd);
+    if (entry && !entry.file.uncertain && seen.identity) return this.fdEntryFor(process, fd, ts, seen.identity);
+    return this.fdEntry(process, fd, ts, seen);
   }
 
   /**
@@ -253,10 +278,15 @@ export class EngineState {
     return same;
   }
 
-  private discoverFd(process: Process, fd: number, ts: number): FdEntry {
+  private discoverFd(process: Process, fd: number, ts: number, seen?: FdSeen): FdEntry {
+    if (seen?.path === '') return this.notStorage(process, fd, ts);
     const target = this.live ? this.inspector.fdTarget(process.pid, fd) : null;
     if (!target) return this.placeholder(process, fd, ts);
     const stat = this.inspector.statFd(process.pid, fd);
+    if (seen && !agrees(seen, target.path, stat)) {
+      this.counters.lateInspections++;
+      return this.placeholder(process, fd, ts, `fd ${fd} of pid ${process.pid} was re-pointed before /proc could name it`);
+    }
     const info = this.inspector.fdInfo(process.pid, fd);
     const kind: OpenFileKind = stat?.kind ?? 'other';
     const openFile = this.newOpenFile(kind, target.path, info?.flags ?? 0, ts);
@@ -269,11 +299,21 @@ export class EngineState {
     return entry;
   }
 
-  private placeholder(process: Process, fd: number, ts: number): FdEntry {
+  private placeholder(process: Process, fd: number, ts: number, reason?: string): FdEntry {
     this.counters.unknownFds++;
     const openFile = this.newOpenFile('other', null, 0, ts);
     openFile.position = null;
-    openFile.uncertain = `fd ${fd} of pid ${process.pid} was never seen opened and /proc could not name it`;
+    openFile.uncertain = reason ?? `fd ${fd} of pid ${process.pid} was never seen opened and /proc could not name it`;
+    this.attach(process, fd, openFile, false, ts);
+    const entry = process.fds.get(fd);
+    assert.ok(entry);
+    return entry;
+  }
+
+  /** An fd the backend saw refer to no path (pipe, socket): nothing to learn, and nothing uncertain about it. */
+  private notStorage(process: Process, fd: number, ts: number): FdEntry {
+    const openFile = this.newOpenFile('other', null, 0, ts);
+    openFile.position = null;
     this.attach(process, fd, openFile, false, ts);
     const entry = process.fds.get(fd);
     assert.ok(entry);

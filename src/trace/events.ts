@@ -58,8 +58,13 @@ export type SyscallEvent =
     })
   | (Base & { kind: 'close'; fd: number; ret: number })
   | (Base & { kind: 'close_range'; first: number; last: number; flags: number; ret: number })
-  /** dup, dup2, dup3 and fcntl(F_DUPFD[_CLOEXEC]); `ret` is the new fd. */
-  | (Base & { kind: 'dup'; fd: number; cloexec: boolean; ret: number })
+  /**
+   * dup, dup2, dup3 and fcntl(F_DUPFD[_CLOEXEC]); `ret` is the new fd. What the new fd (so the source) refers to at
+   * the call, when the backend saw it: the file's identity read in-kernel (ebpf; a pipe or socket has one too), or
+   * the path strace printed (ptrace; '' for what is not a path: pipe, socket, anon inode). Insight needs it for a
+   * source fd it never saw opened, whose /proc entry may have been re-pointed by the time it looks.
+   */
+  | (Base & { kind: 'dup'; fd: number; cloexec: boolean; ret: number; ino?: number; dev?: number; seenPath?: string })
   /**
    * fcntl other than dup: F_SETFL (O_APPEND), F_SETFD (FD_CLOEXEC), F_SET_RW_HINT (a hint). For F_SET_RW_HINT and
    * F_SET_FILE_RW_HINT `arg` is the hint value (RWH_WRITE_LIFE_*) the pointer argument points at, not the pointer.

@@ -25,7 +25,7 @@ const SCHEMA: Record<SyscallEventKind, KindSchema> = {
   },
   close: { required: { fd: 'int', ret: 'int' } },
   close_range: { required: { first: 'int', last: 'int', flags: 'int', ret: 'int' } },
-  dup: { required: { fd: 'int', cloexec: 'bool', ret: 'int' } },
+  dup: { required: { fd: 'int', cloexec: 'bool', ret: 'int' }, optional: { ino: 'int', dev: 'int', seenPath: 'str' } },
   fcntl: { required: { fd: 'int', cmd: 'int', arg: 'int', ret: 'int' } },
   chdir: { required: { path: 'str', ret: 'int' } },
   fchdir: { required: { fd: 'int', ret: 'int' } },

@@ -107,7 +107,7 @@ export class RecordDecoder {
       case Code.close:
         return { kind: 'close', ...b, fd: f(0), ret: f(1) };
       case Code.dup:
-        return { kind: 'dup', ...b, fd: f(0), cloexec: f(1) !== 0, ret: f(2) };
+        return { kind: 'dup', ...b, fd: f(0), cloexec: f(1) !== 0, ret: f(2), ...identity(f(3), f(4)) };
       case Code.fcntl:
         return { kind: 'fcntl', ...b, fd: f(0), cmd: f(1), arg: f(2), ret: f(3) };
       case Code.fchdir:

@@ -203,19 +203,23 @@ function storageCheck(fd: string): string {
 function fdTableProbes(options: ProgramOptions): ExitProbe[] {
   const storageOnly = options.fdEvents === 'storage';
   const when = (fd: string, body: string) => (storageOnly ? `${storageCheck(fd)} if ($storage) { ${body} }` : body);
+  // The new fd's file, read while the call's fd is certainly open: the source's identity, for a source we never saw.
+  const dup = (cloexec: string) => `$ino = (int64)0; $dev = (int64)0;
+    if (${RET} >= 0) { ${fileOf(RET)} $ino = (int64)$f->f_inode->i_ino; $dev = (int64)$f->f_inode->i_sb->s_dev; }
+    ${emit(Code.dup, [intArg(0), cloexec, RET, '$ino', '$dev'])}`;
   const cloexecSet = options.reportSetCloexec ? '1' : `(${arg(2)} & 1) == 0`;
   const rwHint = `$h = *(int64 *)uptr($r->dx); ${emit(Code.fcntl, [intArg(0), '$cmd', '$h', RET])}`;
   const fcntl = `$cmd = ${intArg(1)};
-    if ($cmd == ${F_DUPFD} || $cmd == ${F_DUPFD_CLOEXEC}) { ${when(RET, emit(Code.dup, [intArg(0), `$cmd == ${F_DUPFD_CLOEXEC}`, RET]))} }
+    if ($cmd == ${F_DUPFD} || $cmd == ${F_DUPFD_CLOEXEC}) { ${when(RET, dup(`$cmd == ${F_DUPFD_CLOEXEC}`))} }
     else if (($cmd == ${F_SETFD} && ${cloexecSet}) || $cmd == ${F_SETFL}) { ${when(intArg(0), emit(Code.fcntl, [intArg(0), '$cmd', arg(2), RET]))} }
     else if ($cmd == ${F_SET_RW_HINT} || $cmd == ${F_SET_FILE_RW_HINT}) { ${rwHint} }`;
   const close: ExitProbe[] = storageOnly ? [] : [{ syscall: 'close', nr: 3, body: emit(Code.close, [intArg(0), RET]) }];
   return [
     ...close,
     { syscall: 'close_range', nr: 436, body: emit(Code.closeRange, ['(uint32)$r->di', '(uint32)$r->si', arg(2), RET]) },
-    { syscall: 'dup', nr: 32, body: when(RET, emit(Code.dup, [intArg(0), '0', RET])) },
-    { syscall: 'dup2', nr: 33, body: emit(Code.dup, [intArg(0), '0', RET]) },
-    { syscall: 'dup3', nr: 292, body: emit(Code.dup, [intArg(0), `(${arg(2)} & ${O_CLOEXEC}) != 0`, RET]) },
+    { syscall: 'dup', nr: 32, body: when(RET, dup('0')) },
+    { syscall: 'dup2', nr: 33, body: dup('0') },
+    { syscall: 'dup3', nr: 292, body: dup(`(${arg(2)} & ${O_CLOEXEC}) != 0`) },
     { syscall: 'fcntl', nr: 72, body: fcntl },
     { syscall: 'chdir', nr: 80, body: emit(Code.chdir, [RET], [pathArg(0)]) },
     { syscall: 'fchdir', nr: 81, body: emit(Code.fchdir, [intArg(0), RET]) },

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { SyscallEvent } from '../events.js';
 import { RwAggregator } from './aggregate.js';
 import {
-  Resumer, decoration, fdKindOf, parseBracketedNumber, parseNumber, parseStraceLine, parseString, parseStringArray,
+  Resumer, decoration, fdKindOf, parseBracketedNumber, parseNumber, parseStraceLine, parseString, parseStringArray, seenPath,
   structField, type StraceLine,
 } from './parse.js';
 
@@ -273,8 +273,11 @@ export class StraceDecoder {
 
   private dup(b: Base, fd: number, cloexec: boolean, line: Call): SyscallEvent {
     const ret = line.ret.value!;
-    if (ret >= 0) this.aggregator.duplicated(b.pid, fd, ret, line.ret.target === null ? null : fdKindOf(line.ret.target));
-    return { kind: 'dup', ...b, fd, cloexec, ret };
+    const target = line.ret.target;
+    if (ret >= 0) this.aggregator.duplicated(b.pid, fd, ret, target === null ? null : fdKindOf(target));
+    const event: Extract<SyscallEvent, { kind: 'dup' }> = { kind: 'dup', ...b, fd, cloexec, ret };
+    if (ret >= 0 && target !== null) event.seenPath = seenPath(target);
+    return event;
   }
 
   /** Like the ebpf backend: dups as dup events, state changes as fcntl events, queries not at all. */

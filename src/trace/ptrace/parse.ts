@@ -192,6 +192,19 @@ export function fdKindOf(target: string): FdKind {
   return 'file';
 }
 
+/**
+ * The path an fd decoration names, as /proc/PID/fd would: `/dev/null<char 1:3>` is /dev/null, `/a/b (deleted)` is
+ * /a/b; '' for what is not a path (pipe:[..], socket:[..], anon_inode:..).
+ */
+export function seenPath(target: string): string {
+  if (!target.startsWith('/')) return '';
+  const device = target.indexOf('<');
+  const path = device === -1 ? target : target.slice(0, device);
+  return path.endsWith(DELETED) ? path.slice(0, -DELETED.length) : path;
+}
+
+const DELETED = ' (deleted)';
+
 export interface ParsedString {
   value: string;
   truncated: boolean;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InsightEngine } from '../../../src/insight/index.js';
+import type { SyscallEvent } from '../../../src/trace/events.js';
 import {
   CREATE,
   Clock,
@@ -330,6 +331,59 @@ describe('insight calls', () => {
     expect(ofKind(insights, 'file_opened')).toMatchObject([{ path: '/out.txt', fd: 1, discovered: true }]);
     expect(engine.inspectFile('/out.txt')?.size).toBe(6);
     expect(engine.summary().counters.unknownFds).toBe(1);
+  });
+
+  // `sh -c 'printf x > out'`: F_DUPFD saves the inherited stdout, dup2 puts out on 1, the write and the restore all
+  // happen before we handle the F_DUPFD, when /proc already says fd 1 is out.
+  const shellRedirect = (saved: Partial<Extract<SyscallEvent, { kind: 'dup' }>>) => {
+    const p = new Task(new Clock(), 5);
+    return [
+      p.open('/out', CREATE, 3),
+      p.ev('dup', { fd: 1, cloexec: false, ret: 11, ...saved }),
+      p.close(1),
+      p.dup(3, 1),
+      p.close(3),
+      p.write(1, 6),
+      p.ev('dup', { fd: 11, cloexec: false, ret: 1, ...saved }),
+      p.close(11),
+      p.exit(),
+    ];
+  };
+  const redirected = () => {
+    const system = new FakeSystem();
+    const out = system.addFile('/out');
+    system.addProc(5, '/bin/sh');
+    system.procs.get(5)?.fds.set(1, '/out');
+    return { system, out };
+  };
+
+  it('does not take a saved stdout for the file /proc shows after a redirect (strace saw a pipe)', () => {
+    const engine = new InsightEngine({ inspector: redirected().system });
+    const closes = ofKind(run(engine, shellRedirect({ seenPath: '' })), 'file_closed');
+    expect(closes.map((c) => [c.path, c.writeBytes])).toEqual([['/out', 6]]);
+    expect(engine.summary().counters.unknownFds).toBe(0);
+  });
+
+  it('does not take a saved stdout for the file /proc shows after a redirect (the kernel named another inode)', () => {
+    const { system, out } = redirected();
+    const engine = new InsightEngine({ inspector: system });
+    const closes = ofKind(run(engine, shellRedirect({ ino: out.ino + 1000, dev: 99 })), 'file_closed');
+    expect(closes.map((c) => [c.path, c.writeBytes])).toEqual([['/out', 6]]);
+  });
+
+  it('without what the backend saw, the same race reports the redirected file closed twice (why dups carry it)', () => {
+    const engine = new InsightEngine({ inspector: redirected().system });
+    const closes = ofKind(run(engine, shellRedirect({})), 'file_closed');
+    expect(closes.map((c) => [c.path, c.writeBytes])).toEqual([['/out', 6], ['/out', 0]]);
+  });
+
+  it('still learns a saved fd from /proc when it is what the backend saw', () => {
+    const { system, out } = redirected();
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 5);
+    const insights = run(engine, [p.ev('dup', { fd: 1, cloexec: false, ret: 11, ino: out.ino, dev: out.dev }), p.write(11, 4)]);
+    expect(ofKind(insights, 'file_opened')).toMatchObject([{ path: '/out', fd: 1, discovered: true }]);
+    expect(engine.inspectFile('/out')?.size).toBe(4);
   });
 });
 

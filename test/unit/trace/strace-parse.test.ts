@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { SyscallEvent } from '../../../src/trace/events.js';
 import { StraceDecoder } from '../../../src/trace/ptrace/decode.js';
 import {
-  Resumer, decoration, fdKindOf, parseNumber, parseStraceLine, parseString, parseStringArray, splitArgs, structField,
+  Resumer, decoration, fdKindOf, parseNumber, parseStraceLine, parseString, parseStringArray, seenPath, splitArgs, structField,
 } from '../../../src/trace/ptrace/parse.js';
 
 describe('parseStraceLine', () => {
@@ -93,6 +93,8 @@ describe('argument grammar', () => {
     expect(fdKindOf('/dev/null<char 1:3>')).toBe('other');
     expect(fdKindOf('pipe:[266949]')).toBe('other');
     expect(fdKindOf('socket:[1]')).toBe('other');
+    // what /proc/PID/fd would name: the path only, '' for what has none
+    expect(['/etc/passwd', '/dev/null<char 1:3>', '/tmp/a (deleted)', 'pipe:[266949]'].map(seenPath)).toEqual(['/etc/passwd', '/dev/null', '/tmp/a', '']);
   });
 
   it('struct fields', () => {
@@ -193,7 +195,7 @@ describe('StraceDecoder', () => {
       { kind: 'copy', call: 'FICLONE', fdIn: 4, fdOut: 5, length: 0, ret: -95 },
       { kind: 'rename', olddirfd: 3, oldpath: 'b', newdirfd: 3, newpath: 'b2', flags: 1, ret: 0 },
       { kind: 'unlink', dirfd: -100, path: 'd', flags: 0x200, ret: 0 },
-      { kind: 'dup', fd: 5, cloexec: true, ret: 6 },
+      { kind: 'dup', fd: 5, cloexec: true, ret: 6, seenPath: '/b' },
       { kind: 'fcntl', fd: 5, cmd: 1036, arg: -1, ret: 0 },
       { kind: 'mmap', addr: 0, length: 4096, prot: 3, flags: 1, fd: 5, offset: 0, ret: 0x7fcd992d5000 },
       { kind: 'munmap', addr: 0x7fcd992d5000, length: 4096, ret: 0 },
