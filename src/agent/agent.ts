@@ -12,6 +12,7 @@ import { startTrace, TraceError, type TraceOptions } from '../trace/index.js';
 import type { SemanticMessage } from '../semantics/messages.js';
 import { LocalFileSystem, type AgentFileSystem, type VolumeRoute } from './fs.js';
 import { Informer, type InformerOptions, type InformerStats, type SemanticSink } from './informer.js';
+import { LagHistogram, monotonicNowNs, type LagSummary } from './lag.js';
 
 export type InformerTuning = Omit<InformerOptions, 'sink' | 'fs' | 'log'>;
 
@@ -40,6 +41,8 @@ export interface AgentStats {
   informer: InformerStats;
   /** Wall time from the first event to the end of the flush. */
   elapsedMs: number;
+  /** From each system call to the agent handling it. */
+  lag: LagSummary;
 }
 
 export interface AgentSession {
@@ -79,6 +82,7 @@ export async function startAgent(options: AgentOptions): Promise<AgentSession> {
   // First word to the engine: a tracer describes this volume now, so blocks outside known files are metadata.
   options.sink({ type: 'Tracing', tracer: session.backendName });
   let events = 0;
+  const lag = new LagHistogram();
   let firstEventAt = 0;
   let endedAt = 0;
   const done = (async () => {
@@ -86,6 +90,7 @@ export async function startAgent(options: AgentOptions): Promise<AgentSession> {
       let sliceStarted = performance.now();
       for await (const event of session.events) {
         if (events++ === 0) firstEventAt = performance.now();
+        lag.add(event.ts, monotonicNowNs());
         engine.handle(event);
         const behind = options.pressure?.();
         if (behind) await behind;
@@ -121,6 +126,7 @@ export async function startAgent(options: AgentOptions): Promise<AgentSession> {
         insights: { ...insights },
         informer: informer.stats(),
         elapsedMs: firstEventAt === 0 ? 0 : (endedAt || performance.now()) - firstEventAt,
+        lag: lag.summary(),
       };
     },
   };
@@ -213,5 +219,5 @@ function unused(): never {
 }
 
 function emptyStats(backend: string): AgentStats {
-  return { backend, events: 0, lostEvents: 0, insights: {}, informer: new Informer({ sink: () => undefined, prefetch: false, fs: { locate: () => null, open: unused, list: unused, identify: unused } }).stats(), elapsedMs: 0 };
+  return { backend, events: 0, lostEvents: 0, insights: {}, informer: new Informer({ sink: () => undefined, prefetch: false, fs: { locate: () => null, open: unused, list: unused, identify: unused } }).stats(), elapsedMs: 0, lag: new LagHistogram().summary() };
 }

@@ -3,7 +3,7 @@
  * for the files that live on one volume. In-process (`sky run`: the sink is the volume's SemanticIndex.accept) or
  * over the hint channel (`sky agent`: the sink is HintClient.send).
  */
-export { Informer, insertRange } from './informer.js';
+export { Informer, insertRange, takeRanges } from './informer.js';
 export type { InformerOptions, InformerStats, SemanticSink } from './informer.js';
 export { LocalFileSystem, isGone, mergeExtents } from './fs.js';
 export type { AgentFileSystem, DirectoryEntry, OpenedFile, VolumePlacement, VolumeRoute } from './fs.js';

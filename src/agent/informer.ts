@@ -47,6 +47,13 @@ export interface InformerOptions {
   ttlMs?: number;
   /** Readbacks wait this long for more writes to the same file. Default 50 ms. */
   debounceMs?: number;
+  /**
+   * Readbacks of a process that synced a file in the last 10 s wait this long (at least debounceMs) for its next
+   * sync, which makes them unnecessary. Default 75 ms (three of the agent's 25 ms tracer collections).
+   */
+  syncWaitMs?: number;
+  /** Synced writes waiting for a background readback, at most (the oldest are dropped). Default 32 MiB; 0: none. */
+  syncedBacklogBytes?: number;
   /** Extent refreshes after a written file is closed or synced. Default [5 s, 35 s]. */
   refreshDelaysMs?: number[];
   /** Files waiting in each refresh queue; beyond, the oldest are dropped (counted). Default 16384. */
@@ -57,7 +64,10 @@ export interface InformerOptions {
   filesMax?: number;
   /** Bytes read back per read call (a multiple of 4 KiB). Default 1 MiB. */
   readChunkBytes?: number;
-  /** Bytes read back before the informer yields to the event loop. Default 64 MiB. */
+  /**
+   * Bytes read back before the informer yields to the event loop. Default 4 MiB (a few ms): the tracer's events
+   * wait meanwhile, and a late sync or close costs more than a readback split in slices.
+   */
   sliceBytes?: number;
   /** Extents per FileExtents message; the hint channel's frames are ≤ 1 MiB (≈ 45 bytes of JSON per extent). */
   extentsMax?: number;
@@ -77,6 +87,13 @@ export interface InformerStats {
   blocksFingerprinted: number;
   /** Zero blocks are not sent (every sparse file has them; the engine ignores them). */
   zeroBlocks: number;
+  /**
+   * Written bytes not read back because an fsync had already put them on the disk: the block writes they would
+   * have been matched against are behind us (the extents sent at the sync place them instead).
+   */
+  bytesSyncedUnread: number;
+  /** Synced writes read back in the background (for later writes of the same content). */
+  bytesSyncedRead: number;
   readbacks: number;
   readbackMs: number;
   /** Files or processes gone before they could be read (normal for short-lived files). */
@@ -111,10 +128,21 @@ interface TrackedFile {
   ranges: number[];
   /** Written since the last FileExtents. */
   written: boolean;
+  /** When the pending readback is due (performance.now()). */
+  readbackDue: number;
+  /** Synced, and not written since: a close finds nothing new to read back or map. */
+  syncedClean: boolean;
   /** Size and extents of the last FileExtents sent ('' before any). */
   lastExtents: string;
 }
 
+const SYNCED_BACKLOG_BYTES_MAX = 32 * 1024 * 1024;
+const SYNCED_SLICE_BYTES = 1024 * 1024;
+const SYNCED_SLICE_MS = 20;
+/** How long a writer that syncs gets for its sync to be reported before its writes are read back. */
+const SYNC_WAIT_MS_DEFAULT = 75;
+/** A process that synced within this long is expected to sync again. */
+const SYNC_HABIT_MS = 10_000;
 const HOLDERS_MAX = 4;
 const RANGES_MAX = 64;
 const PROCESSES_MAX = 4096;
@@ -146,6 +174,16 @@ export class Informer {
   private skippedOverflow = 0;
   private readonly pending = new Set<TrackedFile>();
   private debounce: NodeJS.Timeout | null = null;
+  private debounceDue = 0;
+  private flushing = false;
+  /** When each writing process last synced a file (performance.now()); bounded by PROCESSES_MAX. */
+  private readonly syncedAt = new Map<number, number>();
+  private readonly syncWaitMs: number;
+  /** Synced writes waiting for a background readback (deferSynced), oldest first. */
+  private readonly synced = new Map<TrackedFile, number[]>();
+  private syncedBytes = 0;
+  private syncedTimer: NodeJS.Timeout | null = null;
+  private readonly syncedBacklogBytes: number;
   private draining: Promise<void> | null = null;
   /** One queue per refresh delay: fileId → due time (insertion order = due order, since the delay is fixed). */
   private readonly refreshQueues: Map<string, number>[];
@@ -164,6 +202,8 @@ export class Informer {
     bytesFingerprinted: 0,
     blocksFingerprinted: 0,
     zeroBlocks: 0,
+    bytesSyncedUnread: 0,
+    bytesSyncedRead: 0,
     readbacks: 0,
     readbackMs: 0,
     vanished: 0,
@@ -181,11 +221,13 @@ export class Informer {
     this.fs = options.fs;
     this.ttlMs = options.ttlMs ?? 120_000;
     this.debounceMs = options.debounceMs ?? 50;
+    this.syncedBacklogBytes = options.syncedBacklogBytes ?? SYNCED_BACKLOG_BYTES_MAX;
+    this.syncWaitMs = Math.max(this.debounceMs, options.syncWaitMs ?? SYNC_WAIT_MS_DEFAULT);
     this.refreshDelaysMs = options.refreshDelaysMs ?? [5_000, 35_000];
     this.refreshFilesMax = options.refreshFilesMax ?? 16_384;
     this.pendingFilesMax = options.pendingFilesMax ?? 4096;
     this.filesMax = options.filesMax ?? 65_536;
-    this.sliceBytes = options.sliceBytes ?? 64 * 1024 * 1024;
+    this.sliceBytes = options.sliceBytes ?? 4 * 1024 * 1024;
     this.extentsMax = Math.min(options.extentsMax ?? 16_384, EXTENTS_PER_MESSAGE_MAX);
     this.log = options.log ?? (() => undefined);
     const chunkBytes = options.readChunkBytes ?? 1024 * 1024;
@@ -244,29 +286,39 @@ export class Informer {
         if (!file) return;
         this.addHolder(file, insight.pid, insight.fd);
         file.written = true;
+        file.syncedClean = false;
         // A clone shares the source's blocks: nothing is written, the extent refresh will place them.
         if (CLONES.has(insight.via)) this.scheduleRefresh(file);
-        else this.addRange(file, insight.range.offset, insight.range.offset + insight.range.length);
+        else this.addRange(file, insight.range.offset, insight.range.offset + insight.range.length, insight.pid);
         return;
       }
       case 'mmap_writeback': {
         const file = this.track(insight, insight.pid);
         if (!file) return;
         file.written = true;
-        this.addRange(file, insight.range.offset, insight.range.offset + insight.range.length);
+        file.syncedClean = false;
+        this.addRange(file, insight.range.offset, insight.range.offset + insight.range.length, insight.pid);
         return;
       }
       case 'file_closed': {
         if (insight.metadata) return;
         const file = this.track(insight, insight.pid);
         if (!file) return;
-        if (insight.writeBytes > 0 || file.written || file.ranges.length > 0) this.settle(file);
+        const dirty = file.written || file.ranges.length > 0 || (insight.writeBytes > 0 && !file.syncedClean);
+        if (dirty) this.settle(file);
         this.dropHolder(file, insight.pid, insight.fd);
         return;
       }
       case 'file_synced': {
         const file = this.track(insight, insight.pid);
-        if (file) this.settle(file);
+        if (!file) return;
+        // The sync returned: every write we were told of so far is on the disk, so fingerprints of it can no
+        // longer tag a block write, and reading it back (a WAL segment is 16 MiB per sync) only delays the agent.
+        this.deferSynced(file);
+        if (insight.pid !== null) this.noteSync(insight.pid);
+        this.sendExtents(file);
+        this.scheduleRefresh(file);
+        file.syncedClean = true;
         return;
       }
       case 'file_size_changed': {
@@ -345,6 +397,8 @@ export class Informer {
     }
     const file: TrackedFile = {
       id, dev: ref.dev, ino: ref.ino, placement, path: ref.path, pid: null, process: null, holders: [], ranges: [], written: false,
+      syncedClean: false,
+      readbackDue: 0,
       lastExtents: this.prefetcher?.signatureOf(id) ?? '',
     };
     if (pid !== null) this.setProcess(file, pid);
@@ -429,6 +483,7 @@ export class Informer {
     if (!file) return;
     this.files.delete(id);
     this.pending.delete(file);
+    if (this.synced.has(file)) this.dropSynced(file);
     if (this.pathIds.get(file.path) === id) this.pathIds.delete(file.path);
     for (const queue of this.refreshQueues) queue.delete(id);
   }
@@ -502,6 +557,63 @@ export class Informer {
     this.scheduleRefresh(file);
   }
 
+  private noteSync(pid: number): void {
+    this.syncedAt.delete(pid);
+    if (this.syncedAt.size >= PROCESSES_MAX) this.syncedAt.delete(this.syncedAt.keys().next().value!);
+    this.syncedAt.set(pid, performance.now());
+  }
+
+  /**
+   * The sync put the file's pending writes on the disk: their fingerprints can no longer tag those block writes,
+   * only later writes of the same content (a block written twice is data twice). So they are read back in the
+   * background — one slice of SYNCED_SLICE_BYTES per SYNCED_SLICE_MS, at most syncedBacklogBytes waiting,
+   * the oldest dropped — never ahead of the readbacks and events that can still beat a block write.
+   */
+  private deferSynced(file: TrackedFile): void {
+    this.pending.delete(file);
+    if (file.ranges.length === 0) return;
+    let ranges = this.synced.get(file) ?? [];
+    this.syncedBytes -= rangeBytes(ranges);
+    for (let k = 0; k < file.ranges.length; k += 2) ranges = insertRange(ranges, file.ranges[k]!, file.ranges[k + 1]!);
+    if (ranges.length > RANGES_MAX * 2) ranges = [ranges[0]!, ranges[ranges.length - 1]!];
+    file.ranges = [];
+    this.synced.delete(file);
+    this.synced.set(file, ranges);
+    this.syncedBytes += rangeBytes(ranges);
+    while (this.syncedBytes > this.syncedBacklogBytes) this.dropSynced(this.synced.keys().next().value!);
+    this.armSynced();
+  }
+
+  private dropSynced(file: TrackedFile): void {
+    const bytes = rangeBytes(this.synced.get(file) ?? []);
+    this.synced.delete(file);
+    this.syncedBytes -= bytes;
+    this.counters.bytesSyncedUnread += bytes;
+  }
+
+  private armSynced(): void {
+    if (this.syncedTimer !== null || this.synced.size === 0 || this.flushing) return;
+    this.syncedTimer = setTimeout(() => {
+      this.syncedTimer = null;
+      this.readSyncedSlice();
+      this.armSynced();
+    }, SYNCED_SLICE_MS);
+  }
+
+  private readSyncedSlice(): void {
+    let budget = SYNCED_SLICE_BYTES;
+    while (budget > 0 && this.synced.size > 0) {
+      const file = this.synced.keys().next().value!;
+      const ranges = this.synced.get(file)!;
+      const { taken, rest } = takeRanges(ranges, budget);
+      this.syncedBytes -= rangeBytes(taken);
+      if (rest.length > 0) this.synced.set(file, rest);
+      else this.synced.delete(file);
+      budget -= Math.max(1, this.readRanges(file, taken));
+      this.counters.bytesSyncedRead += rangeBytes(taken);
+    }
+  }
+
   private scheduleRefresh(file: TrackedFile): void {
     const now = Date.now();
     this.refreshQueues.forEach((queue, k) => {
@@ -546,36 +658,65 @@ export class Informer {
   // -------------------------------------------------------------------------------------------------------------
   // Readback
 
-  private addRange(file: TrackedFile, start: number, end: number): void {
+  /**
+   * Queues [start, end) of the file for readback. A process that synced a file lately (a database's log writer)
+   * usually syncs what it writes now, too: its writes wait `syncWaitMs` instead of `debounceMs`, long enough for
+   * the sync to be reported — after which there is nothing left to read (file_synced), where reading back a
+   * 16 MiB log segment first would only have kept the agent from its events.
+   */
+  private addRange(file: TrackedFile, start: number, end: number, writer: number | null): void {
     if (!(end > start) || start < 0) return;
     file.ranges = insertRange(file.ranges, start, end);
     if (file.ranges.length > RANGES_MAX * 2) file.ranges = [file.ranges[0]!, file.ranges[file.ranges.length - 1]!];
+    const now = performance.now();
+    if (!this.pending.has(file)) {
+      const syncsSoon = writer !== null && now - (this.syncedAt.get(writer) ?? -Infinity) < SYNC_HABIT_MS;
+      file.readbackDue = now + (syncsSoon ? this.syncWaitMs : this.debounceMs);
+    }
     this.pending.delete(file);
     this.pending.add(file);
     if (this.pending.size > this.pendingFilesMax) {
       const oldest = this.pending.values().next().value as TrackedFile;
       this.readBack(oldest);
     }
-    if (this.debounce === null && this.draining === null) {
-      this.debounce = setTimeout(() => {
-        this.debounce = null;
-        void this.drain();
-      }, this.debounceMs);
-    }
+    if (this.draining === null) this.armReadback(file.readbackDue);
   }
 
-  /** Reads back every pending file, yielding to the event loop every `sliceBytes`. */
+  /** The readback timer fires at the earliest due time asked for. */
+  private armReadback(due: number): void {
+    if (this.debounce !== null && this.debounceDue <= due) return;
+    if (this.debounce !== null) clearTimeout(this.debounce);
+    this.debounceDue = due;
+    this.debounce = setTimeout(() => {
+      this.debounce = null;
+      void this.drain();
+    }, Math.max(0, due - performance.now()));
+  }
+
+  /**
+   * Reads back every pending file that is due (all of them when flushing), yielding to the event loop every
+   * `sliceBytes`; re-arms the timer for the rest.
+   */
   private drain(): Promise<void> {
     if (this.draining) return this.draining;
     const work = async () => {
-      while (this.pending.size > 0) {
+      let nextDue = Infinity;
+      for (;;) {
+        const now = performance.now();
         let budget = this.sliceBytes;
-        while (budget > 0 && this.pending.size > 0) {
-          const file = this.pending.values().next().value as TrackedFile;
+        nextDue = Infinity;
+        for (const file of this.pending) {
+          if (!this.flushing && file.readbackDue > now) {
+            nextDue = Math.min(nextDue, file.readbackDue);
+            continue;
+          }
           budget -= this.readBack(file);
+          if (budget <= 0) break;
         }
-        if (this.pending.size > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        if (budget > 0) break;
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
+      if (nextDue !== Infinity && this.pending.size > 0) this.armReadback(nextDue);
     };
     // Cleared in a callback that runs after the assignment below, even when the work finishes synchronously.
     const running: Promise<void> = work().finally(() => {
@@ -590,6 +731,10 @@ export class Informer {
     this.pending.delete(file);
     const ranges = file.ranges;
     file.ranges = [];
+    return this.readRanges(file, ranges);
+  }
+
+  private readRanges(file: TrackedFile, ranges: readonly number[]): number {
     if (ranges.length === 0) return 0;
     const opened = this.openTracked(file);
     if (!opened) return 0;
@@ -693,11 +838,20 @@ export class Informer {
    */
   async flush(): Promise<void> {
     this.prefetcher?.stop();
+    this.flushing = true;
     if (this.debounce) {
       clearTimeout(this.debounce);
       this.debounce = null;
     }
     while (this.draining || this.pending.size > 0) await (this.draining ?? this.drain());
+    // What is synced and still unread can only help a later run's writes of the same content: not worth the wait.
+    if (this.syncedTimer) clearTimeout(this.syncedTimer);
+    this.syncedTimer = null;
+    for (const file of [...this.synced.keys()]) this.dropSynced(file);
+    if (this.debounce) {
+      clearTimeout(this.debounce);
+      this.debounce = null;
+    }
     this.refreshTimers.forEach((timer, k) => {
       if (timer) clearTimeout(timer);
       this.refreshTimers[k] = null;
@@ -750,4 +904,25 @@ export function insertRange(ranges: number[], start: number, end: number): numbe
   }
   if (!placed) out.push(start, end);
   return out;
+}
+
+function rangeBytes(ranges: readonly number[]): number {
+  let bytes = 0;
+  for (let k = 0; k < ranges.length; k += 2) bytes += ranges[k + 1]! - ranges[k]!;
+  return bytes;
+}
+
+/** The first `budget` bytes of sorted, disjoint [start, end) pairs (at least one block), and the rest. */
+export function takeRanges(ranges: readonly number[], budget: number): { taken: number[]; rest: number[] } {
+  const taken: number[] = [];
+  let k = 0;
+  for (; k < ranges.length && budget > 0; k += 2) {
+    const start = ranges[k]!;
+    const end = ranges[k + 1]!;
+    const cut = Math.min(end, start + Math.max(FINGERPRINT_BLOCK_BYTES, Math.ceil(budget / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES));
+    taken.push(start, cut);
+    budget -= cut - start;
+    if (cut < end) return { taken, rest: [cut, end, ...ranges.slice(k + 2)] };
+  }
+  return { taken, rest: ranges.slice(k) };
 }

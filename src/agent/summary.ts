@@ -13,7 +13,8 @@ export function renderAgentSummary(stats: AgentStats, extra: { delivered?: boole
     `traced with ${stats.backend}: ${stats.events} events${stats.lostEvents > 0 ? `, ${stats.lostEvents} LOST` : ''}`,
     `messages sent: ${total}${sent.length > 0 ? ` (${sent.join(', ')})` : ''}`,
     `files on the volume: ${i.files}; elsewhere (ignored): ${i.skippedFiles}; file systems on the volume: ${i.devices.onVolume}, elsewhere: ${i.devices.elsewhere}`,
-    `fingerprinted: ${formatBytes(i.bytesFingerprinted)} in ${i.blocksFingerprinted} blocks (${i.zeroBlocks} zero blocks not sent), ${i.readbacks} readbacks, ${rate}`,
+    `fingerprinted: ${formatBytes(i.bytesFingerprinted)} in ${i.blocksFingerprinted} blocks (${i.zeroBlocks} zero blocks not sent), ${i.readbacks} readbacks, ${rate}${i.bytesSyncedRead + i.bytesSyncedUnread > 0 ? `; synced before read: ${formatBytes(i.bytesSyncedRead)} read in the background, ${formatBytes(i.bytesSyncedUnread)} not` : ''}`,
+    ...(stats.backend === 'replay' || stats.lag.count === 0 ? [] : [lagLine(stats.lag)]),
     `vanished before reading: ${i.vanished}; unidentified: ${i.unidentified}; errors: ${i.errors}${i.lastError ? ` (last: ${i.lastError})` : ''}`,
   ];
   if (i.prefetch && i.prefetch.walks > 0) {
@@ -27,4 +28,10 @@ export function renderAgentSummary(stats: AgentStats, extra: { delivered?: boole
     lines.push(`hint channel: ${extra.delivered === false ? 'NOT all delivered' : 'delivered'}${extra.dropped ? `, ${extra.dropped} dropped (queue full)` : ''}`);
   }
   return lines.join('\n');
+}
+
+/** Buckets are powers of two: a quantile is an upper bound within 2×, so it is shown as "≤". */
+function lagLine(lag: AgentStats['lag']): string {
+  const ms = (value: number) => (value >= 1000 ? `${(value / 1000).toFixed(1)} s` : value >= 10 ? `${value.toFixed(0)} ms` : `${value.toFixed(1)} ms`);
+  return `lag from system call to agent: median ≤${ms(lag.p50Ms)}, p90 ≤${ms(lag.p90Ms)}, p99 ≤${ms(lag.p99Ms)}, max ${ms(lag.maxMs)}`;
 }

@@ -5,9 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { basename, extname } from 'node:path';
-import { BLOCK_BYTES, entropyBitsPerByte, readSample, sameBlocks, unarmor } from './content.js';
+import { BLOCK_BYTES, entropyBitsPerByte, fingerprint, readSample, sameBlocks, unarmor, type BlockReader } from './content.js';
 import type { FileRecord } from './files.js';
-import { forgetIo, type FileIo, type Process } from './process.js';
+import type { FileStat } from './inspector.js';
+import { COPY_SOURCES_RECENT, forgetIo, type FileIo, type Process } from './process.js';
 import type { EngineState } from './state.js';
 
 /** Executables whose written files are ciphertext when their entropy says so. */
@@ -60,20 +61,30 @@ function reportExplicitCopies(state: EngineState, process: Process, target: File
 }
 
 /**
- * Sources worth comparing: files this process read about as many bytes of as it wrote (half to twice: a copy
- * reads what it writes; tar -x reading a 1 GiB archive is not copying each 10 KiB file out of it), closest first.
+ * Sources worth comparing: of the files this process read last (readIo), those it read about as many bytes of as
+ * it wrote (half to twice: a copy reads what it writes; tar -x reading a 1 GiB archive is not copying each 10 KiB
+ * file out of it), the COPY_CANDIDATES_MAX closest in size, most recently read first among equals.
  */
-function copyCandidates(process: Process, target: FileRecord, written: number): FileRecord[] {
-  const candidates: [FileRecord, number][] = [];
+function copyCandidates(process: Process, target: FileRecord, written: number, ruledOut: ReadonlySet<FileRecord> | null): FileRecord[] {
+  const chosen: FileRecord[] = [];
+  const distances: number[] = [];
   for (const file of process.readIo) {
     const io = process.io.get(file);
     assert.ok(io !== undefined, 'readIo holds only files of process.io (both are changed through forgetIo)');
-    if (file !== target && !file.metadata && io.readBytes * 2 >= written && io.readBytes <= written * 2) candidates.push([file, io.readBytes]);
+    if (file === target || file.metadata || io.readBytes * 2 < written || io.readBytes > written * 2 || ruledOut?.has(file)) continue;
+    const distance = Math.abs(io.readBytes - written);
+    // Insertion into a list of at most COPY_CANDIDATES_MAX; `<=` puts a later (more recent) read before an equal one.
+    let at = chosen.length;
+    while (at > 0 && distance <= distances[at - 1]!) at--;
+    if (at >= COPY_CANDIDATES_MAX) continue;
+    chosen.splice(at, 0, file);
+    distances.splice(at, 0, distance);
+    if (chosen.length > COPY_CANDIDATES_MAX) {
+      chosen.pop();
+      distances.pop();
+    }
   }
-  return candidates
-    .sort(([, a], [, b]) => Math.abs(a - written) - Math.abs(b - written))
-    .slice(0, COPY_CANDIDATES_MAX)
-    .map(([file]) => file);
+  return chosen;
 }
 
 function detectReadWriteCopy(state: EngineState, process: Process, target: FileRecord, io: FileIo, ts: number): boolean {
@@ -81,7 +92,7 @@ function detectReadWriteCopy(state: EngineState, process: Process, target: FileR
   // Below one whole block a "copy" means nothing to the block layer, and small files repeat by chance (gpg
   // writes its lock file with the same pid line it just read from another): only block-sized copies count.
   if (written < READ_WRITE_COPY_BYTES_MIN) return false;
-  const candidates = copyCandidates(process, target, written);
+  const candidates = copyCandidates(process, target, written, io.ruledOut);
   if (candidates.length === 0) return false;
   const targetSeen = state.statOf(target);
   if (!targetSeen) {
@@ -92,7 +103,17 @@ function detectReadWriteCopy(state: EngineState, process: Process, target: FileR
     const sourceSeen = state.statOf(source);
     if (!sourceSeen) continue;
     const length = Math.min(written, sourceSeen.stat.size, targetSeen.stat.size);
-    if (length * 2 < written || sameBlocks(sourceSeen.read, targetSeen.read, length) !== true) continue;
+    if (length * 2 < written) continue;
+    // The first block rules most candidates out: compare it from cached fingerprints before sampling the rest.
+    const sourceFirst = firstBlockPrint(source, sourceSeen);
+    const targetFirst = sourceFirst && firstBlockPrint(target, targetSeen);
+    if (sourceFirst && targetFirst && !sourceFirst.equals(targetFirst)) {
+      ruleOut(io, source);
+      continue;
+    }
+    const same = sameBlocks(sourceSeen.read, targetSeen.read, length);
+    if (same === false) ruleOut(io, source);
+    if (same !== true) continue;
     state.emit({
       kind: 'copy_detected',
       ts,
@@ -108,6 +129,28 @@ function detectReadWriteCopy(state: EngineState, process: Process, target: FileR
     return true;
   }
   return false;
+}
+
+/**
+ * Fingerprint of the file's first block, cached on the record while its size and mtime stay as stat saw them (a
+ * mail server's files are read again and again between writes); null when it cannot be read.
+ */
+function firstBlockPrint(file: FileRecord, seen: { stat: FileStat; read: BlockReader }): Buffer | null {
+  const { size, mtimeNs } = seen.stat;
+  const cached = file.firstBlock;
+  if (cached && cached.size === size && cached.mtimeNs === mtimeNs) return cached.print;
+  const length = Math.min(BLOCK_BYTES, size);
+  const block = length > 0 ? seen.read(0, length) : null;
+  if (!block || block.length !== length) return null;
+  file.firstBlock = { size, mtimeNs, print: fingerprint(block) };
+  return file.firstBlock.print;
+}
+
+/** Bounded like the candidates it remembers (COPY_SOURCES_RECENT): past that, start over. */
+function ruleOut(io: FileIo, source: FileRecord): void {
+  io.ruledOut ??= new Set();
+  if (io.ruledOut.size >= COPY_SOURCES_RECENT) io.ruledOut.clear();
+  io.ruledOut.add(source);
 }
 
 export function encryptionEvidence(process: Pick<Process, 'exe' | 'argv' | 'comm'>, path: string): string[] {

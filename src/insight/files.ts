@@ -20,6 +20,8 @@ export interface FileRecord {
   bornFrom: 'created' | 'first-write' | 'mtime' | null;
   /** Open file descriptions referring to the file, across all processes. */
   opens: number;
+  /** The copy detector's fingerprint of the first block, valid while the file's size and mtime are these. */
+  firstBlock?: { size: number; mtimeNs: number; print: Buffer };
   /** Removed from the namespace while still open: its blocks die at the last close. */
   doomed: { ts: number; pid: number; cause: LifetimeCause } | null;
   /** A (pid, fd) that may still refer to the file, for reading it back after its name is gone. */

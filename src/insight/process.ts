@@ -107,6 +107,11 @@ export interface FileIo {
   copiesIn: Map<string, PendingCopy>;
   /** A read-write copy check found no source yet: retry when the process exits. */
   recheck: boolean;
+  /**
+   * Sources whose first block already differed from this file's: not read again at each recheck (a mail server
+   * appends to a file and closes it hundreds of times, with the same similar-sized files read in between).
+   */
+  ruledOut: Set<FileRecord> | null;
 }
 
 export interface Process {
@@ -120,7 +125,11 @@ export interface Process {
   threads: Set<number>;
   mappings: Mapping[];
   io: Map<FileRecord, FileIo>;
-  /** The files of `io` this process read from: the copy detector's candidates (a writer of 4096 files reads few). */
+  /**
+   * The files of `io` this process read from most recently (at most COPY_SOURCES_RECENT, oldest first): the copy
+   * detector's candidates. A copy reads its source while (or just before) it writes the target; a mail server that
+   * has read thousands of similar-sized files must not have each of them compared with every file it writes.
+   */
   readIo: Set<FileRecord>;
   /** Created from an event of an unknown pid, not from a fork we saw: its fds come from /proc on first use. */
   discovered: boolean;
@@ -153,7 +162,7 @@ export function newProcess(pid: number, fds: FdTable, discovered: boolean): Proc
 export function fileIo(process: Process, file: FileRecord): FileIo {
   let io = process.io.get(file);
   if (io) return io;
-  io = { readBytes: 0, writeBytes: 0, copiesIn: new Map(), recheck: false };
+  io = { readBytes: 0, writeBytes: 0, copiesIn: new Map(), recheck: false, ruledOut: null };
   process.io.set(file, io);
   if (process.io.size > PROCESS_IO_FILES_MAX) dropOldest(process);
   return io;
@@ -180,10 +189,17 @@ function dropOldest(process: Process): void {
 }
 
 /** Counts bytes this process read from `file`. */
+/** How many recently read files the copy detector considers as a written file's source. */
+export const COPY_SOURCES_RECENT = 64;
+
 export function recordProcessRead(process: Process, file: FileRecord, bytes: number): void {
   const io = fileIo(process, file);
   io.readBytes += bytes;
-  if (io.readBytes > 0) process.readIo.add(file);
+  if (io.readBytes === 0) return;
+  const recent = process.readIo;
+  recent.delete(file); // re-inserted: the set stays in order of last read
+  recent.add(file);
+  if (recent.size > COPY_SOURCES_RECENT) recent.delete(recent.values().next().value!);
 }
 
 export function forgetIo(process: Process, file: FileRecord): void {

@@ -4,7 +4,7 @@
  * vanish. Routing is per device: the fake's locate() counts its calls.
  */
 import { describe, expect, it } from 'vitest';
-import { Informer, insertRange, mergeExtents, type AgentFileSystem, type OpenedFile, type VolumePlacement } from '../../../src/agent/index.js';
+import { Informer, insertRange, mergeExtents, takeRanges, type AgentFileSystem, type OpenedFile, type VolumePlacement } from '../../../src/agent/index.js';
 import type { Insight } from '../../../src/insight/index.js';
 import { FINGERPRINTS_PER_MESSAGE_MAX, fingerprintBlocksHex, type SemanticMessage, type VolumeExtent } from '../../../src/semantics/index.js';
 
@@ -197,8 +197,75 @@ describe('Informer', () => {
     file.extents = [{ volumeOffset: 8192, length: 4096 }];
     expect(informer.backlog.refreshes).toBe(1);
     await informer.flush();
-    expect(sent.map((m) => m.type)).toEqual(['WriteFingerprints', 'FileExtents', 'FileExtents']);
-    expect(sent[2]).toMatchObject({ extents: [{ volumeOffset: 8192, length: 4096 }] });
+    // The sync put the written block on the disk before we heard of it: nothing to read back, only extents.
+    expect(sent.map((m) => m.type)).toEqual(['FileExtents', 'FileExtents']);
+    expect(sent[1]).toMatchObject({ extents: [{ volumeOffset: 8192, length: 4096 }] });
+    expect(informer.stats()).toMatchObject({ readbacks: 0, bytesSyncedUnread: 4096 });
+  });
+
+  it('a close right after a sync neither reads back nor maps the file again; a write in between does', async () => {
+    const { fs, informer } = setup({ refreshDelaysMs: [60_000], syncedBacklogBytes: 0 });
+    fs.add('/mnt/f', 43, Buffer.alloc(8192, 7));
+    const synced: Insight = { kind: 'file_synced', ...base, ...ref('/mnt/f', 43), fd: 3, dataOnly: false };
+    informer.handle(written('/mnt/f', 43, 3, 0, 4096));
+    informer.handle(synced);
+    informer.handle(closed('/mnt/f', 43, 3, 4096));
+    expect(fs.opened).toEqual(['/mnt/f']); // the sync's mapping only
+    informer.handle(written('/mnt/f', 43, 4, 4096, 4096));
+    informer.handle(synced);
+    informer.handle(written('/mnt/f', 43, 4, 0, 4096));
+    informer.handle(closed('/mnt/f', 43, 4, 8192));
+    expect(fs.opened).toEqual(['/mnt/f', '/mnt/f', '/mnt/f', '/mnt/f']); // sync: map; close: read back, map
+    expect(informer.stats()).toMatchObject({ readbacks: 1, bytesSyncedUnread: 8192 });
+  });
+
+  it("a process that syncs gets time for its next sync before its writes are read back; others do not", async () => {
+    const { fs, sent, informer } = setup({ refreshDelaysMs: [60_000], debounceMs: 5, syncWaitMs: 1000, syncedBacklogBytes: 0 });
+    for (const [path, ino] of [['/mnt/wal1', 60], ['/mnt/wal2', 61], ['/mnt/other', 62]] as const) fs.add(path, ino, Buffer.alloc(8192, ino));
+    const syncedBy = (path: string, ino: number, pid: number): Insight => ({ kind: 'file_synced', ts: 1, pid, ...ref(path, ino), fd: 3, dataOnly: true });
+    informer.handle({ ...written('/mnt/wal1', 60, 3, 0, 8192), pid: 7 } as Insight);
+    informer.handle(syncedBy('/mnt/wal1', 60, 7)); // pid 7 syncs what it writes
+    informer.handle({ ...written('/mnt/wal2', 61, 3, 0, 8192), pid: 7 } as Insight);
+    informer.handle({ ...written('/mnt/other', 62, 4, 0, 8192), pid: 8 } as Insight);
+    await sleep(60);
+    // pid 8's write was read back after the debounce; pid 7's waits for its sync, which comes and makes it moot.
+    expect(sent.filter((m) => m.type === 'WriteFingerprints').map((m) => m.fileId)).toEqual(['1:62']);
+    informer.handle(syncedBy('/mnt/wal2', 61, 7));
+    await sleep(1100);
+    expect(sent.filter((m) => m.type === 'WriteFingerprints').map((m) => m.fileId)).toEqual(['1:62']);
+    expect(informer.stats()).toMatchObject({ readbacks: 1, bytesSyncedUnread: 16_384 });
+    // Without the sync, the wait ends and the write is read back all the same.
+    informer.handle({ ...written('/mnt/wal2', 61, 3, 8192, 4096), pid: 7 } as Insight);
+    await sleep(60);
+    expect(informer.stats().readbacks).toBe(1);
+    await sleep(1100);
+    expect(informer.stats().readbacks).toBe(2);
+  });
+
+  it('reads synced writes back in the background, oldest dropped beyond the backlog bound', async () => {
+    const { fs, sent, informer } = setup({ refreshDelaysMs: [60_000], syncedBacklogBytes: 12 * KiB });
+    for (const [path, ino] of [['/mnt/s1', 70], ['/mnt/s2', 71]] as const) fs.add(path, ino, Buffer.alloc(8192, ino));
+    for (const [path, ino] of [['/mnt/s1', 70], ['/mnt/s2', 71]] as const) {
+      informer.handle(written(path, ino, 3, 0, 8192));
+      informer.handle({ kind: 'file_synced', ...base, ...ref(path, ino), fd: 3, dataOnly: true });
+    }
+    expect(sent.filter((m) => m.type === 'WriteFingerprints')).toEqual([]); // nothing read before the sync was heard
+    await sleep(100);
+    // 16 KiB synced, 12 KiB may wait: /mnt/s1 (the oldest) was dropped, /mnt/s2 read in the background.
+    expect(sent.filter((m) => m.type === 'WriteFingerprints').map((m) => [m.fileId, m.type === 'WriteFingerprints' ? m.fingerprints.length : 0])).toEqual([['1:71', 2]]);
+    expect(informer.stats()).toMatchObject({ bytesSyncedRead: 8192, bytesSyncedUnread: 8192 });
+  });
+
+  it('reads back what was written after the last sync, not what the sync covered', async () => {
+    const { fs, sent, informer } = setup({ refreshDelaysMs: [60_000] });
+    fs.add('/mnt/e', 42, Buffer.alloc(3 * 4096, 6));
+    informer.handle(written('/mnt/e', 42, 3, 0, 8192));
+    informer.handle({ kind: 'file_synced', ...base, ...ref('/mnt/e', 42), fd: 3, dataOnly: false });
+    informer.handle(written('/mnt/e', 42, 3, 8192, 4096));
+    await informer.flush();
+    const fingerprints = sent.filter((m) => m.type === 'WriteFingerprints');
+    expect(fingerprints.flatMap((m) => (m.type === 'WriteFingerprints' ? m.fingerprints : []))).toHaveLength(1);
+    expect(informer.stats().bytesSyncedUnread).toBe(8192);
   });
 
   it('turns sizes, copies, encryption, hints and lifetimes into messages', async () => {
@@ -281,6 +348,14 @@ describe('range helpers', () => {
     expect(r).toEqual([0, 5, 10, 40]);
     r = insertRange(r, 3, 50);
     expect(r).toEqual([0, 50]);
+  });
+
+  it('takeRanges cuts a budget off the front, in whole blocks, at least one', () => {
+    const r = [0, 3 * 4096, 5 * 4096, 6 * 4096];
+    expect(takeRanges(r, 4096)).toEqual({ taken: [0, 4096], rest: [4096, 3 * 4096, 5 * 4096, 6 * 4096] });
+    expect(takeRanges(r, 3 * 4096)).toEqual({ taken: [0, 3 * 4096], rest: [5 * 4096, 6 * 4096] });
+    expect(takeRanges(r, 3 * 4096 + 1)).toEqual({ taken: [0, 3 * 4096, 5 * 4096, 6 * 4096], rest: [] });
+    expect(takeRanges(r, 1)).toEqual({ taken: [0, 4096], rest: [4096, 3 * 4096, 5 * 4096, 6 * 4096] });
   });
 
   it('mergeExtents joins extents that continue each other on the volume', () => {

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { FileRecord } from '../../../src/insight/files.js';
-import { fileIo, newProcess, PROCESS_IO_FILES_MAX } from '../../../src/insight/process.js';
+import { COPY_SOURCES_RECENT, fileIo, newProcess, PROCESS_IO_FILES_MAX, recordProcessRead } from '../../../src/insight/process.js';
 
 const file = (n: number) => ({ path: `/f${n}` }) as unknown as FileRecord;
 
@@ -30,5 +30,17 @@ describe('process.io bound', () => {
     expect(process.io.size).toBe(PROCESS_IO_FILES_MAX);
     expect(process.io.has(files[10]!)).toBe(false);
     expect(process.io.has(files[0]!)).toBe(true);
+  });
+
+  it('keeps the COPY_SOURCES_RECENT files read last as copy sources, in order of last read', () => {
+    const process = newProcess(1, new Map() as never, false);
+    const files = Array.from({ length: 1000 }, (_, n) => file(n));
+    for (const f of files) recordProcessRead(process, f, 16_384);
+    recordProcessRead(process, files[500]!, 4096); // read again: the newest source now
+    const recent = [...process.readIo];
+    expect(recent).toHaveLength(COPY_SOURCES_RECENT);
+    expect(recent.at(-1)).toBe(files[500]);
+    expect(recent[0]).toBe(files[1000 - COPY_SOURCES_RECENT + 1]);
+    expect(recent.every((f) => process.io.has(f))).toBe(true);
   });
 });
