@@ -47,6 +47,11 @@ export interface OpenedFile {
   read(into: Uint8Array, length: number, position: number): number;
   /** The file's placed extents as export ranges, sorted by file offset (delayed allocations have none yet). */
   extents(): VolumeExtent[];
+  /**
+   * After extents(): whether every byte had a place (nothing waiting for delayed allocation), so the file's
+   * extents stay as they are until it is written again. Absent: unknown, treated as not settled.
+   */
+  settled?(): boolean;
   close(): void;
 }
 
@@ -168,6 +173,8 @@ class LocalFile implements OpenedFile {
 
   readonly aliasDev: number | undefined;
 
+  private wasSettled = false;
+
   constructor(private readonly fd: number, stat: fs.Stats, superDev: number | undefined, private readonly volume: FileSystemVolume) {
     this.dev = stat.dev;
     this.aliasDev = superDev;
@@ -182,11 +189,21 @@ class LocalFile implements OpenedFile {
   extents(): VolumeExtent[] {
     const report = fileExtentReport(this.fd, { sync: false });
     const out: VolumeExtent[] = [];
+    let waiting = false;
+    let placedBytes = 0;
     for (const extent of report.extents) {
+      if (extent.location === 'delalloc' || extent.location === 'unknown') waiting = true;
+      if (extent.location === 'inline') placedBytes += extent.length;
       if ((extent.location !== 'mapped' && extent.location !== 'encoded') || extent.physical === null) continue;
+      placedBytes += extent.length;
       for (const piece of this.volume.toVolume(extent.physical, extent.length)) out.push({ volumeOffset: piece.volumeOffset, length: piece.length });
     }
+    this.wasSettled = !waiting && (this.size === 0 || placedBytes > 0);
     return out;
+  }
+
+  settled(): boolean {
+    return this.wasSettled;
   }
 
   close(): void {
@@ -220,10 +237,10 @@ export function mergeExtents(extents: VolumeExtent[]): VolumeExtent[] {
 }
 
 /** An open file's size and merged extents, at most `extentsMax` of them (`cut` says some were left out). */
-export function placedExtents(opened: OpenedFile, extentsMax: number): { size: number; extents: VolumeExtent[]; cut: boolean } {
+export function placedExtents(opened: OpenedFile, extentsMax: number): { size: number; extents: VolumeExtent[]; cut: boolean; settled: boolean } {
   const extents = mergeExtents(opened.extents());
   const cut = extents.length > extentsMax;
-  return { size: opened.size, extents: cut ? extents.slice(0, extentsMax) : extents, cut };
+  return { size: opened.size, extents: cut ? extents.slice(0, extentsMax) : extents, cut, settled: opened.settled?.() ?? false };
 }
 
 /** What identifies a FileExtents message's content: the informer and the read-ahead compare these. */

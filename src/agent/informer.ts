@@ -143,6 +143,7 @@ const SYNCED_SLICE_MS = 20;
 const SYNC_WAIT_MS_DEFAULT = 75;
 /** A process that synced within this long is expected to sync again. */
 const SYNC_HABIT_MS = 10_000;
+const REFRESH_SLICE_MS = 10;
 const HOLDERS_MAX = 4;
 const RANGES_MAX = 64;
 const PROCESSES_MAX = 4096;
@@ -522,8 +523,12 @@ export class Informer {
   // -------------------------------------------------------------------------------------------------------------
   // Extents
 
-  private sendExtents(file: TrackedFile): void {
-    const opened = this.openTracked(file);
+  /**
+   * Maps the file (through `shared` when the caller has it open) and sends its extents if they changed. A file whose
+   * every byte has a place, and that nobody wrote since, will not move: its scheduled refreshes are dropped.
+   */
+  private sendExtents(file: TrackedFile, shared: OpenedFile | null = null): void {
+    const opened = shared ?? this.openTracked(file);
     if (!opened) return;
     let placed: ReturnType<typeof placedExtents>;
     try {
@@ -533,9 +538,10 @@ export class Informer {
       else this.fail(error, `mapping ${file.path}`);
       return;
     } finally {
-      opened.close();
+      if (!shared) opened.close();
     }
     file.written = false;
+    if (placed.settled && file.ranges.length === 0) for (const queue of this.refreshQueues) queue.delete(file.id);
     if (placed.cut) this.counters.extentsTruncated++;
     const { size, extents } = placed;
     const signature = extentSignature(size, file.path, extents);
@@ -552,9 +558,18 @@ export class Informer {
 
   /** A written file was closed or synced: read back what is pending, map it now, and again later. */
   private settle(file: TrackedFile): void {
-    if (file.ranges.length > 0) this.readBack(file);
-    this.sendExtents(file);
     this.scheduleRefresh(file);
+    const opened = this.openTracked(file);
+    if (!opened) return;
+    try {
+      this.pending.delete(file);
+      const ranges = file.ranges;
+      file.ranges = [];
+      this.readRanges(file, ranges, opened);
+      this.sendExtents(file, opened);
+    } finally {
+      opened.close();
+    }
   }
 
   private noteSync(pid: number): void {
@@ -640,10 +655,12 @@ export class Informer {
     this.refreshTimers[k] = timer;
   }
 
-  private runRefreshes(k: number, until: number): void {
+  /** Runs due refreshes for at most REFRESH_SLICE_MS (an untar makes tens of thousands due at once). */
+  private runRefreshes(k: number, until: number, sliceMs = REFRESH_SLICE_MS): void {
     const queue = this.refreshQueues[k]!;
+    const started = performance.now();
     for (const [id, due] of queue) {
-      if (due > until) break;
+      if (due > until || performance.now() - started > sliceMs) break;
       queue.delete(id);
       const file = this.files.get(id);
       if (!file) continue;
@@ -734,9 +751,9 @@ export class Informer {
     return this.readRanges(file, ranges);
   }
 
-  private readRanges(file: TrackedFile, ranges: readonly number[]): number {
+  private readRanges(file: TrackedFile, ranges: readonly number[], shared: OpenedFile | null = null): number {
     if (ranges.length === 0) return 0;
-    const opened = this.openTracked(file);
+    const opened = shared ?? this.openTracked(file);
     if (!opened) return 0;
     const started = performance.now();
     let bytes = 0;
@@ -754,7 +771,7 @@ export class Informer {
       if (isGone(error)) this.counters.vanished++;
       else this.fail(error, `reading back ${file.path}`);
     } finally {
-      opened.close();
+      if (!shared) opened.close();
       this.counters.readbacks++;
       this.counters.readbackMs += performance.now() - started;
     }

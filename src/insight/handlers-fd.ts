@@ -55,10 +55,12 @@ function probeOpen(state: EngineState, pid: number, ev: Ev<'open'>, path: string
   if (!state.live) {
     return { path, stat: null, identity: expected, kind: guess, doubt: ev.truncated ? 'path cut short by the tracer' : undefined };
   }
-  const fdStat = state.inspector.statFd(pid, ev.ret);
-  const target = fdStat ? state.inspector.fdTarget(pid, ev.ret) : null;
   const trustedPath = ev.truncated ? null : path; // a cut-short path names some other file, if any
   const pathStat = trustedPath ? state.inspector.statPath(trustedPath) : null;
+  // The kernel named the file: a path that still leads to it is all we need (one stat instead of three calls).
+  if (expected && pathStat && state.isKernelIdentity(pathStat, expected)) return { path: trustedPath, stat: pathStat, identity: expected, kind: pathStat.kind };
+  const fdStat = state.inspector.statFd(pid, ev.ret);
+  const target = fdStat ? state.inspector.fdTarget(pid, ev.ret) : null;
   const named = trustedPath ?? target?.path ?? path;
   if (expected) return probeAgainst(state, expected, { fdStat, pathStat, target, named, guess });
   if (fdStat && pathStat && sameIdentity(fdStat, pathStat)) return { path: named, stat: fdStat, identity: fdStat, kind: fdStat.kind };
@@ -78,10 +80,13 @@ function probeAgainst(
   seen: { fdStat: FileStat | null; pathStat: FileStat | null; target: { path: string } | null; named: string | null; guess: OpenFileKind },
 ): Probe {
   const { fdStat, pathStat, target, named, guess } = seen;
-  if (fdStat && sameIdentity(fdStat, expected)) {
+  // btrfs: stat's st_dev is the subvolume's, the kernel's the super block's. The fd and the path agreeing on a file
+  // with the kernel's inode number teaches which st_dev stands for which super block.
+  if (fdStat && pathStat && sameIdentity(fdStat, pathStat) && fdStat.ino === expected.ino) state.learnDevAlias(fdStat.dev, expected.dev);
+  if (fdStat && state.isKernelIdentity(fdStat, expected)) {
     return { path: named ?? target?.path ?? null, stat: fdStat, identity: expected, kind: fdStat.kind };
   }
-  if (pathStat && sameIdentity(pathStat, expected)) return { path: named, stat: pathStat, identity: expected, kind: pathStat.kind };
+  if (pathStat && state.isKernelIdentity(pathStat, expected)) return { path: named, stat: pathStat, identity: expected, kind: pathStat.kind };
   state.counters.lateInspections++;
   return { path: named, stat: null, identity: expected, kind: guess, doubt: 'file changed or gone before inspection; size unknown' };
 }

@@ -52,8 +52,12 @@ function agrees(seen: FdSeen, path: string, stat: FileStat | null): boolean {
   return seen.path === undefined || seen.path === path;
 }
 
+/** Distinct st_dev values that stand for another device (btrfs: one per subvolume in use). */
+const DEV_ALIASES_MAX = 256;
+
 export class EngineState {
   readonly processes = new Map<number, Process>();
+  private readonly devAliases = new Map<number, number>();
   readonly files: FileTable;
   readonly counters: Counters = {
     events: 0,
@@ -124,6 +128,20 @@ export class EngineState {
     this.commandCwd = null;
     this.processes.set(pid, process);
     return process;
+  }
+
+  /**
+   * Whether a stat describes the file the kernel identified (ebpf: inode and the super block's device). The same
+   * unless the file system gives stat another device number (btrfs subvolumes): then a learnt alias must match.
+   */
+  isKernelIdentity(stat: { dev: number; ino: number }, kernel: Identity): boolean {
+    return stat.ino === kernel.ino && (stat.dev === kernel.dev || this.devAliases.get(stat.dev) === kernel.dev);
+  }
+
+  /** stat's `statDev` is the kernel's `kernelDev` (see isKernelIdentity); bounded, first word wins. */
+  learnDevAlias(statDev: number, kernelDev: number): void {
+    if (statDev === kernelDev || this.devAliases.has(statDev) || this.devAliases.size >= DEV_ALIASES_MAX) return;
+    this.devAliases.set(statDev, kernelDev);
   }
 
   /** The cwd to resolve against; re-read from /proc when lost events may have hidden a chdir. */

@@ -17,6 +17,8 @@ interface FakeFile {
   ino: number;
   data: Buffer;
   extents: VolumeExtent[];
+  /** Every byte placed (no delayed allocation); undefined: the file system does not say. */
+  settled?: boolean;
 }
 
 class FakeFs implements AgentFileSystem {
@@ -55,6 +57,7 @@ class FakeFs implements AgentFileSystem {
       size: file.data.length,
       read: (into, length, position) => file.data.copy(into, 0, position, Math.min(position + length, file.data.length)),
       extents: () => file.extents.map((e) => ({ ...e })),
+      ...(file.settled === undefined ? {} : { settled: () => file.settled! }),
       close: () => undefined,
     };
   }
@@ -189,6 +192,20 @@ describe('Informer', () => {
     expect(informer.backlog).toEqual({ readbacks: 0, refreshes: 0 });
   });
 
+  it('drops the refreshes of a file whose every byte is placed, keeps them while allocation is delayed', () => {
+    const { fs, informer } = setup({ refreshDelaysMs: [60_000, 120_000] });
+    const placed = fs.add('/mnt/p', 44, Buffer.alloc(4096, 1), [{ volumeOffset: 4096, length: 4096 }]);
+    placed.settled = true;
+    const delayed = fs.add('/mnt/q', 45, Buffer.alloc(4096, 2));
+    delayed.settled = false;
+    informer.handle(written('/mnt/p', 44, 3, 0, 4096));
+    informer.handle(closed('/mnt/p', 44, 3, 4096));
+    expect(informer.backlog.refreshes).toBe(0);
+    informer.handle(written('/mnt/q', 45, 4, 0, 4096));
+    informer.handle(closed('/mnt/q', 45, 4, 4096));
+    expect(informer.backlog.refreshes).toBe(2);
+  });
+
   it('flush runs scheduled refreshes at once', async () => {
     const { fs, sent, informer } = setup({ refreshDelaysMs: [60_000] });
     const file = fs.add('/mnt/d', 41, Buffer.alloc(4096, 5));
@@ -215,7 +232,7 @@ describe('Informer', () => {
     informer.handle(synced);
     informer.handle(written('/mnt/f', 43, 4, 0, 4096));
     informer.handle(closed('/mnt/f', 43, 4, 8192));
-    expect(fs.opened).toEqual(['/mnt/f', '/mnt/f', '/mnt/f', '/mnt/f']); // sync: map; close: read back, map
+    expect(fs.opened).toEqual(['/mnt/f', '/mnt/f', '/mnt/f']); // sync: map; close: read back and map, one open
     expect(informer.stats()).toMatchObject({ readbacks: 1, bytesSyncedUnread: 8192 });
   });
 

@@ -458,5 +458,28 @@ describe('what the kernel told the backend (ebpf extras)', () => {
     expect(opened).toMatchObject({ size: 1500, ino: file.ino });
     expect(opened.uncertain).toBeUndefined();
   });
+
+  it('learns that stat calls a btrfs subvolume by another device than the kernel does, then trusts the path alone', () => {
+    const system = new FakeSystem();
+    const a = system.addFile('/sub/a', 'a'.repeat(100));
+    const b = system.addFile('/sub/b', 'b'.repeat(200));
+    system.addProc(9, '/bin/x');
+    system.procs.get(9)?.fds.set(3, '/sub/a');
+    const fdStats: number[] = [];
+    const statFd = system.statFd.bind(system);
+    system.statFd = (pid: number, fd: number) => (fdStats.push(fd), statFd(pid, fd));
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 9);
+    const superBlockDev = a.dev + 1000; // what the kernel reports: stat says a.dev (the subvolume's)
+    const open = (path: string, ino: number, fd: number) => p.ev('open', { dirfd: -100, path, flags: O_RDONLY, mode: 0, ret: fd, dev: superBlockDev, ino });
+    const first = ofKind(run(engine, [open('/sub/a', a.ino, 3)]), 'file_opened');
+    expect(first).toMatchObject([{ size: 100, dev: superBlockDev, ino: a.ino }]);
+    expect(first[0]!.uncertain).toBeUndefined();
+    expect(fdStats).toEqual([3]); // the fd and the path agreed: alias learnt
+    const second = ofKind(run(engine, [open('/sub/b', b.ino, 4)]), 'file_opened');
+    expect(second).toMatchObject([{ size: 200, dev: superBlockDev, ino: b.ino }]);
+    expect(second[0]!.uncertain).toBeUndefined();
+    expect(fdStats).toEqual([3]); // no fd inspection for the second open
+  });
 });
 
