@@ -54,7 +54,11 @@ export interface InformerOptions {
   syncWaitMs?: number;
   /** Synced writes waiting for a background readback, at most (the oldest are dropped). Default 32 MiB; 0: none. */
   syncedBacklogBytes?: number;
-  /** Extent refreshes after a written file is closed or synced. Default [5 s, 35 s]. */
+  /**
+   * Extent refreshes after a written file is closed or synced. Default [1 s, 5 s, 35 s]: a close maps nothing at
+   * once (under delayed allocation nothing is placed yet; where something is, a second later is soon enough), and a
+   * file found wholly placed drops the rest.
+   */
   refreshDelaysMs?: number[];
   /** Files waiting in each refresh queue; beyond, the oldest are dropped (counted). Default 16384. */
   refreshFilesMax?: number;
@@ -224,7 +228,7 @@ export class Informer {
     this.debounceMs = options.debounceMs ?? 50;
     this.syncedBacklogBytes = options.syncedBacklogBytes ?? SYNCED_BACKLOG_BYTES_MAX;
     this.syncWaitMs = Math.max(this.debounceMs, options.syncWaitMs ?? SYNC_WAIT_MS_DEFAULT);
-    this.refreshDelaysMs = options.refreshDelaysMs ?? [5_000, 35_000];
+    this.refreshDelaysMs = options.refreshDelaysMs ?? [1_000, 5_000, 35_000];
     this.refreshFilesMax = options.refreshFilesMax ?? 16_384;
     this.pendingFilesMax = options.pendingFilesMax ?? 4096;
     this.filesMax = options.filesMax ?? 65_536;
@@ -317,8 +321,8 @@ export class Informer {
         // longer tag a block write, and reading it back (a WAL segment is 16 MiB per sync) only delays the agent.
         this.deferSynced(file);
         if (insight.pid !== null) this.noteSync(insight.pid);
-        this.sendExtents(file);
         this.scheduleRefresh(file);
+        this.sendExtents(file); // after: a file found wholly placed drops the refreshes
         file.syncedClean = true;
         return;
       }
@@ -556,20 +560,13 @@ export class Informer {
     );
   }
 
-  /** A written file was closed or synced: read back what is pending, map it now, and again later. */
+  /**
+   * A written file was closed: read back what is pending now (its block writes may follow soon), map it later (the
+   * refreshes). Mapping at once cost a FIEMAP per file that, under delayed allocation, finds nothing placed.
+   */
   private settle(file: TrackedFile): void {
     this.scheduleRefresh(file);
-    const opened = this.openTracked(file);
-    if (!opened) return;
-    try {
-      this.pending.delete(file);
-      const ranges = file.ranges;
-      file.ranges = [];
-      this.readRanges(file, ranges, opened);
-      this.sendExtents(file, opened);
-    } finally {
-      opened.close();
-    }
+    if (file.ranges.length > 0) this.readBack(file);
   }
 
   private noteSync(pid: number): void {

@@ -116,7 +116,7 @@ describe('Informer', () => {
     expect(stats.devices).toEqual({ onVolume: 1, elsewhere: 1 });
   });
 
-  it('maps nothing at an open that created or truncated the file (size 0), and maps it once written and closed', () => {
+  it('maps nothing at an open that created or truncated the file (size 0), and maps it once written and closed', async () => {
     const { fs, sent, informer } = setup();
     fs.add('/mnt/new', 30, Buffer.alloc(4096, 5), [{ volumeOffset: 8 << 20, length: 4096 }]);
     informer.handle({ ...opened('/mnt/new', 30, 3), flags: 0o1101, size: 0 } as Insight);
@@ -124,6 +124,8 @@ describe('Informer', () => {
     expect(fs.opened).toEqual([]);
     informer.handle(written('/mnt/new', 30, 3, 0, 4096));
     informer.handle(closed('/mnt/new', 30, 3, 4096));
+    expect(sent.map((m) => m.type)).toEqual(['WriteFingerprints']); // read back at once, mapped at the refresh
+    await sleep(80);
     expect(sent.map((m) => m.type)).toEqual(['WriteFingerprints', 'FileExtents']);
     expect(sent[1]).toMatchObject({ fileId: '1:30', extents: [{ volumeOffset: 8 << 20, length: 4096 }] });
   });
@@ -198,11 +200,12 @@ describe('Informer', () => {
     placed.settled = true;
     const delayed = fs.add('/mnt/q', 45, Buffer.alloc(4096, 2));
     delayed.settled = false;
+    const synced = (path: string, ino: number): Insight => ({ kind: 'file_synced', ...base, ...ref(path, ino), fd: 3, dataOnly: false });
     informer.handle(written('/mnt/p', 44, 3, 0, 4096));
-    informer.handle(closed('/mnt/p', 44, 3, 4096));
+    informer.handle(synced('/mnt/p', 44));
     expect(informer.backlog.refreshes).toBe(0);
     informer.handle(written('/mnt/q', 45, 4, 0, 4096));
-    informer.handle(closed('/mnt/q', 45, 4, 4096));
+    informer.handle(synced('/mnt/q', 45));
     expect(informer.backlog.refreshes).toBe(2);
   });
 
@@ -232,7 +235,7 @@ describe('Informer', () => {
     informer.handle(synced);
     informer.handle(written('/mnt/f', 43, 4, 0, 4096));
     informer.handle(closed('/mnt/f', 43, 4, 8192));
-    expect(fs.opened).toEqual(['/mnt/f', '/mnt/f', '/mnt/f']); // sync: map; close: read back and map, one open
+    expect(fs.opened).toEqual(['/mnt/f', '/mnt/f', '/mnt/f']); // sync: map; close: read back (mapped at the refresh)
     expect(informer.stats()).toMatchObject({ readbacks: 1, bytesSyncedUnread: 8192 });
   });
 
