@@ -100,6 +100,9 @@ export interface InformerStats {
   bytesSyncedRead: number;
   readbacks: number;
   readbackMs: number;
+  /** FIEMAPs of files (opens, syncs, refreshes), and how many found the file wholly placed. */
+  maps: number;
+  mapsSettled: number;
   /** Files or processes gone before they could be read (normal for short-lived files). */
   vanished: number;
   /** Insights about files whose identity (dev, ino) was unknown. */
@@ -211,6 +214,8 @@ export class Informer {
     bytesSyncedRead: 0,
     readbacks: 0,
     readbackMs: 0,
+    maps: 0,
+    mapsSettled: 0,
     vanished: 0,
     unidentified: 0,
     extentsTruncated: 0,
@@ -545,6 +550,8 @@ export class Informer {
       if (!shared) opened.close();
     }
     file.written = false;
+    this.counters.maps++;
+    if (placed.settled) this.counters.mapsSettled++;
     if (placed.settled && file.ranges.length === 0) for (const queue of this.refreshQueues) queue.delete(file.id);
     if (placed.cut) this.counters.extentsTruncated++;
     const { size, extents } = placed;
