@@ -111,6 +111,8 @@ export class NbdConnection {
   // handshake state
   private noZeroes = false;
   private structuredReplies = false;
+  /** The socket is corked until the check phase (see reply). */
+  private corked = false;
   private baseAllocationSelected = false;
   private optionCount = 0;
   private option = 0;
@@ -634,7 +636,7 @@ export class NbdConnection {
       buffer.writeUInt32BE(0, start + 4);
       slot.cookie.copy(buffer, start + 8);
     }
-    this.socket.write(buffer.subarray(start, READ_DATA_AT + length), () => this.releaseSlot(slot));
+    this.reply(buffer.subarray(start, READ_DATA_AT + length), () => this.releaseSlot(slot));
   }
 
   private executeBlockStatus(slot: Slot): void {
@@ -669,7 +671,7 @@ export class NbdConnection {
     }
     const used = reply.subarray(0, 24 + written * 8);
     used.writeUInt32BE(4 + written * 8, 16);
-    this.socket.write(used, () => this.releaseSlot(slot));
+    this.reply(used, () => this.releaseSlot(slot));
   }
 
   private fail(slot: Slot, err: unknown): void {
@@ -689,7 +691,7 @@ export class NbdConnection {
     reply.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
     reply.writeUInt32BE(errno, 4);
     slot.cookie.copy(reply, 8);
-    this.socket.write(reply, () => this.releaseSlot(slot));
+    this.reply(reply, () => this.releaseSlot(slot));
   }
 
   /** Error reply; structured for READ and BLOCK_STATUS once negotiated (the spec requires it for READ). */
@@ -701,7 +703,7 @@ export class NbdConnection {
       reply.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
       reply.writeUInt32BE(errno, 4);
       cookie.copy(reply, 8);
-      this.socket.write(reply, done);
+      this.reply(reply, done);
       return;
     }
     const reply = Buffer.allocUnsafe(STRUCTURED_HEADER + 6);
@@ -712,8 +714,27 @@ export class NbdConnection {
     reply.writeUInt32BE(6, 16);
     reply.writeUInt32BE(errno, 20);
     reply.writeUInt16BE(0, 24);
-    this.socket.write(reply, done);
+    this.reply(reply, done);
   }
+
+  /**
+   * A transmission reply. Replies written in one turn of the event loop leave in one writev: requests parsed from
+   * one chunk of socket data complete together, and one write system call per 16-byte reply was most of the
+   * engine's time under 4 KiB I/O. The socket is uncorked in the check phase, after this turn's I/O callbacks.
+   */
+  private reply(bytes: Buffer, done?: () => void): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(this.uncork);
+    }
+    this.socket.write(bytes, done);
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   // ───────────────────────────── flow control and teardown ─────────────────────────────
 
