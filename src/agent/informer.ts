@@ -6,10 +6,16 @@
  *  - data_written / mmap_writeback → WriteFingerprints: the written range is read back (through /proc/PID/fd/N
  *    while the writer lives, else the path), each 4 KiB-aligned block fingerprinted (the last partial block
  *    zero-padded, as the file system writes it), so the block writes that follow — seconds later, with delayed
- *    allocation — are recognised. Ranges are coalesced per file and read back after `debounceMs`, so a file
- *    written in 4 KiB pieces is read once.
- *  - file_closed / file_synced of a written file → FileExtents again, now and after each of `refreshDelaysMs`
- *    (write-back can come 30 s after the write): late-allocated extents re-tag their blocks in the engine.
+ *    allocation — are recognised. Ranges are coalesced per file and read back after `debounceMs` (`syncWaitMs`
+ *    for a process that syncs what it writes), so a file written in 4 KiB pieces is read once.
+ *  - file_synced → FileExtents at once (the sync placed the blocks); what it covered is not read back first but in
+ *    the background, bounded, for later writes of the same content: its own block writes are already behind us.
+ *  - file_closed / file_synced of a written file → FileExtents after each of `refreshDelaysMs` (write-back can
+ *    come 30 s after the write): late-allocated extents re-tag their blocks in the engine. A map that finds every
+ *    byte placed ends the refreshes.
+ *
+ * The informer runs on the agent's event loop beside the tracer's events: a late event is a late hint, so every
+ * batch of work here is sliced (readbacks 4 MiB, refreshes 10 ms) and the agent's summary reports the lag.
  *  - file_size_changed → FileClass; copy_detected → FilePattern copy (+ CopyFingerprints for explicit copies);
  *    encryption_detected → FilePattern encrypted; lifetime_ended → FileGone (truncation: fresh extents instead);
  *    app_hint with a file → AppHint.
