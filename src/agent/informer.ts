@@ -13,9 +13,6 @@
  *  - file_closed / file_synced of a written file → FileExtents after each of `refreshDelaysMs` (write-back can
  *    come 30 s after the write): late-allocated extents re-tag their blocks in the engine. A map that finds every
  *    byte placed ends the refreshes.
- *
- * The informer runs on the agent's event loop beside the tracer's events: a late event is a late hint, so every
- * batch of work here is sliced (readbacks 4 MiB, refreshes 10 ms) and the agent's summary reports the lag.
  *  - file_size_changed → FileClass; copy_detected → FilePattern copy (+ CopyFingerprints for explicit copies);
  *    encryption_detected → FilePattern encrypted; lifetime_ended → FileGone (truncation: fresh extents instead);
  *    app_hint with a file → AppHint.
@@ -23,6 +20,9 @@
  * fileId is "dev:ino". Which device is on the volume is decided once per st_dev (AgentFileSystem.locate); insights
  * about other files cost a map lookup. All work is bounded: tracked files, pending readbacks, scheduled refreshes.
  * Vanished files and processes (ENOENT, ESRCH) are normal and counted, never thrown.
+ *
+ * The informer runs on the agent's event loop beside the tracer's events: a late event is a late hint, so every
+ * batch of work here is sliced (readbacks 4 MiB, refreshes 10 ms) and the agent's summary reports the lag.
  */
 import { basename } from 'node:path';
 import type { Insight } from '../insight/types.js';
@@ -98,8 +98,8 @@ export interface InformerStats {
   /** Zero blocks are not sent (every sparse file has them; the engine ignores them). */
   zeroBlocks: number;
   /**
-   * Written bytes not read back because an fsync had already put them on the disk: the block writes they would
-   * have been matched against are behind us (the extents sent at the sync place them instead).
+   * Written bytes an fsync had put on the disk before they were read back, dropped from the background readback
+   * (its bound, or the end of the run): their own block writes were behind us anyway.
    */
   bytesSyncedUnread: number;
   /** Synced writes read back in the background (for later writes of the same content). */
@@ -149,6 +149,7 @@ interface TrackedFile {
   lastExtents: string;
 }
 
+/** Background readback of synced writes (deferSynced): bound, slice, pace. */
 const SYNCED_BACKLOG_BYTES_MAX = 32 * 1024 * 1024;
 const SYNCED_SLICE_BYTES = 1024 * 1024;
 const SYNCED_SLICE_MS = 20;
@@ -748,6 +749,12 @@ export class Informer {
     // Cleared in a callback that runs after the assignment below, even when the work finishes synchronously.
     const running: Promise<void> = work().finally(() => {
       if (this.draining === running) this.draining = null;
+      // A file queued after the last pass (its addRange saw a drain running and armed nothing) is not forgotten.
+      if (this.draining === null && this.debounce === null && this.pending.size > 0) {
+        let due = Infinity;
+        for (const file of this.pending) due = Math.min(due, file.readbackDue);
+        this.armReadback(due);
+      }
     });
     this.draining = running;
     return running;
