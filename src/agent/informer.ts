@@ -147,6 +147,8 @@ interface TrackedFile {
   syncedClean: boolean;
   /** Size and extents of the last FileExtents sent ('' before any). */
   lastExtents: string;
+  /** The I/O class of the last AppHint sent (null before any). */
+  appClass: number | null;
 }
 
 /** Background readback of synced writes (deferSynced): bound, slice, pace. */
@@ -379,7 +381,10 @@ export class Informer {
       case 'app_hint': {
         if (insight.path === null) return;
         const file = this.byPath(insight.path);
-        if (file) this.send({ type: 'AppHint', fileId: file.id, ioClass: insight.ioClass }, file);
+        // cp advises every file it reads, PostgreSQL every segment it closes: only a change is news to the engine.
+        if (!file || file.appClass === insight.ioClass) return;
+        file.appClass = insight.ioClass;
+        this.send({ type: 'AppHint', fileId: file.id, ioClass: insight.ioClass }, file);
         return;
       }
       default:
@@ -416,6 +421,7 @@ export class Informer {
       id, dev: ref.dev, ino: ref.ino, placement, path: ref.path, pid: null, process: null, holders: [], ranges: [], written: false,
       syncedClean: false,
       readbackDue: 0,
+      appClass: null,
       lastExtents: this.prefetcher?.signatureOf(id) ?? '',
     };
     if (pid !== null) this.setProcess(file, pid);

@@ -301,6 +301,7 @@ describe('Informer', () => {
     informer.handle({ kind: 'copy_detected', ...base, srcPath: '/mnt/src', dstPath: '/mnt/dst', bytes: 4096, method: 'read-write', exe: '/usr/bin/cat', verified: true });
     informer.handle({ kind: 'encryption_detected', ...base, path: '/mnt/dst', exe: '/usr/bin/gpg', evidence: ['exe:gpg'], entropy: 7.99 });
     informer.handle({ kind: 'app_hint', ...base, path: '/mnt/src', fd: 3, ioClass: 4, source: 'fadvise', raw: 3 });
+    informer.handle({ kind: 'app_hint', ...base, path: '/mnt/src', fd: 3, ioClass: 4, source: 'fadvise', raw: 3 }); // no news
     informer.handle({ kind: 'app_hint', ...base, path: null, fd: null, ioClass: 1, source: 'ioprio', raw: 0 });
     informer.handle({ kind: 'lifetime_ended', ...base, ...ref('/mnt/dst', 51), bytes: 4096, livedMs: 1, bornFrom: 'created', cause: 'unlink' });
     informer.handle({ kind: 'lifetime_ended', ...base, ...ref('/elsewhere/z', 9, OFF), bytes: 1, livedMs: 1, bornFrom: 'created', cause: 'unlink' });
