@@ -8,11 +8,11 @@
  */
 import { Worker } from 'node:worker_threads';
 import { InsightEngine, type InsightKind } from '../insight/index.js';
-import { startTrace, TraceError, type TraceOptions } from '../trace/index.js';
+import { monotonicNowNs, startTrace, TraceError, type TraceOptions } from '../trace/index.js';
 import type { SemanticMessage } from '../semantics/messages.js';
 import { LocalFileSystem, type AgentFileSystem, type VolumeRoute } from './fs.js';
 import { Informer, type InformerOptions, type InformerStats, type SemanticSink } from './informer.js';
-import { LagHistogram, monotonicNowNs, type LagSummary } from './lag.js';
+import { LagHistogram, type LagSummary } from './lag.js';
 
 export type InformerTuning = Omit<InformerOptions, 'sink' | 'fs' | 'log'>;
 

@@ -43,8 +43,3 @@ export class LagHistogram {
     return this.maxUs / 1000;
   }
 }
-
-/** CLOCK_MONOTONIC now, in ns, as a number (exact to well below a microsecond for years of uptime). */
-export function monotonicNowNs(): number {
-  return Number(process.hrtime.bigint());
-}

@@ -319,12 +319,8 @@ export class EngineState {
 
   private placeholder(process: Process, fd: number, ts: number, reason?: string): FdEntry {
     this.counters.unknownFds++;
-    const openFile = this.newOpenFile('other', null, 0, ts);
-    openFile.position = null;
-    openFile.uncertain = reason ?? `fd ${fd} of pid ${process.pid} was never seen opened and /proc could not name it`;
-    this.attach(process, fd, openFile, false, ts);
-    const entry = process.fds.get(fd);
-    assert.ok(entry);
+    const entry = this.notStorage(process, fd, ts);
+    entry.file.uncertain = reason ?? `fd ${fd} of pid ${process.pid} was never seen opened and /proc could not name it`;
     return entry;
   }
 

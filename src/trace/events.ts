@@ -25,6 +25,11 @@ interface Base {
   truncated?: boolean;
 }
 
+/** Now, on the events' clock (CLOCK_MONOTONIC, ns): what `ts` is measured on. */
+export function monotonicNowNs(): number {
+  return Number(process.hrtime.bigint());
+}
+
 /** AT_FDCWD as the kernel passes it. */
 export const AT_FDCWD = -100;
 

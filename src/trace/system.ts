@@ -4,6 +4,7 @@ import { accessSync, constants, existsSync, readFileSync, readdirSync, statSync,
 import { constants as osConstants } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { TraceError } from './errors.js';
+import { monotonicNowNs } from './events.js';
 
 const TRACEFS = '/sys/kernel/tracing';
 const CGROUP2_SUPER_MAGIC = 0x63677270;
@@ -114,7 +115,7 @@ export function processState(pid: number): string | null {
 
 /** Wall clock minus the monotonic clock in ns, to put strace's wall-clock timestamps on the events' clock. */
 export function wallMinusMonotonicNs(): number {
-  const monotonic = Number(process.hrtime.bigint());
+  const monotonic = monotonicNowNs();
   const wall = Date.now() * 1e6;
   return wall - monotonic;
 }

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { TraceError } from '../errors.js';
-import type { SyscallEvent } from '../events.js';
+import { monotonicNowNs, type SyscallEvent } from '../events.js';
 import { LineSplitter } from '../lines.js';
 import { OrderedRelease } from '../order.js';
 import type { EbpfTuning, EventSink, RunningBackend, TraceOptions, TraceTarget } from '../session.js';
@@ -229,7 +229,7 @@ class EbpfSession implements RunningBackend {
 
   private lose(count: number, why: string): void {
     this.lostTotal += count;
-    this.order.push({ kind: 'lost', ts: Number(process.hrtime.bigint()), pid: 0, tid: 0, count });
+    this.order.push({ kind: 'lost', ts: monotonicNowNs(), pid: 0, tid: 0, count });
     this.sink.warning(`ebpf: lost ${count} events: ${why}`);
   }
 

@@ -5,7 +5,7 @@
  * running) is a watermark below which the time order of events is final.
  */
 import assert from 'node:assert/strict';
-import type { SyscallEvent } from '../events.js';
+import { monotonicNowNs, type SyscallEvent } from '../events.js';
 import { BatchBuffers, BpfMap, int64At, mapIdsOf, possibleCpus } from './bpf.js';
 import {
   AGGREGATE_KEY_BYTES, AGGREGATE_VALUE_BYTES, RECORD_KEY_BYTES, RECORD_VALUE_BYTES, RecordDecoder, aggregateEvent,
@@ -36,10 +36,6 @@ interface Maps {
 const NAMES: Record<keyof Maps, string> = {
   records: 'AT_n', strings: 'AT_p', aggregates: 'AT_r', generation: 'AT_g', attempts: 'AT_c', misses: 'AT_x',
 };
-
-export function monotonicNs(): number {
-  return Number(process.hrtime.bigint());
-}
 
 /** Our own fds to the maps bpftrace made: they keep the maps alive after bpftrace exits. */
 function openMaps(bpftracePid: number): Maps {
@@ -101,7 +97,7 @@ export class Collector {
   }
 
   private round(final: boolean): void {
-    const now = monotonicNs();
+    const now = monotonicNowNs();
     this.bumpGeneration();
     const attempts = this.sum(this.maps.attempts);
     this.collectStrings();

@@ -174,11 +174,13 @@ function fileOf(fd: string): string {
   return `$f = *(curtask->files->fdt->fd + ${fd});`;
 }
 
-function openProbes(): ExitProbe[] {
-  const identity = `$ino = (int64)0; $dev = (int64)0;
+/** $ino, $dev = the file behind the fd a call returned (0 when it failed), read while that fd is certainly open. */
+const RET_IDENTITY = `$ino = (int64)0; $dev = (int64)0;
     if (${RET} >= 0) { ${fileOf(RET)} $ino = (int64)$f->f_inode->i_ino; $dev = (int64)$f->f_inode->i_sb->s_dev; }`;
+
+function openProbes(): ExitProbe[] {
   const open = (dirfd: string, flags: string, mode: string, path: string) =>
-    `${identity} ${emit(Code.open, [dirfd, flags, mode, RET, '$ino', '$dev'], [path])}`;
+    `${RET_IDENTITY} ${emit(Code.open, [dirfd, flags, mode, RET, '$ino', '$dev'], [path])}`;
   const opens: ExitProbe[] = [
     { syscall: 'open', nr: 2, body: open(`${AT_FDCWD}`, intArg(1), intArg(2), pathArg(0)) },
     { syscall: 'openat', nr: 257, body: open(intArg(0), intArg(2), intArg(3), pathArg(1)) },
@@ -203,10 +205,8 @@ function storageCheck(fd: string): string {
 function fdTableProbes(options: ProgramOptions): ExitProbe[] {
   const storageOnly = options.fdEvents === 'storage';
   const when = (fd: string, body: string) => (storageOnly ? `${storageCheck(fd)} if ($storage) { ${body} }` : body);
-  // The new fd's file, read while the call's fd is certainly open: the source's identity, for a source we never saw.
-  const dup = (cloexec: string) => `$ino = (int64)0; $dev = (int64)0;
-    if (${RET} >= 0) { ${fileOf(RET)} $ino = (int64)$f->f_inode->i_ino; $dev = (int64)$f->f_inode->i_sb->s_dev; }
-    ${emit(Code.dup, [intArg(0), cloexec, RET, '$ino', '$dev'])}`;
+  // The new fd's file is the source's: its identity, for a source the stream never showed.
+  const dup = (cloexec: string) => `${RET_IDENTITY} ${emit(Code.dup, [intArg(0), cloexec, RET, '$ino', '$dev'])}`;
   const cloexecSet = options.reportSetCloexec ? '1' : `(${arg(2)} & 1) == 0`;
   const rwHint = `$h = *(int64 *)uptr($r->dx); ${emit(Code.fcntl, [intArg(0), '$cmd', '$h', RET])}`;
   const fcntl = `$cmd = ${intArg(1)};
