@@ -21,7 +21,7 @@
 import { randomFillSync } from 'node:crypto';
 import { MemoryDevice, SeededRandom } from '../../src/device/index.js';
 import {
-  ClassifyLayer, FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, FINGERPRINT_IMPLEMENTATION, SemanticIndex, fingerprintBlocks, fingerprintHex,
+  ClassifyLayer, FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, FINGERPRINT_IMPLEMENTATION, SemanticIndex, fingerprintBlocks, fingerprintHex, quickKey,
   type SemanticMessage,
 } from '../../src/semantics/index.js';
 import { PassthroughLayer, StatsLayer, newIoRequest, type BlockLayer, type IoRequest } from '../../src/volume/index.js';
@@ -104,11 +104,17 @@ function populate(index: SemanticIndex, pool: Buffer): { messages: number; ms: n
   let file = 0;
   while (registered < FINGERPRINTS) {
     const fingerprints: string[] = [];
+    const quickKeys: number[] = [];
     for (let k = 0; k < batch && registered < FINGERPRINTS; k++, registered++) {
-      if (registered < POOL_BLOCKS / 2) fingerprints.push(fingerprintHex(pool.subarray(registered * 4096, registered * 4096 + 4096)));
-      else fingerprints.push(randomFillSync(bytes).toString('hex'));
+      if (registered < POOL_BLOCKS / 2) {
+        fingerprints.push(fingerprintHex(pool.subarray(registered * 4096, registered * 4096 + 4096)));
+        quickKeys.push(quickKey(pool, registered * 4096));
+      } else {
+        fingerprints.push(randomFillSync(bytes).toString('hex'));
+        quickKeys.push(random.nextU32());
+      }
     }
-    apply({ type: 'WriteFingerprints', fileId: `f${file++ % FILES}`, blockSize: 4096, fingerprints, ttlMs: 3_600_000 });
+    apply({ type: 'WriteFingerprints', fileId: `f${file++ % FILES}`, blockSize: 4096, fingerprints, quickKeys, ttlMs: 3_600_000 });
   }
   return { messages, ms: performance.now() - started };
 }

@@ -32,6 +32,7 @@ import {
   ZERO_BLOCK_FINGERPRINT_HEX,
   encodeFingerprintHex,
   fingerprintBlocks,
+  quickKey,
 } from '../semantics/fingerprint.js';
 import {
   EXTENTS_PER_MESSAGE_MAX,
@@ -210,6 +211,8 @@ export class Informer {
   private readonly chunk: Uint8Array;
   private readonly prints: Uint8Array;
   private batch: string[] = [];
+  /** The quick key of each fingerprint in `batch`. */
+  private batchQuickKeys: number[] = [];
 
   private readonly counters: InformerStats = {
     messages: Object.fromEntries(SEMANTIC_MESSAGE_TYPES.map((t) => [t, 0])) as Record<SemanticMessageType, number>,
@@ -791,6 +794,7 @@ export class Informer {
       this.flushBatch(file, size);
     } catch (error) {
       this.batch = [];
+      this.batchQuickKeys = [];
       if (isGone(error)) this.counters.vanished++;
       else this.fail(error, `reading back ${file.path}`);
     } finally {
@@ -824,6 +828,7 @@ export class Informer {
           continue;
         }
         this.batch.push(hex);
+        this.batchQuickKeys.push(quickKey(chunk, b * FINGERPRINT_BLOCK_BYTES));
         if (this.batch.length >= FINGERPRINTS_PER_MESSAGE_MAX) this.flushBatch(file, null);
       }
       this.counters.blocksFingerprinted += blocks;
@@ -838,10 +843,12 @@ export class Informer {
   private flushBatch(file: TrackedFile, size: number | null): void {
     if (this.batch.length === 0) return;
     const fingerprints = this.batch;
+    const quickKeys = this.batchQuickKeys;
     this.batch = [];
+    this.batchQuickKeys = [];
     this.send(
       {
-        type: 'WriteFingerprints', fileId: file.id, blockSize: FINGERPRINT_BLOCK_BYTES, fingerprints, ttlMs: this.ttlMs, path: file.path,
+        type: 'WriteFingerprints', fileId: file.id, blockSize: FINGERPRINT_BLOCK_BYTES, fingerprints, quickKeys, ttlMs: this.ttlMs, path: file.path,
         ...(size !== null ? { size } : {}), ...(file.pid !== null ? { pid: file.pid } : {}), ...(file.process !== null ? { process: file.process } : {}),
       },
       file,

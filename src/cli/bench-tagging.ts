@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseSize } from '../device/index.js';
 import { HintClient } from '../hints/client.js';
+import { FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, encodeFingerprintHex, fingerprintBlocks, quickKey } from '../semantics/index.js';
 import {
   EXPORT_NAME, JOBS, checkImageDir, escapeXml, integerAtLeast, selectJobs, sizeAtLeast, fillImage, formatNumber, machineInfo, progress, renderMarkdownTable,
   renderTerminalTable, runFio, spawnServer, spread, stopProcess, summarize, tableRows, waitReady,
@@ -103,12 +104,21 @@ async function populateIndex(runDir: string, options: TaggingOptions, log: Log):
       client.send({ type: 'FileExtents', fileId: `f${f}`, path: `/data/d${f % 50}/file${f}.bin`, size: extents.reduce((n, e) => n + e.length, 0), extents });
       messages++;
     }
+    // What an agent registers: the fingerprints and quick keys of blocks traced processes wrote (random content,
+    // so that fio's blocks match none of them).
     const batch = 8192;
-    const bytes = Buffer.alloc(16);
+    const block = Buffer.alloc(FINGERPRINT_BLOCK_BYTES);
+    const print = new Uint8Array(FINGERPRINT_BYTES);
     for (let sent = 0, file = 0; sent < options.fingerprints; file++) {
       const fingerprints: string[] = [];
-      for (; fingerprints.length < batch && sent < options.fingerprints; sent++) fingerprints.push(randomFillSync(bytes).toString('hex'));
-      client.send({ type: 'WriteFingerprints', fileId: `f${file % options.indexFiles}`, blockSize: 4096, fingerprints, ttlMs: 3_600_000 });
+      const quickKeys: number[] = [];
+      for (; fingerprints.length < batch && sent < options.fingerprints; sent++) {
+        randomFillSync(block);
+        fingerprintBlocks(block, 0, 1, print, 0);
+        fingerprints.push(encodeFingerprintHex(print, 0));
+        quickKeys.push(quickKey(block, 0));
+      }
+      client.send({ type: 'WriteFingerprints', fileId: `f${file % options.indexFiles}`, blockSize: 4096, fingerprints, quickKeys, ttlMs: 3_600_000 });
       messages++;
     }
     if (!(await client.flush(60_000))) throw new Error(`the hint channel did not take the index within 60 s${warnings.length ? `: ${warnings.at(-1)}` : ''}`);

@@ -14,6 +14,8 @@
  * MiB takes ~80 µs, a quarter of what the whole engine spends on a 1 MiB write), so unless a layer below wants
  * every fingerprint (`wantsFingerprints`, e.g. dedup):
  *  - nothing is hashed while no write fingerprint is registered (no match is possible; the tag is the same);
+ *  - a block is hashed only if its quick key (fingerprint.ts quickKey: 16 sampled words, ~30 ns) is one a registered
+ *    fingerprint has; most written blocks are metadata or come from untraced writers, and they cost no hash;
  *  - a write of more than `sampleBlocks` blocks is matched on that many evenly spaced sample blocks (a file
  *    system's large write is one file's run of blocks, or a merge of a few files' runs; the request gets one tag
  *    either way), and req.fingerprints stays null: a layer that needs them computes them itself, once.
@@ -26,7 +28,7 @@ import { SizeSchema } from '../device/size-schema.js';
 import { PassthroughLayer } from '../volume/passthrough.js';
 import type { LayerContext, LayerFactory } from '../volume/stack.js';
 import type { BlockLayer, IoRequest } from '../volume/types.js';
-import { FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, fingerprintBlocks } from './fingerprint.js';
+import { FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, fingerprintBlocks, quickKey } from './fingerprint.js';
 import { SEMANTIC_DEFAULTS, SemanticIndex, isRetagSink, type SemanticIndexOptions } from './index-store.js';
 import { importOpenCasCsv, IoClassRulesError, parseIoClassRules, parseIoClassRulesYaml, type IoClassRules } from './ioclass.js';
 
@@ -116,11 +118,18 @@ export class ClassifyLayer extends PassthroughLayer {
       fingerprintBlocks(data, firstBlockOffset - offset, blocks, fingerprints, 0);
     } else if (blocks > 0 && this.index.hasFingerprints()) {
       if (this.sampleBlocks === 0 || blocks <= this.sampleBlocks) {
-        fingerprints = this.fingerprintBuffer(req, blocks);
-        fingerprintBlocks(data, firstBlockOffset - offset, blocks, fingerprints, 0);
+        if (this.mayMatch(data, firstBlockOffset - offset, blocks, 1)) {
+          fingerprints = this.fingerprintBuffer(req, blocks);
+          fingerprintBlocks(data, firstBlockOffset - offset, blocks, fingerprints, 0);
+        }
       } else {
         const stride = Math.ceil(blocks / this.sampleBlocks);
         const samples = Math.ceil(blocks / stride);
+        if (!this.mayMatch(data, firstBlockOffset - offset, samples, stride)) {
+          req.fingerprints = null;
+          req.tag = this.index.tagWrite(offset, req.length, null, firstBlockOffset, 0);
+          return this.next.write(req, data);
+        }
         const sampled = this.fingerprintBuffer(req, samples);
         for (let k = 0; k < samples; k++) {
           fingerprintBlocks(data, firstBlockOffset - offset + k * stride * FINGERPRINT_BLOCK_BYTES, 1, sampled, k * FINGERPRINT_BYTES);
@@ -133,6 +142,14 @@ export class ClassifyLayer extends PassthroughLayer {
     req.fingerprints = fingerprints;
     req.tag = this.index.tagWrite(offset, req.length, fingerprints, firstBlockOffset, fingerprints === null ? 0 : blocks);
     return this.next.write(req, data);
+  }
+
+  /** Whether any of `count` blocks of `data` (from `dataOffset`, every `strideBlocks`-th) may match a registered fingerprint. */
+  private mayMatch(data: Buffer, dataOffset: number, count: number, strideBlocks: number): boolean {
+    for (let k = 0; k < count; k++) {
+      if (this.index.mayHoldBlock(quickKey(data, dataOffset + k * strideBlocks * FINGERPRINT_BLOCK_BYTES))) return true;
+    }
+    return false;
   }
 
   /**

@@ -14,6 +14,11 @@
  * registered; a zero counter answers "absent" from a table 32× smaller than the slots (512 KiB by default, cache
  * resident), so a miss costs no cache miss in the 16 MiB of slots. A counter that reached 255 stays there (it can
  * only say "maybe" too often, never "absent" wrongly).
+ *
+ * A second filter answers before any hashing: counters over the entries' quick keys (fingerprint.ts quickKey, sent
+ * by the tracer with each fingerprint), four per slot. The classify layer hashes a written block only if its quick
+ * key may be held (`mayHold`). An entry registered without a quick key makes `mayHold` say yes to everything while
+ * it lives (`unkeyed` counts them): a sender that does not send keys costs speed, never a match.
  */
 import assert from 'node:assert/strict';
 
@@ -23,9 +28,13 @@ const LOAD_FACTOR_MAX = 0.75;
 /** A sweep that leaves the table fuller than this evicts by expiry until it is below. */
 const AFTER_SWEEP_FILL_MAX = 0.75;
 const EVICTION_SAMPLE = 256;
+/** Quick-key counters per slot: at most 3/4 × capacity entries over 4 × capacity counters, ≤ 17% of them non-zero. */
+const QUICK_COUNTERS_PER_SLOT = 4;
 
 export interface FingerprintTableStats {
   entries: number;
+  /** Entries registered without a quick key; while any lives, every written block is hashed. */
+  unkeyed: number;
   capacity: number;
   maxEntries: number;
   inserted: number;
@@ -37,11 +46,17 @@ export interface FingerprintTableStats {
 export class FingerprintTable {
   readonly maxEntries: number;
   private readonly mask: number;
-  /** Slot s: words[8s..8s+3] key, words[8s+4] owner + 1 (0 = empty); times[4s+3] expiresAt. */
+  /** Slot s: words[8s..8s+3] key, words[8s+4] owner + 1 (0 = empty), words[8s+5] quick counter + 1 (0 = no key); times[4s+3] expiresAt. */
   private readonly words: Int32Array;
   private readonly times: Float64Array;
   /** Live entries per (second key word & mask), saturating at 255. */
   private readonly present: Uint8Array;
+  /** Live entries per (quick key & quickMask), saturating at 255. */
+  private readonly quick: Uint8Array;
+  private readonly quickMask: number;
+  private unkeyed = 0;
+  /** No entry without a quick key lives past this time (the latest such expiry). */
+  private unkeyedExpiry = 0;
   private count = 0;
   private readonly counters = { inserted: 0, expired: 0, evicted: 0, sweeps: 0 };
 
@@ -56,6 +71,8 @@ export class FingerprintTable {
     this.words = new Int32Array(buffer);
     this.times = new Float64Array(buffer);
     this.present = new Uint8Array(capacity);
+    this.quick = new Uint8Array(capacity * QUICK_COUNTERS_PER_SLOT);
+    this.quickMask = capacity * QUICK_COUNTERS_PER_SLOT - 1;
   }
 
   get size(): number {
@@ -63,7 +80,20 @@ export class FingerprintTable {
   }
 
   stats(): FingerprintTableStats {
-    return { entries: this.count, capacity: this.mask + 1, maxEntries: this.maxEntries, ...this.counters };
+    return { entries: this.count, unkeyed: this.unkeyed, capacity: this.mask + 1, maxEntries: this.maxEntries, ...this.counters };
+  }
+
+  /** False when no entry has this quick key: a block with it matches nothing, and need not be hashed. */
+  mayHold(quickKey: number): boolean {
+    return this.unkeyed > 0 || this.quick[quickKey & this.quickMask] !== 0;
+  }
+
+  /**
+   * True when entries without a quick key are counted but every one has expired by `now`: then a sweep (O(capacity),
+   * once) ends the hashing of every block they forced. Expired keyed entries only cost a hash now and then.
+   */
+  unkeyedExpired(now: number): boolean {
+    return this.unkeyed > 0 && now >= this.unkeyedExpiry;
   }
 
   /** Owner of the fingerprint at `bytes[offset..+16)`, or NO_OWNER when absent or expired at `now`. */
@@ -89,8 +119,8 @@ export class FingerprintTable {
     return this.words[slot * 8 + 4]! - 1;
   }
 
-  /** Adds or replaces the fingerprint at `bytes[offset..+16)`. */
-  insert(bytes: Uint8Array, offset: number, owner: number, expiresAt: number, now: number): void {
+  /** Adds or replaces the fingerprint at `bytes[offset..+16)`; `quickKey` is its block's quick key, null if unknown. */
+  insert(bytes: Uint8Array, offset: number, owner: number, expiresAt: number, now: number, quickKey: number | null): void {
     assert.ok(owner >= 0, 'fingerprint owners are file indexes');
     const w0 = readWord(bytes, offset);
     const w1 = readWord(bytes, offset + 4);
@@ -100,6 +130,12 @@ export class FingerprintTable {
     if (existing >= 0) {
       this.words[existing * 8 + 4] = owner + 1;
       this.times[existing * 4 + 3] = expiresAt;
+      if (this.words[existing * 8 + 5] === 0) this.unkeyedExpiry = Math.max(this.unkeyedExpiry, expiresAt);
+      // Equal blocks have equal quick keys, so a key the entry has stays right; one it lacked is learnt.
+      if (quickKey !== null && this.words[existing * 8 + 5] === 0) {
+        this.unkeyed--;
+        this.words[existing * 8 + 5] = this.countQuick(quickKey);
+      }
       return;
     }
     if (this.count >= this.maxEntries) this.makeRoom(now);
@@ -111,6 +147,11 @@ export class FingerprintTable {
     this.words[w + 2] = w2;
     this.words[w + 3] = w3;
     this.words[w + 4] = owner + 1;
+    if (quickKey === null) {
+      this.words[w + 5] = 0;
+      this.unkeyed++;
+      this.unkeyedExpiry = Math.max(this.unkeyedExpiry, expiresAt);
+    } else this.words[w + 5] = this.countQuick(quickKey);
     this.times[slot * 4 + 3] = expiresAt;
     const p = w1 & this.mask;
     if (this.present[p]! < 255) this.present[p]!++;
@@ -183,6 +224,13 @@ export class FingerprintTable {
     return removed;
   }
 
+  /** Counts one more entry under `quickKey`; returns what its slot keeps (counter index + 1). */
+  private countQuick(quickKey: number): number {
+    const q = quickKey & this.quickMask;
+    if (this.quick[q]! < 255) this.quick[q]!++;
+    return q + 1;
+  }
+
   private occupied(slot: number): boolean {
     return this.words[slot * 8 + 4] !== 0;
   }
@@ -207,6 +255,9 @@ export class FingerprintTable {
     const words = this.words;
     const p = words[slot * 8 + 1]! & this.mask;
     if (this.present[p]! < 255) this.present[p]!--;
+    const q = words[slot * 8 + 5]!;
+    if (q === 0) this.unkeyed--;
+    else if (this.quick[q - 1]! < 255) this.quick[q - 1]!--;
     let hole = slot;
     let next = (hole + 1) & this.mask;
     while (words[next * 8 + 4] !== 0) {

@@ -107,5 +107,41 @@ export function encodeFingerprintHex(bytes: Uint8Array, offset: number): string 
   return text;
 }
 
+/**
+ * Quick keys: a 32-bit digest of 16 words sampled across a 4 KiB block, ~30 ns in plain JavaScript against ~0.5 µs
+ * for the XXH3-128 of the block (plus its copy into WebAssembly memory). A tracer sends each fingerprint's quick
+ * key with it (WriteFingerprints.quickKeys); the engine keeps a counting filter of the keys it holds and hashes a
+ * written block only when its key is in the filter. Equal blocks have equal keys, so the filter never hides a
+ * match; different blocks may share one, which only costs a hash. Not a fingerprint: never trusted for equality.
+ *
+ * The sampled words sit one per 256-byte stripe at a different place in each, so that a 4 KiB block of repeated
+ * 256-byte records (inodes, directory entries) is not sampled at the same field every time.
+ */
+export const QUICK_KEY_WORDS = 16;
+const QUICK_KEY_OFFSETS: readonly number[] = Array.from({ length: QUICK_KEY_WORDS }, (_, i) => i * 256 + ((i * 76 + 12) % 252));
+
+/** Quick key of the 4 KiB block at `data[offset..+4096)`, an unsigned 32-bit integer. */
+export function quickKey(data: Uint8Array, offset: number): number {
+  assert.ok(offset >= 0 && offset + FINGERPRINT_BLOCK_BYTES <= data.length, 'quick key of a block beyond the data');
+  let h = 0x9747b28c;
+  for (let i = 0; i < QUICK_KEY_WORDS; i++) {
+    const at = offset + QUICK_KEY_OFFSETS[i]!;
+    // Words are read byte by byte: a Buffer from a socket has any alignment, and a view would allocate.
+    let k = data[at]! | (data[at + 1]! << 8) | (data[at + 2]! << 16) | (data[at + 3]! << 24);
+    // murmur3's block mix and finalizer: every sampled bit moves every key bit.
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
 /** Fingerprint of a 4 KiB block of zeroes: ambiguous (every sparse file has it), so never registered. */
 export const ZERO_BLOCK_FINGERPRINT_HEX = fingerprintHex(new Uint8Array(FINGERPRINT_BLOCK_BYTES));

@@ -142,6 +142,8 @@ interface FileRecord {
   learned: number[];
   /** Packed fingerprints (16 bytes each) this file registered or inherited, oldest first. */
   fingerprintChunks: Uint8Array[];
+  /** The quick key of each fingerprint in the chunk at the same index (null: the sender sent none). */
+  quickKeyChunks: (Uint32Array | null)[];
 }
 
 const OUTCOME_DATA = 0;
@@ -295,15 +297,18 @@ export class SemanticIndex {
     const now = this.now();
     const expiresAt = now + Math.min(m.ttlMs, this.options.fingerprintTtlMsMax);
     const chunk = new Uint8Array(m.fingerprints.length * FINGERPRINT_BYTES);
+    const quickKeys = m.quickKeys === undefined ? null : new Uint32Array(m.fingerprints.length);
     let kept = 0;
-    for (const hex of m.fingerprints) {
-      if (hex.toLowerCase() === ZERO_BLOCK_FINGERPRINT_HEX) continue;
+    m.fingerprints.forEach((hex, k) => {
+      if (hex.toLowerCase() === ZERO_BLOCK_FINGERPRINT_HEX) return;
       const ok = decodeFingerprintHex(hex, chunk, kept * FINGERPRINT_BYTES);
       assert.ok(ok, 'fingerprints were validated');
-      this.fingerprints.insert(chunk, kept * FINGERPRINT_BYTES, file.index, expiresAt, now);
+      const quickKey = m.quickKeys === undefined ? null : m.quickKeys[k]!;
+      if (quickKeys !== null) quickKeys[kept] = quickKey!;
+      this.fingerprints.insert(chunk, kept * FINGERPRINT_BYTES, file.index, expiresAt, now, quickKey);
       kept++;
-    }
-    if (kept > 0) this.remember(file, chunk.subarray(0, kept * FINGERPRINT_BYTES));
+    });
+    if (kept > 0) this.remember(file, chunk.subarray(0, kept * FINGERPRINT_BYTES), quickKeys === null ? null : quickKeys.subarray(0, kept));
     return { ok: true };
   }
 
@@ -327,10 +332,14 @@ export class SemanticIndex {
     const now = this.now();
     const expiresAt = now + Math.min(ttlMs, this.options.fingerprintTtlMsMax);
     const chunks = source.fingerprintChunks.slice();
-    for (const chunk of chunks) {
-      for (let at = 0; at < chunk.length; at += FINGERPRINT_BYTES) this.fingerprints.insert(chunk, at, target.index, expiresAt, now);
-      this.remember(target, chunk);
-    }
+    const quickKeyChunks = source.quickKeyChunks.slice();
+    chunks.forEach((chunk, c) => {
+      const quickKeys = quickKeyChunks[c]!;
+      for (let at = 0; at < chunk.length; at += FINGERPRINT_BYTES) {
+        this.fingerprints.insert(chunk, at, target.index, expiresAt, now, quickKeys === null ? null : quickKeys[at / FINGERPRINT_BYTES]!);
+      }
+      this.remember(target, chunk, quickKeys);
+    });
     for (const listener of this.copyListeners) listener({ sourceFileId: sourceId, targetFileId: targetId, fingerprints: chunks });
     return { ok: true };
   }
@@ -374,6 +383,13 @@ export class SemanticIndex {
   /** Whether any write fingerprint is registered: without one, no write can match and hashing can be skipped. */
   hasFingerprints(): boolean {
     return this.fingerprints.size > 0;
+  }
+
+  /** False when no registered fingerprint has this quick key (fingerprint.ts): the block need not be hashed. */
+  mayHoldBlock(quickKey: number): boolean {
+    const table = this.fingerprints;
+    if (table.unkeyedExpired(this.now())) table.sweep(this.now());
+    return table.mayHold(quickKey);
   }
 
   private tagWriteInner(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks: number): IoTag {
@@ -615,6 +631,7 @@ export class SemanticIndex {
       extents: new Float64Array(0),
       learned: [],
       fingerprintChunks: [],
+      quickKeyChunks: [],
     };
     this.files[index] = file;
     this.byId.set(fileId, file);
@@ -658,6 +675,7 @@ export class SemanticIndex {
       for (let at = 0; at < chunk.length; at += FINGERPRINT_BYTES) this.fingerprints.remove(chunk, at, file.index);
     }
     file.fingerprintChunks = [];
+    file.quickKeyChunks = [];
     this.byId.delete(file.id);
     this.files[file.index] = null;
     this.ownerTags[file.index] = null;
@@ -672,8 +690,10 @@ export class SemanticIndex {
   }
 
   /** Keeps `chunk` for later copies of the file, within the global bound (oldest forgotten first). */
-  private remember(file: FileRecord, chunk: Uint8Array): void {
+  private remember(file: FileRecord, chunk: Uint8Array, quickKeys: Uint32Array | null): void {
+    assert.ok(quickKeys === null || quickKeys.length * FINGERPRINT_BYTES === chunk.length, 'one quick key per fingerprint');
     file.fingerprintChunks.push(chunk);
+    file.quickKeyChunks.push(quickKeys);
     this.history.push({ file, chunk });
     this.historyFingerprints += chunk.length / FINGERPRINT_BYTES;
     while (this.historyFingerprints > this.options.maxFingerprints) {
@@ -683,6 +703,7 @@ export class SemanticIndex {
       const owner = oldest.file;
       if (this.files[owner.index] === owner && owner.fingerprintChunks[0] === oldest.chunk) {
         owner.fingerprintChunks.shift();
+        owner.quickKeyChunks.shift();
         // Every table entry a file owns stays listed in its chunks, so removing the file removes them all (a
         // stale entry would name whichever file reuses the index).
         for (let at = 0; at < oldest.chunk.length; at += FINGERPRINT_BYTES) this.fingerprints.remove(oldest.chunk, at, owner.index);

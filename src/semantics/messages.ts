@@ -58,6 +58,11 @@ export interface WriteFingerprintsMessage extends MessageBase {
   fingerprints: string[];
   /** How long to wait for the block writes (the file system's write-back delay plus slack). */
   ttlMs: number;
+  /**
+   * The quick key (fingerprint.ts quickKey) of each block, in the order of `fingerprints`. Optional for older
+   * senders, but an engine holding any fingerprint without its key must hash every written block.
+   */
+  quickKeys?: number[];
   path?: string;
   size?: number;
   pid?: number;
@@ -159,10 +164,14 @@ const schemas = {
     blockSize: z.literal(FINGERPRINT_BLOCK_BYTES),
     fingerprints: z.array(z.string().refine(isFingerprintHex, 'a fingerprint is 32 hex digits')).max(FINGERPRINTS_PER_MESSAGE_MAX),
     ttlMs: z.number().positive().max(FINGERPRINT_TTL_MS_MAX),
+    quickKeys: z.array(z.number().int().min(0).max(0xffffffff)).max(FINGERPRINTS_PER_MESSAGE_MAX).optional(),
     path: z.string().max(4096).optional(),
     size: u64.optional(),
     pid,
     process,
+  }).refine((m) => m.quickKeys === undefined || m.quickKeys.length === m.fingerprints.length, {
+    message: 'one quick key per fingerprint',
+    path: ['quickKeys'],
   }),
   FileClass: z.object({ v: version, type: z.literal('FileClass'), fileId, size: u64, ioClass }),
   FilePattern: z.object({ v: version, type: z.literal('FilePattern'), fileId, pattern: z.enum(['copy', 'encrypted']), sourceFileId: fileId.optional() }),

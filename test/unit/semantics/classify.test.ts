@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../../../src/device/index.js';
 import {
-  ClassifyLayer, SemanticIndex, SemanticRegistry, alignedBlocks, createClassifyFactory, encodeFingerprintHex, fingerprintHex,
+  ClassifyLayer, SemanticIndex, SemanticRegistry, alignedBlocks, createClassifyFactory, encodeFingerprintHex, fingerprintHex, quickKey,
   type RetagCause, type RetagRange, type RetagSink, type SemanticIndexOptions, type SemanticMessage,
 } from '../../../src/semantics/index.js';
 import { buildStack, describeStack, findLayer, newIoRequest, PassthroughLayer, statsFactory, type BlockLayer, type IoRequest, type IoTag } from '../../../src/volume/index.js';
@@ -72,6 +72,13 @@ function blocks(count: number, seed: number): Buffer {
 function hexes(data: Buffer): string[] {
   const out: string[] = [];
   for (let at = 0; at < data.length; at += 4096) out.push(fingerprintHex(data.subarray(at, at + 4096)));
+  return out;
+}
+
+/** The quick key of each 4 KiB block of `data`, as an agent sends them with hexes(data). */
+function quickKeys(data: Buffer): number[] {
+  const out: number[] = [];
+  for (let at = 0; at < data.length; at += 4096) out.push(quickKey(data, at));
   return out;
 }
 
@@ -268,6 +275,60 @@ describe('classify: writes', () => {
     expect(copies).toEqual(['S->T:3']);
     expect(await write(0, content)).toMatchObject({ origin: 'data', fileId: 'T', hints: new Set(['copy']) });
     expect(index.file('T')).toMatchObject({ copy: true, sourceFileId: 'S', fingerprints: 3 });
+  });
+});
+
+describe('classify: quick keys decide what is hashed', () => {
+  it('hashes only blocks whose quick key a registered fingerprint has, and still matches every registered block', async () => {
+    const { write, apply, recorder, index } = await setup();
+    const data = blocks(16, 21);
+    apply({ type: 'WriteFingerprints', fileId: 'B', blockSize: 4096, fingerprints: hexes(data), quickKeys: quickKeys(data), ttlMs: 30_000 });
+    expect(await write(8 * MiB, blocks(4, 22))).toMatchObject({ origin: 'metadata' });
+    expect(recorder.fingerprints.at(-1)).toBeNull();
+    expect(index.stats().blocks).toEqual({ matched: 0, unmatched: 0 }); // not hashed at all
+    expect(await write(16 * MiB, data.subarray(0, 4 * 4096))).toMatchObject({ origin: 'data', fileId: 'B' });
+    expect(await write(20 * MiB + 4096, data.subarray(8 * 4096, 9 * 4096))).toMatchObject({ origin: 'data', fileId: 'B' });
+    expect(index.stats().blocks).toEqual({ matched: 5, unmatched: 0 });
+    // A large write is matched on samples: unregistered samples cost no hash either.
+    const big = blocks(256, 23);
+    apply({ type: 'WriteFingerprints', fileId: 'C', blockSize: 4096, fingerprints: hexes(big), quickKeys: quickKeys(big), ttlMs: 30_000, size: 1 * MiB });
+    expect(await write(64 * MiB, blocks(256, 24))).toMatchObject({ origin: 'metadata' });
+    expect(index.stats().blocks).toEqual({ matched: 5, unmatched: 0 });
+    expect(await write(96 * MiB, big)).toMatchObject({ origin: 'data', fileId: 'C' });
+    expect(index.stats().blocks).toEqual({ matched: 21, unmatched: 0 });
+    // A block that is not whole in the request (misaligned head) is not keyed or hashed; the rest still match.
+    const misaligned = Buffer.concat([Buffer.alloc(512, 1), data.subarray(0, 2 * 4096)]);
+    expect(await write(40 * MiB - 512, misaligned)).toMatchObject({ origin: 'data', fileId: 'B' });
+  });
+
+  it('hashes every block again while a fingerprint without a quick key lives (an older sender)', async () => {
+    const { write, apply, index, advance } = await setup();
+    const keyed = blocks(4, 31);
+    const unkeyed = blocks(4, 32);
+    apply({ type: 'WriteFingerprints', fileId: 'B', blockSize: 4096, fingerprints: hexes(keyed), quickKeys: quickKeys(keyed), ttlMs: 60_000 });
+    apply({ type: 'WriteFingerprints', fileId: 'C', blockSize: 4096, fingerprints: hexes(unkeyed), ttlMs: 1000 });
+    expect(index.stats().fingerprints.unkeyed).toBe(4);
+    expect(await write(0, blocks(1, 33))).toMatchObject({ origin: 'metadata' });
+    expect(index.stats().blocks).toEqual({ matched: 0, unmatched: 1 }); // hashed: C's entries could be anything
+    expect(await write(4 * MiB, unkeyed)).toMatchObject({ origin: 'data', fileId: 'C' });
+    advance(2000); // C's fingerprints expired: the next write sweeps them out, and is not hashed
+    expect(await write(8 * MiB, blocks(1, 34))).toMatchObject({ origin: 'metadata' });
+    expect(index.stats().fingerprints).toMatchObject({ unkeyed: 0, entries: 4 });
+    expect(index.stats().blocks).toEqual({ matched: 4, unmatched: 1 });
+    expect(await write(12 * MiB, keyed)).toMatchObject({ origin: 'data', fileId: 'B' });
+  });
+
+  it('carries quick keys over to a copy\'s target, and drops them with a gone file', async () => {
+    const { apply, write, index } = await setup();
+    const content = blocks(3, 41);
+    apply({ type: 'WriteFingerprints', fileId: 'S', blockSize: 4096, fingerprints: hexes(content), quickKeys: quickKeys(content), ttlMs: 30_000 });
+    apply({ type: 'CopyFingerprints', sourceFileId: 'S', targetFileId: 'T' });
+    apply({ type: 'FileGone', fileId: 'S', cause: 'unlink' });
+    expect(index.stats().fingerprints).toMatchObject({ entries: 3, unkeyed: 0 });
+    expect(index.mayHoldBlock(quickKey(content, 4096))).toBe(true);
+    expect(await write(0, content)).toMatchObject({ origin: 'data', fileId: 'T' });
+    apply({ type: 'FileGone', fileId: 'T', cause: 'unlink' });
+    expect(index.mayHoldBlock(quickKey(content, 4096))).toBe(false);
   });
 });
 
