@@ -15,7 +15,8 @@
  * Throughput is operations per second of process CPU time (user + system), see measure().
  *
  * Build and run:  npx tsc -p bench/tagging && node bench/tagging/.build/bench/tagging/run.js [--seconds 1] [--rounds 5]
- * Options: --workloads 4k-randread,… --configs plain,classify,… --no-learn (learnFromWrites off).
+ * Options: --workloads 4k-randread,… --configs plain,classify,… --no-learn (learnFromWrites off), --unregistered (write
+ * only content nobody registered), --pool-blocks N (distinct written contents; default 8192 = 32 MiB).
  * SKY_FINGERPRINT_IMPL=node-rs measures with the @node-rs/xxhash fallback instead of the WebAssembly hasher.
  */
 import { randomFillSync } from 'node:crypto';
@@ -29,13 +30,15 @@ import { PassthroughLayer, StatsLayer, newIoRequest, type BlockLayer, type IoReq
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const VOLUME_BYTES = 1024 * MiB;
-const FILES = 20_000;
+const FILES = argument('files', 20_000);
 const EXTENTS_PER_FILE = 5;
-const FINGERPRINTS = 1_000_000;
-const POOL_BLOCKS = 8192; // 32 MiB of distinct block contents, half registered
+const FINGERPRINTS = argument('fingerprints', 1_000_000);
+/** Distinct block contents written (8192: 32 MiB, mostly out of cache), half registered; --pool-blocks 1024 keeps them cached, as a write just received from a socket is. */
+const POOL_BLOCKS = Math.max(1024, argument('pool-blocks', 8192));
 const QUEUE_DEPTH = 4;
 
 type Config = 'plain' | 'classify' | 'fingerprint';
+const UNREGISTERED_ONLY = process.argv.includes('--unregistered');
 type Workload = '4k-randread' | '4k-randwrite' | '1m-seqread' | '1m-seqwrite';
 const WORKLOADS: Workload[] = ['4k-randread', '4k-randwrite', '1m-seqread', '1m-seqwrite'];
 
@@ -173,8 +176,10 @@ async function measure(stack: Stack, workload: Workload, seconds: number, pool: 
         req.tag = null;
         req.fingerprints = null;
         if (write) {
-          // Content: pool blocks in order (the first half registered, the second half not).
-          const start = ((block * (size / 4096)) % (POOL_BLOCKS - size / 4096)) * 4096;
+          // Content: pool blocks in order (the first half registered, the second half not); --unregistered: only
+          // the second half (every write is metadata to the layer, as most writes of a busy volume are).
+          const span = UNREGISTERED_ONLY ? POOL_BLOCKS / 2 : POOL_BLOCKS;
+          const start = ((UNREGISTERED_ONLY ? POOL_BLOCKS / 2 : 0) + ((block * (size / 4096)) % (span - size / 4096))) * 4096;
           await stack.top.write(req, pool.subarray(start, start + size));
         } else await stack.top.read(req, into);
         ops++;

@@ -313,7 +313,9 @@ export async function runBenchTagging(options: TaggingOptions, log: Log, signal:
       const configPath = path.join(runDir, `${name}.yaml`);
       // JSON is YAML: the config needs no YAML writer.
       await fs.writeFile(configPath, JSON.stringify(serverConfig(name, runDir, images[i]!), null, 2));
-      const spec: ServerSpec = { name, argv: [process.execPath, sky, 'serve', '--config', configPath] };
+      // SKY_BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the servers (NODE_OPTIONS refuses --cpu-prof).
+      const nodeArgs = (process.env.SKY_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
+      const spec: ServerSpec = { name, argv: [process.execPath, ...nodeArgs, sky, 'serve', '--config', configPath] };
       log(`starting ${name}: layers ${JSON.stringify(layersOf(name))}`);
       const server = await spawnServer(spec, runDir, images[i]!, options.imageSizeBytes);
       servers.push(server);
