@@ -10,9 +10,7 @@
  * Build and run:  npx tsc -p bench/tagging && node bench/tagging/.build/bench/tagging/layer-cost.js [--ops 400000] [--rounds 5]
  */
 import { randomFillSync } from 'node:crypto';
-import {
-  ClassifyLayer, FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, SemanticIndex, encodeFingerprintHex, fingerprintBlocks, quickKey,
-} from '../../src/semantics/index.js';
+import { ClassifyLayer, FINGERPRINT_BLOCK_BYTES, SemanticIndex, fingerprintBlocksHex, quickKeysOf } from '../../src/semantics/index.js';
 import { newIoRequest, type BlockLayer, type Capabilities, type Extent, type IoRequest } from '../../src/volume/index.js';
 
 const MiB = 1024 * 1024;
@@ -78,18 +76,11 @@ function populate(index: SemanticIndex, withQuickKeys: boolean): void {
     for (let e = 0; e < EXTENTS_PER_FILE; e++) extents.push({ volumeOffset: ((f * EXTENTS_PER_FILE + e) * 7919 % (FILES * EXTENTS_PER_FILE)) * slotBytes, length: 8192 });
     apply({ type: 'FileExtents', fileId: `f${f}`, path: `/data/file${f}`, size: 1_000_000, extents });
   }
-  const block = Buffer.alloc(FINGERPRINT_BLOCK_BYTES);
-  const print = new Uint8Array(FINGERPRINT_BYTES);
   for (let sent = 0; sent < FINGERPRINTS; ) {
-    const fingerprints: string[] = [];
-    const quickKeys: number[] = [];
-    for (; fingerprints.length < 8192 && sent < FINGERPRINTS; sent++) {
-      randomFillSync(block);
-      fingerprintBlocks(block, 0, 1, print, 0);
-      fingerprints.push(encodeFingerprintHex(print, 0));
-      quickKeys.push(quickKey(block, 0));
-    }
-    apply({ type: 'WriteFingerprints', fileId: `f${sent % FILES}`, blockSize: 4096, fingerprints, ...(withQuickKeys ? { quickKeys } : {}), ttlMs: 3_600_000 });
+    const blocks = randomFillSync(Buffer.alloc(Math.min(8192, FINGERPRINTS - sent) * FINGERPRINT_BLOCK_BYTES));
+    const fingerprints = fingerprintBlocksHex(blocks);
+    sent += fingerprints.length;
+    apply({ type: 'WriteFingerprints', fileId: `f${sent % FILES}`, blockSize: 4096, fingerprints, ...(withQuickKeys ? { quickKeys: quickKeysOf(blocks) } : {}), ttlMs: 3_600_000 });
   }
 }
 

@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseSize } from '../device/index.js';
 import { HintClient } from '../hints/client.js';
-import { FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, encodeFingerprintHex, fingerprintBlocks, quickKey } from '../semantics/index.js';
+import { FINGERPRINT_BLOCK_BYTES, fingerprintBlocksHex, quickKeysOf } from '../semantics/index.js';
 import {
   EXPORT_NAME, JOBS, checkImageDir, escapeXml, integerAtLeast, selectJobs, sizeAtLeast, fillImage, formatNumber, machineInfo, progress, renderMarkdownTable,
   renderTerminalTable, runFio, spawnServer, spread, stopProcess, summarize, tableRows, waitReady,
@@ -107,18 +107,11 @@ async function populateIndex(runDir: string, options: TaggingOptions, log: Log):
     // What an agent registers: the fingerprints and quick keys of blocks traced processes wrote (random content,
     // so that fio's blocks match none of them).
     const batch = 8192;
-    const block = Buffer.alloc(FINGERPRINT_BLOCK_BYTES);
-    const print = new Uint8Array(FINGERPRINT_BYTES);
     for (let sent = 0, file = 0; sent < options.fingerprints; file++) {
-      const fingerprints: string[] = [];
-      const quickKeys: number[] = [];
-      for (; fingerprints.length < batch && sent < options.fingerprints; sent++) {
-        randomFillSync(block);
-        fingerprintBlocks(block, 0, 1, print, 0);
-        fingerprints.push(encodeFingerprintHex(print, 0));
-        quickKeys.push(quickKey(block, 0));
-      }
-      client.send({ type: 'WriteFingerprints', fileId: `f${file % options.indexFiles}`, blockSize: 4096, fingerprints, quickKeys, ttlMs: 3_600_000 });
+      const blocks = randomFillSync(Buffer.alloc(Math.min(batch, options.fingerprints - sent) * FINGERPRINT_BLOCK_BYTES));
+      const fingerprints = fingerprintBlocksHex(blocks);
+      sent += fingerprints.length;
+      client.send({ type: 'WriteFingerprints', fileId: `f${file % options.indexFiles}`, blockSize: 4096, fingerprints, quickKeys: quickKeysOf(blocks), ttlMs: 3_600_000 });
       messages++;
     }
     if (!(await client.flush(60_000))) throw new Error(`the hint channel did not take the index within 60 s${warnings.length ? `: ${warnings.at(-1)}` : ''}`);

@@ -143,5 +143,12 @@ export function quickKey(data: Uint8Array, offset: number): number {
   return h >>> 0;
 }
 
+/** Quick keys of the whole 4 KiB blocks of `data` (what a tracer sends with fingerprintBlocksHex(data)). */
+export function quickKeysOf(data: Uint8Array): number[] {
+  const keys: number[] = [];
+  for (let at = 0; at + FINGERPRINT_BLOCK_BYTES <= data.length; at += FINGERPRINT_BLOCK_BYTES) keys.push(quickKey(data, at));
+  return keys;
+}
+
 /** Fingerprint of a 4 KiB block of zeroes: ambiguous (every sparse file has it), so never registered. */
 export const ZERO_BLOCK_FINGERPRINT_HEX = fingerprintHex(new Uint8Array(FINGERPRINT_BLOCK_BYTES));

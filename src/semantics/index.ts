@@ -29,7 +29,7 @@ export {
 export {
   FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, FINGERPRINT_HEX_CHARS, ZERO_BLOCK_FINGERPRINT_HEX,
   fingerprint128, fingerprintHex, fingerprintBlocks, fingerprintBlocksHex, decodeFingerprintHex, encodeFingerprintHex, isFingerprintHex,
-  FINGERPRINT_IMPLEMENTATION, nodeRsBlockHasher, quickKey, QUICK_KEY_WORDS,
+  FINGERPRINT_IMPLEMENTATION, nodeRsBlockHasher, quickKey, quickKeysOf, QUICK_KEY_WORDS,
 } from './fingerprint.js';
 export { LbaMap, GAP, UNKNOWN, type LbaInterval, type LbaMapStats } from './lba-map.js';
 export { FingerprintTable, NO_OWNER, type FingerprintTableStats } from './fingerprint-table.js';

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { Informer, insertRange, mergeExtents, takeRanges, type AgentFileSystem, type OpenedFile, type VolumePlacement } from '../../../src/agent/index.js';
 import type { Insight } from '../../../src/insight/index.js';
-import { FINGERPRINTS_PER_MESSAGE_MAX, fingerprintBlocksHex, quickKey, type SemanticMessage, type VolumeExtent } from '../../../src/semantics/index.js';
+import { FINGERPRINTS_PER_MESSAGE_MAX, fingerprintBlocksHex, quickKeysOf, type SemanticMessage, type VolumeExtent } from '../../../src/semantics/index.js';
 
 const ON = 1;
 const OFF = 2;
@@ -87,19 +87,19 @@ function closed(path: string, ino: number, fd: number, writeBytes: number): Insi
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Bytes the file system writes for [start, end) of `data`: whole blocks, the tail zero-padded. */
-/** The quick keys an agent sends with blocksOf(data, start, end) (the last block zero-padded too). */
-function quickKeysOf(data: Buffer, start: number, end: number): number[] {
+/** The whole blocks covering [start, end) of `data`, the last one zero-padded (as the agent reads them back). */
+function paddedBlocks(data: Buffer, start: number, end: number): Buffer {
   const padded = Buffer.alloc(Math.ceil(data.length / 4096) * 4096);
   data.copy(padded);
-  const keys: number[] = [];
-  for (let at = Math.floor(start / 4096) * 4096; at < Math.min(Math.ceil(end / 4096) * 4096, padded.length); at += 4096) keys.push(quickKey(padded, at));
-  return keys;
+  return padded.subarray(Math.floor(start / 4096) * 4096, Math.min(Math.ceil(end / 4096) * 4096, padded.length));
 }
 
 function blocksOf(data: Buffer, start: number, end: number): string[] {
-  const padded = Buffer.alloc(Math.ceil(data.length / 4096) * 4096);
-  data.copy(padded);
-  return fingerprintBlocksHex(padded.subarray(Math.floor(start / 4096) * 4096, Math.min(Math.ceil(end / 4096) * 4096, padded.length)));
+  return fingerprintBlocksHex(paddedBlocks(data, start, end));
+}
+
+function keysOf(data: Buffer, start: number, end: number): number[] {
+  return quickKeysOf(paddedBlocks(data, start, end));
 }
 
 describe('Informer', () => {
@@ -150,7 +150,7 @@ describe('Informer', () => {
     informer.handle(written('/mnt/a', 10, 3, 4 * 4096, 100));
     await informer.flush();
     expect(sent).toEqual([
-      { type: 'WriteFingerprints', fileId: '1:10', blockSize: 4096, fingerprints: blocksOf(data, 0, data.length), quickKeys: quickKeysOf(data, 0, data.length), ttlMs: 90_000, path: '/mnt/a', size: data.length, pid: 100, process: 'dd' },
+      { type: 'WriteFingerprints', fileId: '1:10', blockSize: 4096, fingerprints: blocksOf(data, 0, data.length), quickKeys: keysOf(data, 0, data.length), ttlMs: 90_000, path: '/mnt/a', size: data.length, pid: 100, process: 'dd' },
     ]);
     expect(sent[0]!.type === 'WriteFingerprints' && sent[0]!.fingerprints.length).toBe(5);
     const stats = informer.stats();
@@ -187,7 +187,7 @@ describe('Informer', () => {
     expect(counts).toEqual([FINGERPRINTS_PER_MESSAGE_MAX, 10]);
     expect(new Set(sent.flatMap((m) => (m.type === 'WriteFingerprints' ? m.fingerprints : []))).size).toBe(blocks);
     // Each message's quick keys are its own blocks', in order.
-    expect(sent.flatMap((m) => (m.type === 'WriteFingerprints' ? m.quickKeys! : []))).toEqual(quickKeysOf(data, 0, data.length));
+    expect(sent.flatMap((m) => (m.type === 'WriteFingerprints' ? m.quickKeys! : []))).toEqual(keysOf(data, 0, data.length));
   });
 
   it('refreshes extents at close of a written file and again after the delay', async () => {

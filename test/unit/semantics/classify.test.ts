@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../../../src/device/index.js';
 import {
-  ClassifyLayer, SemanticIndex, SemanticRegistry, alignedBlocks, createClassifyFactory, encodeFingerprintHex, fingerprintHex, quickKey,
+  ClassifyLayer, SemanticIndex, SemanticRegistry, alignedBlocks, createClassifyFactory, encodeFingerprintHex, fingerprintHex, quickKey, quickKeysOf,
   type RetagCause, type RetagRange, type RetagSink, type SemanticIndexOptions, type SemanticMessage,
 } from '../../../src/semantics/index.js';
 import { buildStack, describeStack, findLayer, newIoRequest, PassthroughLayer, statsFactory, type BlockLayer, type IoRequest, type IoTag } from '../../../src/volume/index.js';
@@ -72,13 +72,6 @@ function blocks(count: number, seed: number): Buffer {
 function hexes(data: Buffer): string[] {
   const out: string[] = [];
   for (let at = 0; at < data.length; at += 4096) out.push(fingerprintHex(data.subarray(at, at + 4096)));
-  return out;
-}
-
-/** The quick key of each 4 KiB block of `data`, as an agent sends them with hexes(data). */
-function quickKeys(data: Buffer): number[] {
-  const out: number[] = [];
-  for (let at = 0; at < data.length; at += 4096) out.push(quickKey(data, at));
   return out;
 }
 
@@ -282,7 +275,7 @@ describe('classify: quick keys decide what is hashed', () => {
   it('hashes only blocks whose quick key a registered fingerprint has, and still matches every registered block', async () => {
     const { write, apply, recorder, index } = await setup();
     const data = blocks(16, 21);
-    apply({ type: 'WriteFingerprints', fileId: 'B', blockSize: 4096, fingerprints: hexes(data), quickKeys: quickKeys(data), ttlMs: 30_000 });
+    apply({ type: 'WriteFingerprints', fileId: 'B', blockSize: 4096, fingerprints: hexes(data), quickKeys: quickKeysOf(data), ttlMs: 30_000 });
     expect(await write(8 * MiB, blocks(4, 22))).toMatchObject({ origin: 'metadata' });
     expect(recorder.fingerprints.at(-1)).toBeNull();
     expect(index.stats().blocks).toEqual({ matched: 0, unmatched: 0 }); // not hashed at all
@@ -291,7 +284,7 @@ describe('classify: quick keys decide what is hashed', () => {
     expect(index.stats().blocks).toEqual({ matched: 5, unmatched: 0 });
     // A large write is matched on samples: unregistered samples cost no hash either.
     const big = blocks(256, 23);
-    apply({ type: 'WriteFingerprints', fileId: 'C', blockSize: 4096, fingerprints: hexes(big), quickKeys: quickKeys(big), ttlMs: 30_000, size: 1 * MiB });
+    apply({ type: 'WriteFingerprints', fileId: 'C', blockSize: 4096, fingerprints: hexes(big), quickKeys: quickKeysOf(big), ttlMs: 30_000, size: 1 * MiB });
     expect(await write(64 * MiB, blocks(256, 24))).toMatchObject({ origin: 'metadata' });
     expect(index.stats().blocks).toEqual({ matched: 5, unmatched: 0 });
     expect(await write(96 * MiB, big)).toMatchObject({ origin: 'data', fileId: 'C' });
@@ -305,7 +298,7 @@ describe('classify: quick keys decide what is hashed', () => {
     const { write, apply, index, advance } = await setup();
     const keyed = blocks(4, 31);
     const unkeyed = blocks(4, 32);
-    apply({ type: 'WriteFingerprints', fileId: 'B', blockSize: 4096, fingerprints: hexes(keyed), quickKeys: quickKeys(keyed), ttlMs: 60_000 });
+    apply({ type: 'WriteFingerprints', fileId: 'B', blockSize: 4096, fingerprints: hexes(keyed), quickKeys: quickKeysOf(keyed), ttlMs: 60_000 });
     apply({ type: 'WriteFingerprints', fileId: 'C', blockSize: 4096, fingerprints: hexes(unkeyed), ttlMs: 1000 });
     expect(index.stats().fingerprints.unkeyed).toBe(4);
     expect(await write(0, blocks(1, 33))).toMatchObject({ origin: 'metadata' });
@@ -321,7 +314,7 @@ describe('classify: quick keys decide what is hashed', () => {
   it('carries quick keys over to a copy\'s target, and drops them with a gone file', async () => {
     const { apply, write, index } = await setup();
     const content = blocks(3, 41);
-    apply({ type: 'WriteFingerprints', fileId: 'S', blockSize: 4096, fingerprints: hexes(content), quickKeys: quickKeys(content), ttlMs: 30_000 });
+    apply({ type: 'WriteFingerprints', fileId: 'S', blockSize: 4096, fingerprints: hexes(content), quickKeys: quickKeysOf(content), ttlMs: 30_000 });
     apply({ type: 'CopyFingerprints', sourceFileId: 'S', targetFileId: 'T' });
     apply({ type: 'FileGone', fileId: 'S', cause: 'unlink' });
     expect(index.stats().fingerprints).toMatchObject({ entries: 3, unkeyed: 0 });
