@@ -130,9 +130,10 @@ export class FingerprintTable {
     if (existing >= 0) {
       this.words[existing * 8 + 4] = owner + 1;
       this.times[existing * 4 + 3] = expiresAt;
-      if (this.words[existing * 8 + 5] === 0) this.unkeyedExpiry = Math.max(this.unkeyedExpiry, expiresAt);
       // Equal blocks have equal quick keys, so a key the entry has stays right; one it lacked is learnt.
-      if (quickKey !== null && this.words[existing * 8 + 5] === 0) {
+      if (this.words[existing * 8 + 5] !== 0) return;
+      if (quickKey === null) this.unkeyedExpiry = Math.max(this.unkeyedExpiry, expiresAt);
+      else {
         this.unkeyed--;
         this.words[existing * 8 + 5] = this.countQuick(quickKey);
       }
