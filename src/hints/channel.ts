@@ -11,7 +11,7 @@ import { removeStaleSocket } from '../util/unix-socket.js';
  * and nothing else.
  */
 export const HINT_PROTOCOL_VERSION = 1;
-/** Largest frame we accept; a fingerprint batch of 8k blocks is ~300 KiB of JSON. */
+/** Largest frame we accept; a fingerprint batch of 8k blocks with quick keys is ≤ 390 KB of JSON (tested). */
 export const HINT_FRAME_BYTES_MAX = 1024 * 1024;
 
 export interface Hello {

@@ -15,7 +15,7 @@ import { FINGERPRINT_BLOCK_BYTES, isFingerprintHex } from './fingerprint.js';
 import { IO_CLASS_ID_MAX } from './ioclass.js';
 
 export const SEMANTIC_MESSAGE_VERSION = 1;
-/** Largest number of fingerprints in one WriteFingerprints message (32 MiB of writes; ~1.2 MiB of JSON). */
+/** Largest number of fingerprints in one WriteFingerprints message (32 MiB of writes; ≤ 390 KB of JSON with quick keys). */
 export const FINGERPRINTS_PER_MESSAGE_MAX = 8192;
 /** Largest number of extents in one FileExtents message. */
 export const EXTENTS_PER_MESSAGE_MAX = 65536;

@@ -5,6 +5,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame, FrameDecoder, HINT_FRAME_BYTES_MAX, HintClient, HintServer, type Hint, type HintSink } from '../../../src/hints/index.js';
+import { FINGERPRINTS_PER_MESSAGE_MAX, parseSemanticMessage } from '../../../src/semantics/index.js';
 
 class ListSink implements HintSink {
   readonly hints: Hint[] = [];
@@ -81,6 +82,17 @@ describe('hint channel', () => {
     expect(await rawExchange(tcp, [hello, notJson])).toBe(true);
     good.send({ type: 'FileClass', fileId: 'still-works' });
     await until(() => a.hints.some((h) => h.fileId === 'still-works'));
+  });
+
+  it('fits the largest valid WriteFingerprints (longest names, every quick key) in one frame', () => {
+    const largest = {
+      type: 'WriteFingerprints', fileId: 'f'.repeat(4096), blockSize: 4096, ttlMs: 90_000, path: '/'.repeat(4096), size: 2 ** 52,
+      pid: 4_194_304, process: 'p'.repeat(4096),
+      fingerprints: Array.from({ length: FINGERPRINTS_PER_MESSAGE_MAX }, () => 'f'.repeat(32)),
+      quickKeys: Array.from({ length: FINGERPRINTS_PER_MESSAGE_MAX }, () => 0xffffffff),
+    };
+    expect(parseSemanticMessage(largest).ok).toBe(true);
+    expect(encodeFrame(largest).length).toBeLessThanOrEqual(HINT_FRAME_BYTES_MAX);
   });
 
   it('queues while the engine is away and reconnects', async () => {
