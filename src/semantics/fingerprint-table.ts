@@ -83,6 +83,11 @@ export class FingerprintTable {
     return { entries: this.count, unkeyed: this.unkeyed, capacity: this.mask + 1, maxEntries: this.maxEntries, ...this.counters };
   }
 
+  /** Entries registered without a quick key (while any lives, mayHold says yes to every key). */
+  get unkeyedEntries(): number {
+    return this.unkeyed;
+  }
+
   /** False when no entry has this quick key: a block with it matches nothing, and need not be hashed. */
   mayHold(quickKey: number): boolean {
     return this.unkeyed > 0 || this.quick[quickKey & this.quickMask] !== 0;

@@ -388,7 +388,11 @@ export class SemanticIndex {
   /** False when no registered fingerprint has this quick key (fingerprint.ts): the block need not be hashed. */
   mayHoldBlock(quickKey: number): boolean {
     const table = this.fingerprints;
-    if (table.unkeyedExpired(this.now())) table.sweep(this.now());
+    // The clock is read only while unkeyed entries live (an older sender), not once per written block.
+    if (table.unkeyedEntries > 0) {
+      const now = this.now();
+      if (table.unkeyedExpired(now)) table.sweep(now);
+    }
     return table.mayHold(quickKey);
   }
 
