@@ -549,11 +549,11 @@ export class Informer {
   // Extents
 
   /**
-   * Maps the file (through `shared` when the caller has it open) and sends its extents if they changed. A file whose
-   * every byte has a place, and that nobody wrote since, will not move: its scheduled refreshes are dropped.
+   * Maps the file and sends its extents if they changed. A file whose every byte has a place, and that nobody wrote
+   * since, will not move: its scheduled refreshes are dropped.
    */
-  private sendExtents(file: TrackedFile, shared: OpenedFile | null = null): void {
-    const opened = shared ?? this.openTracked(file);
+  private sendExtents(file: TrackedFile): void {
+    const opened = this.openTracked(file);
     if (!opened) return;
     let placed: ReturnType<typeof placedExtents>;
     try {
@@ -563,7 +563,7 @@ export class Informer {
       else this.fail(error, `mapping ${file.path}`);
       return;
     } finally {
-      if (!shared) opened.close();
+      opened.close();
     }
     file.written = false;
     this.counters.maps++;
@@ -610,7 +610,7 @@ export class Informer {
     let ranges = this.synced.get(file) ?? [];
     this.syncedBytes -= rangeBytes(ranges);
     for (let k = 0; k < file.ranges.length; k += 2) ranges = insertRange(ranges, file.ranges[k]!, file.ranges[k + 1]!);
-    if (ranges.length > RANGES_MAX * 2) ranges = [ranges[0]!, ranges[ranges.length - 1]!];
+    ranges = boundRanges(ranges);
     file.ranges = [];
     this.synced.delete(file);
     this.synced.set(file, ranges);
@@ -703,8 +703,7 @@ export class Informer {
    */
   private addRange(file: TrackedFile, start: number, end: number, writer: number | null): void {
     if (!(end > start) || start < 0) return;
-    file.ranges = insertRange(file.ranges, start, end);
-    if (file.ranges.length > RANGES_MAX * 2) file.ranges = [file.ranges[0]!, file.ranges[file.ranges.length - 1]!];
+    file.ranges = boundRanges(insertRange(file.ranges, start, end));
     const now = performance.now();
     if (!this.pending.has(file)) {
       const syncsSoon = writer !== null && now - (this.syncedAt.get(writer) ?? -Infinity) < SYNC_HABIT_MS;
@@ -777,9 +776,9 @@ export class Informer {
     return this.readRanges(file, ranges);
   }
 
-  private readRanges(file: TrackedFile, ranges: readonly number[], shared: OpenedFile | null = null): number {
+  private readRanges(file: TrackedFile, ranges: readonly number[]): number {
     if (ranges.length === 0) return 0;
-    const opened = shared ?? this.openTracked(file);
+    const opened = this.openTracked(file);
     if (!opened) return 0;
     const started = performance.now();
     let bytes = 0;
@@ -798,7 +797,7 @@ export class Informer {
       if (isGone(error)) this.counters.vanished++;
       else this.fail(error, `reading back ${file.path}`);
     } finally {
-      if (!shared) opened.close();
+      opened.close();
       this.counters.readbacks++;
       this.counters.readbackMs += performance.now() - started;
     }
@@ -951,6 +950,11 @@ export function insertRange(ranges: number[], start: number, end: number): numbe
   }
   if (!placed) out.push(start, end);
   return out;
+}
+
+/** Beyond RANGES_MAX pairs, one range from the first start to the last end (reads a little more, loses nothing). */
+function boundRanges(ranges: number[]): number[] {
+  return ranges.length > RANGES_MAX * 2 ? [ranges[0]!, ranges[ranges.length - 1]!] : ranges;
 }
 
 function rangeBytes(ranges: readonly number[]): number {

@@ -188,10 +188,10 @@ function dropOldest(process: Process): void {
   forgetIo(process, process.io.keys().next().value!);
 }
 
-/** Counts bytes this process read from `file`. */
 /** How many recently read files the copy detector considers as a written file's source. */
 export const COPY_SOURCES_RECENT = 64;
 
+/** Counts bytes this process read from `file`, and keeps it among the files read most recently. */
 export function recordProcessRead(process: Process, file: FileRecord, bytes: number): void {
   const io = fileIo(process, file);
   io.readBytes += bytes;
