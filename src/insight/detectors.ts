@@ -38,7 +38,10 @@ export function writesFinished(state: EngineState, process: Process, file: FileR
     if (firstLook) detectEncryption(state, process, file, ts);
     io.recheck = !found && !final;
   }
-  if (!io.recheck) io.writeBytes = 0;
+  if (!io.recheck) {
+    io.writeBytes = 0;
+    io.wroteAtStart = false;
+  }
   if (io.readBytes === 0 && io.writeBytes === 0) forgetIo(process, file);
 }
 
@@ -91,7 +94,7 @@ function detectReadWriteCopy(state: EngineState, process: Process, target: FileR
   const written = io.writeBytes;
   // Below one whole block a "copy" means nothing to the block layer, and small files repeat by chance (gpg
   // writes its lock file with the same pid line it just read from another): only block-sized copies count.
-  if (written < READ_WRITE_COPY_BYTES_MIN) return false;
+  if (written < READ_WRITE_COPY_BYTES_MIN || !io.wroteAtStart) return false;
   const candidates = copyCandidates(process, target, written, io.ruledOut);
   if (candidates.length === 0) return false;
   const targetSeen = state.statOf(target);

@@ -32,14 +32,16 @@ function recordWrite(
   state: EngineState,
   process: Process,
   openFile: OpenFile,
-  write: { bytes: number; end: number | null; bornBy: number; ts: number; quiet: boolean },
+  write: { bytes: number; start: number | null; end: number | null; bornBy: number; ts: number; quiet: boolean },
 ): void {
   openFile.writeBytes += write.bytes;
   openFile.writers.add(process);
   const file = openFile.file;
   if (!file || file.metadata) return;
   file.writeBytes += write.bytes;
-  fileIo(process, file).writeBytes += write.bytes;
+  const io = fileIo(process, file);
+  io.writeBytes += write.bytes;
+  if (write.start === null || write.start === 0) io.wroteAtStart = true;
   if (file.bornTs === null) {
     file.bornTs = write.bornBy;
     file.bornFrom = 'first-write';
@@ -94,7 +96,7 @@ export function onRw(state: EngineState, ev: Ev<'rw'>): void {
   if (ev.op === 'read') recordRead(process, openFile, ev.ret);
   else if (ev.ret > 0) {
     const end = start === null ? null : start + ev.ret;
-    recordWrite(state, process, openFile, { bytes: ev.ret, end, bornBy: ev.ts, ts: ev.ts, quiet: true });
+    recordWrite(state, process, openFile, { bytes: ev.ret, start, end, bornBy: ev.ts, ts: ev.ts, quiet: true });
     reportWritten(state, process, openFile, ev.fd, start === null ? null : { offset: start, length: ev.ret }, 'write', ev.ts, ev.ret);
   }
   syscallArgsHint(state, process, ev, entry, start);
@@ -115,8 +117,9 @@ export function onRwSummary(state: EngineState, ev: Ev<'rw_summary'>): void {
   if (ev.readBytes > 0) recordRead(process, openFile, ev.readBytes);
   if (ev.writeBytes > 0) {
     const end = summaryWriteEnd(openFile, ev);
-    recordWrite(state, process, openFile, { bytes: ev.writeBytes, end, bornBy: openFile.summarisedTs, ts: ev.ts, quiet: false });
-    reportWritten(state, process, openFile, ev.fd, summaryWriteRange(ev, end), 'write', ev.ts, ev.writeBytes);
+    const range = summaryWriteRange(ev, end);
+    recordWrite(state, process, openFile, { bytes: ev.writeBytes, start: range?.offset ?? null, end, bornBy: openFile.summarisedTs, ts: ev.ts, quiet: false });
+    reportWritten(state, process, openFile, ev.fd, range, 'write', ev.ts, ev.writeBytes);
   }
   openFile.position = summaryPosition(openFile, ev);
   openFile.summarisedTs = ev.ts;

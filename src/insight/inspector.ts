@@ -97,7 +97,7 @@ function toFileStat(stat: fs.BigIntStats): FileStat {
 
 /** Reads a regular file only: opening a FIFO or a device to sample it could block or have side effects. */
 function readRegular(path: string, offset: number, length: number): Buffer | null {
-  const stat = attempt(() => fs.statSync(path));
+  const stat = attempt(() => fs.statSync(path, { throwIfNoEntry: false }));
   if (!stat || !stat.isFile()) return null;
   const fd = attempt(() => fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK));
   if (fd === null) return null;
@@ -132,12 +132,13 @@ export class ProcInspector implements SystemInspector {
   }
 
   statFd(pid: number, fd: number): FileStat | null {
-    const stat = attempt(() => fs.statSync(`/proc/${pid}/fd/${fd}`, { bigint: true }));
-    return stat ? toFileStat(stat) : null;
+    return this.statPath(`/proc/${pid}/fd/${fd}`);
   }
 
   statPath(path: string): FileStat | null {
-    const stat = attempt(() => fs.statSync(path, { bigint: true }));
+    // "Gone" is common (short-lived processes and files): without throwIfNoEntry, building the exception for
+    // ENOENT costs twice the stat itself.
+    const stat = attempt(() => fs.statSync(path, { bigint: true, throwIfNoEntry: false }));
     return stat ? toFileStat(stat) : null;
   }
 

@@ -103,6 +103,11 @@ export interface PendingCopy {
 export interface FileIo {
   readBytes: number;
   writeBytes: number;
+  /**
+   * Some of those writes started at offset 0, or at an offset nobody knows. The read/write copy detector compares
+   * a file with its source from the start, so writes that all began further in (appends) cannot make one it finds.
+   */
+  wroteAtStart: boolean;
   /** Explicit copies into this file, keyed by source id and method. */
   copiesIn: Map<string, PendingCopy>;
   /** A read-write copy check found no source yet: retry when the process exits. */
@@ -162,7 +167,7 @@ export function newProcess(pid: number, fds: FdTable, discovered: boolean): Proc
 export function fileIo(process: Process, file: FileRecord): FileIo {
   let io = process.io.get(file);
   if (io) return io;
-  io = { readBytes: 0, writeBytes: 0, copiesIn: new Map(), recheck: false, ruledOut: null };
+  io = { readBytes: 0, writeBytes: 0, wroteAtStart: false, copiesIn: new Map(), recheck: false, ruledOut: null };
   process.io.set(file, io);
   if (process.io.size > PROCESS_IO_FILES_MAX) dropOldest(process);
   return io;

@@ -137,6 +137,35 @@ describe('copy detection', () => {
     expect(ofKind(insights, 'encryption_detected')).toEqual([]);
   });
 
+  it('does not compare appends with what was read: the detector matches files from their start', () => {
+    // A mail server reads one mail and appends the same buffer to another: the appended bytes may equal the
+    // read ones, but a copy the detector could confirm starts at offset 0 of both files.
+    const data = pseudoRandom(20_000, 'mail');
+    const inspected: string[] = [];
+    const system = systemWith('/usr/bin/mailer', { '/w/a': data, '/w/b': Buffer.concat([data, data]) });
+    const [statPath, statFd] = [system.statPath.bind(system), system.statFd.bind(system)];
+    system.statPath = (path: string) => {
+      inspected.push(path);
+      return statPath(path);
+    };
+    system.statFd = (pid: number, fd: number) => {
+      inspected.push(`${pid}/${fd}`);
+      return statFd(pid, fd);
+    };
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 50);
+    const insights = run(engine, [
+      p.open('/w/a', O_RDONLY, 3),
+      p.open('/w/b', O_RDWR, 4),
+      p.summary(3, { readCalls: 1, readBytes: 20_000, position: 20_000 }),
+      p.summary(4, { writeCalls: 1, writeBytes: 20_000, writeStart: 20_000, writeEnd: 40_000, position: 40_000 }),
+    ]);
+    inspected.length = 0;
+    insights.push(...run(engine, [p.close(4), p.close(3)]));
+    expect(ofKind(insights, 'copy_detected')).toEqual([]);
+    expect(inspected).toEqual([]);
+  });
+
   it('waits for the source summary when the destination closes first', () => {
     const data = pseudoRandom(50_000, 'late');
     const system = systemWith('/usr/bin/copier', { '/w/a': data, '/w/b': Buffer.from(data) });
