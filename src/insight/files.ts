@@ -42,6 +42,11 @@ export interface Identity {
   ino: number;
 }
 
+/** An identity from a pair of optional event fields (both present or it is unknown). */
+export function identityOf(ino: number | undefined, dev: number | undefined): Identity | null {
+  return ino !== undefined && dev !== undefined ? { ino, dev } : null;
+}
+
 function identityKey(dev: number, ino: number): string {
   return `${dev}:${ino}`;
 }
@@ -67,6 +72,10 @@ export class FileTable {
 
   atPath(path: string): FileRecord | undefined {
     return this.byPath.get(path);
+  }
+
+  withIdentity(identity: Identity): FileRecord | undefined {
+    return this.byIdentity.get(identityKey(identity.dev, identity.ino));
   }
 
   /**

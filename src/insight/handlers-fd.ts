@@ -3,7 +3,7 @@
  * An open is also when Sky asks the system what the syscall did not say (size, dev/ino): see probeOpen.
  */
 import type { SyscallEvent } from '../trace/events.js';
-import { sameIdentity, type FileRecord, type Identity } from './files.js';
+import { identityOf, sameIdentity, type FileRecord, type Identity } from './files.js';
 import type { FileStat } from './inspector.js';
 import { rwHint } from './hints.js';
 import {
@@ -52,10 +52,13 @@ function eventIdentity(ev: Ev<'open'>): Identity | null {
 function probeOpen(state: EngineState, pid: number, ev: Ev<'open'>, path: string | null): Probe {
   const expected = eventIdentity(ev);
   const guess = guessKind(path, ev.flags);
+  const trustedPath = ev.truncated ? null : path; // a cut-short path names some other file, if any
+  // The kernel described the inode at the open itself: nothing to ask, and nothing a later look could get wrong.
+  const atOpen = expected && trustedPath !== null ? kernelStat(ev, expected) : null;
+  if (atOpen) return { path: trustedPath, stat: atOpen, identity: expected, kind: atOpen.kind };
   if (!state.live) {
     return { path, stat: null, identity: expected, kind: guess, doubt: ev.truncated ? 'path cut short by the tracer' : undefined };
   }
-  const trustedPath = ev.truncated ? null : path; // a cut-short path names some other file, if any
   const pathStat = trustedPath ? state.inspector.statPath(trustedPath) : null;
   // The kernel named the file: a path that still leads to it is all we need (one stat instead of three calls).
   if (expected && pathStat && state.isKernelIdentity(pathStat, expected)) return { path: trustedPath, stat: pathStat, identity: expected, kind: pathStat.kind };
@@ -72,6 +75,12 @@ function probeOpen(state: EngineState, pid: number, ev: Ev<'open'>, path: string
     return { path: named, stat: pathStat, identity: pathStat, kind: pathStat.kind, doubt: 'fd gone or reused before inspection; inspected by path' };
   }
   return { path: named, stat: null, identity: null, kind: guess, doubt: 'process and file gone before inspection' };
+}
+
+/** What a stat would have said, from the ebpf backend's view of the inode at the open (absent on older kernels). */
+function kernelStat(ev: Ev<'open'>, identity: Identity): FileStat | null {
+  if (ev.size === undefined || ev.fileType === undefined || ev.nlink === undefined || ev.mtimeUs === undefined) return null;
+  return { dev: identity.dev, ino: identity.ino, size: ev.size, mtimeNs: ev.mtimeUs * 1000, kind: ev.fileType, nlink: ev.nlink };
 }
 
 function probeAgainst(
@@ -94,7 +103,7 @@ function probeAgainst(
 export function onOpen(state: EngineState, ev: Ev<'open'>): void {
   if (ev.ret < 0) return;
   const process = state.processFor(ev);
-  const path = state.resolve(process, ev.dirfd, ev.path, ev.ts);
+  const path = state.resolve(process, ev.dirfd, ev.path, ev.ts, identityOf(ev.dirIno, ev.dirDev));
   if ((ev.flags & O_PATH) !== 0) {
     // A handle for *at() calls and fchdir: no I/O goes through it, so it is not a file opened.
     state.attach(process, ev.ret, state.newOpenFile(guessKind(path, ev.flags), path, ev.flags, ev.ts), cloexec(ev.flags), ev.ts);

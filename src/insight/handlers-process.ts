@@ -5,6 +5,7 @@
  * inherited without resurrecting fds it already closed.
  */
 import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
+import { identityOf } from './files.js';
 import { endMappings } from './mmap.js';
 import { newProcess, type Process } from './process.js';
 import type { EngineState } from './state.js';
@@ -92,6 +93,6 @@ export function onChdir(state: EngineState, ev: Ev<'chdir'>): void {
 export function onFchdir(state: EngineState, ev: Ev<'fchdir'>): void {
   if (ev.ret !== 0) return;
   const process = state.processFor(ev);
-  const entry = state.fdEntry(process, ev.fd, ev.ts);
-  process.cwd = entry?.file.path ?? (state.live ? state.inspector.cwd(process.pid) : null);
+  const path = state.directoryPath(process, ev.fd, ev.ts, identityOf(ev.ino, ev.dev));
+  process.cwd = path ?? (state.live ? state.inspector.cwd(process.pid) : null);
 }

@@ -4,7 +4,7 @@
  * never saw has unknown bytes: it is counted, not reported, because a guess would be silently wrong.
  */
 import type { SyscallEvent } from '../trace/events.js';
-import type { FileRecord } from './files.js';
+import { identityOf, type FileRecord } from './files.js';
 import { RENAME_EXCHANGE, AT_REMOVEDIR } from './linux.js';
 import type { EngineState } from './state.js';
 import type { LifetimeCause } from './types.js';
@@ -15,7 +15,7 @@ export function onUnlink(state: EngineState, ev: Ev<'unlink'>): void {
   if (ev.ret !== 0) return;
   const process = state.processFor(ev);
   // A path the tracer cut short names some other file, if any: better unknown than wrong.
-  const path = ev.truncated ? null : state.resolve(process, ev.dirfd, ev.path, ev.ts);
+  const path = ev.truncated ? null : state.resolve(process, ev.dirfd, ev.path, ev.ts, identityOf(ev.dirIno, ev.dirDev));
   const file = path === null ? undefined : state.files.unbind(path);
   if (!file) {
     state.counters.unknownNames++;
@@ -28,8 +28,8 @@ export function onUnlink(state: EngineState, ev: Ev<'unlink'>): void {
 export function onRename(state: EngineState, ev: Ev<'rename'>): void {
   if (ev.ret !== 0) return;
   const process = state.processFor(ev);
-  const from = state.resolve(process, ev.olddirfd, ev.oldpath, ev.ts);
-  const to = state.resolve(process, ev.newdirfd, ev.newpath, ev.ts);
+  const from = state.resolve(process, ev.olddirfd, ev.oldpath, ev.ts, identityOf(ev.oldDirIno, ev.oldDirDev));
+  const to = state.resolve(process, ev.newdirfd, ev.newpath, ev.ts, identityOf(ev.newDirIno, ev.newDirDev));
   if (from === null || to === null || ev.truncated) {
     state.counters.unknownNames++;
     return;

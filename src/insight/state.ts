@@ -154,11 +154,25 @@ export class EngineState {
   }
 
   /** Absolute, normalised path for (dirfd, path) as the process meant it; null when the base is unknown. */
-  resolve(process: Process, dirfd: number, path: string, ts: number): string | null {
+  resolve(process: Process, dirfd: number, path: string, ts: number, dir: Identity | null = null): string | null {
     if (path.startsWith('/')) return posix.resolve(path);
-    const base = dirfd === AT_FDCWD ? this.cwdOf(process) : (this.fdEntry(process, dirfd, ts)?.file.path ?? null);
+    const base = dirfd === AT_FDCWD ? this.cwdOf(process) : this.directoryPath(process, dirfd, ts, dir);
     if (base === null || !base.startsWith('/')) return null;
     return path === '' ? base : posix.resolve(base, path);
+  }
+
+  /**
+   * The path of the directory behind `fd`. `dir` is its identity as the backend saw it at the call (ebpf): the
+   * fd table may not know the fd (directory closes and dups are not reported in 'storage' mode) or may hold a
+   * stale entry, but a directory the trace opened before is known by identity.
+   */
+  directoryPath(process: Process, fd: number, ts: number, dir: Identity | null): string | null {
+    if (dir === null) return this.fdEntry(process, fd, ts)?.file.path ?? null;
+    const held = process.fds.get(fd)?.file.file;
+    if (held && held.dev !== null && sameIdentity(held, dir)) return held.path;
+    const known = this.files.withIdentity(dir);
+    if (known) return known.path;
+    return this.fdEntryFor(process, fd, ts, dir)?.file.path ?? null;
   }
 
   // ---- fds

@@ -33,6 +33,17 @@ export function monotonicNowNs(): number {
 /** AT_FDCWD as the kernel passes it. */
 export const AT_FDCWD = -100;
 
+export type FileType = 'regular' | 'directory' | 'other';
+
+/**
+ * The directory a dirfd argument referred to at the call (ebpf; absent for AT_FDCWD): a consumer can resolve a
+ * relative path by the directory's identity without having followed every close and dup of directory fds.
+ */
+export interface DirIdentity {
+  dirIno?: number;
+  dirDev?: number;
+}
+
 export type SyscallEvent =
   // process management: followed so children and threads are traced automatically
   | (Base & { kind: 'fork'; child: number; childTid: number; thread: boolean })
@@ -60,7 +71,16 @@ export type SyscallEvent =
       /** Identity of the file the new fd refers to (st_ino, st_dev as stat(2) reports them), read in-kernel (ebpf). */
       ino?: number;
       dev?: number;
-    })
+      /**
+       * The opened inode as the kernel had it when the call returned (ebpf, on kernels whose inode has
+       * i_mtime_sec): what a stat would say, but of the moment of the open rather than of whenever we look.
+       */
+      size?: number;
+      fileType?: FileType;
+      nlink?: number;
+      /** Last modification, wall-clock microseconds. */
+      mtimeUs?: number;
+    } & DirIdentity)
   | (Base & { kind: 'close'; fd: number; ret: number })
   | (Base & { kind: 'close_range'; first: number; last: number; flags: number; ret: number })
   /**
@@ -77,7 +97,8 @@ export type SyscallEvent =
    */
   | (Base & { kind: 'fcntl'; fd: number; cmd: number; arg: number; ret: number })
   | (Base & { kind: 'chdir'; path: string; ret: number })
-  | (Base & { kind: 'fchdir'; fd: number; ret: number })
+  /** ino/dev: the directory the fd referred to at the call (ebpf). */
+  | (Base & { kind: 'fchdir'; fd: number; ret: number; ino?: number; dev?: number })
   // data: one event per call (ptrace, replay, and ebpf for calls insights need individually)
   | (Base & {
       kind: 'rw';
@@ -130,8 +151,21 @@ export type SyscallEvent =
       ret: number;
     })
   // lifetimes
-  | (Base & { kind: 'unlink'; dirfd: number; path: string; flags: number; ret: number })
-  | (Base & { kind: 'rename'; olddirfd: number; oldpath: string; newdirfd: number; newpath: string; flags: number; ret: number })
+  | (Base & { kind: 'unlink'; dirfd: number; path: string; flags: number; ret: number } & DirIdentity)
+  | (Base & {
+      kind: 'rename';
+      olddirfd: number;
+      oldpath: string;
+      newdirfd: number;
+      newpath: string;
+      flags: number;
+      ret: number;
+      /** As DirIdentity, for each of the two directory fds. */
+      oldDirIno?: number;
+      oldDirDev?: number;
+      newDirIno?: number;
+      newDirDev?: number;
+    })
   // hints applications already give
   | (Base & { kind: 'fadvise'; fd: number; offset: number; length: number; advice: number; ret: number })
   | (Base & { kind: 'ioprio'; which: number; who: number; ioprio: number; ret: number })

@@ -103,6 +103,18 @@ export function kernelStackBytes(): number {
   return 16384;
 }
 
+/**
+ * Whether the running kernel's struct inode has i_mtime_sec (Linux 6.11 and later), from its BTF. The name is a
+ * BTF string whatever struct it belongs to; no other kernel struct has a field of that name.
+ */
+export function kernelInodeHasTimes(btfPath = '/sys/kernel/btf/vmlinux'): boolean {
+  try {
+    return readFileSync(btfPath).includes('\0i_mtime_sec\0');
+  } catch {
+    return false;
+  }
+}
+
 /** The one-letter state of a process in /proc/PID/stat, or null once it is gone. */
 export function processState(pid: number): string | null {
   try {

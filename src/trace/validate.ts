@@ -21,14 +21,14 @@ const SCHEMA: Record<SyscallEventKind, KindSchema> = {
   exit: { required: { group: 'bool' }, optional: { code: 'int', signal: 'int' } },
   open: {
     required: { dirfd: 'int', path: 'str', flags: 'int', mode: 'int', ret: 'int' },
-    optional: { ino: 'int', dev: 'int' },
+    optional: { ino: 'int', dev: 'int', size: 'int', fileType: 'str', nlink: 'int', mtimeUs: 'int', dirIno: 'int', dirDev: 'int' },
   },
   close: { required: { fd: 'int', ret: 'int' } },
   close_range: { required: { first: 'int', last: 'int', flags: 'int', ret: 'int' } },
   dup: { required: { fd: 'int', cloexec: 'bool', ret: 'int' }, optional: { ino: 'int', dev: 'int', seenPath: 'str' } },
   fcntl: { required: { fd: 'int', cmd: 'int', arg: 'int', ret: 'int' } },
   chdir: { required: { path: 'str', ret: 'int' } },
-  fchdir: { required: { fd: 'int', ret: 'int' } },
+  fchdir: { required: { fd: 'int', ret: 'int' }, optional: { ino: 'int', dev: 'int' } },
   rw: {
     required: { op: 'str', fd: 'int', offset: 'int|null', count: 'int', ret: 'int' },
     optional: { hint: 'hint', position: 'int' },
@@ -50,8 +50,11 @@ const SCHEMA: Record<SyscallEventKind, KindSchema> = {
       call: 'str', fdIn: 'int', fdOut: 'int', offsetIn: 'int|null', offsetOut: 'int|null', length: 'int', ret: 'int',
     },
   },
-  unlink: { required: { dirfd: 'int', path: 'str', flags: 'int', ret: 'int' } },
-  rename: { required: { olddirfd: 'int', oldpath: 'str', newdirfd: 'int', newpath: 'str', flags: 'int', ret: 'int' } },
+  unlink: { required: { dirfd: 'int', path: 'str', flags: 'int', ret: 'int' }, optional: { dirIno: 'int', dirDev: 'int' } },
+  rename: {
+    required: { olddirfd: 'int', oldpath: 'str', newdirfd: 'int', newpath: 'str', flags: 'int', ret: 'int' },
+    optional: { oldDirIno: 'int', oldDirDev: 'int', newDirIno: 'int', newDirDev: 'int' },
+  },
   fadvise: { required: { fd: 'int', offset: 'int', length: 'int', advice: 'int', ret: 'int' } },
   ioprio: { required: { which: 'int', who: 'int', ioprio: 'int', ret: 'int' } },
   mmap: {
@@ -65,6 +68,7 @@ const SCHEMA: Record<SyscallEventKind, KindSchema> = {
 const ENUMS: Record<string, readonly string[]> = {
   op: ['read', 'write'],
   call: ['copy_file_range', 'sendfile', 'splice', 'FICLONE', 'FICLONERANGE'],
+  fileType: ['regular', 'directory', 'other'],
 };
 
 function typeError(value: unknown, type: FieldType): string | null {

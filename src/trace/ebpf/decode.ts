@@ -4,7 +4,7 @@
  * key (pid, fd, ino, generation) and 10 int64. Decoding allocates the event and its strings, nothing else.
  */
 import assert from 'node:assert/strict';
-import type { SyscallEvent } from '../events.js';
+import type { FileType, SyscallEvent } from '../events.js';
 import { SKY_HINT_MAGIC } from '../hint-abi.js';
 import { int64At } from './bpf.js';
 import { AGGREGATE_FIELDS, ARGV_MAX as ARGV_LIMIT, COPY_CALLS, Code, RECORD_FIELDS, STRING_BYTES } from './program.js';
@@ -111,7 +111,7 @@ export class RecordDecoder {
       case Code.fcntl:
         return { kind: 'fcntl', ...b, fd: f(0), cmd: f(1), arg: f(2), ret: f(3) };
       case Code.fchdir:
-        return { kind: 'fchdir', ...b, fd: f(0), ret: f(1) };
+        return { kind: 'fchdir', ...b, fd: f(0), ret: f(1), ...identity(f(2), f(3)) };
       case Code.ftruncate:
         return { kind: 'ftruncate', ...b, fd: f(0), length: f(1), ret: f(2) };
       case Code.fallocate:
@@ -154,7 +154,10 @@ export class RecordDecoder {
     switch (code) {
       case Code.open:
         this.forget(1);
-        return { kind: 'open', ...b, ...cut, dirfd: f(0), path: text.value, flags: f(1), mode: f(2), ret: f(3), ...identity(f(4), f(5)) };
+        return {
+          kind: 'open', ...b, ...cut, dirfd: f(0), path: text.value, flags: f(1), mode: f(2), ret: f(3),
+          ...identity(f(4), f(5)), ...inode(f(6), f(7), f(8)), ...dirIdentity(f(9), f(10)),
+        };
       case Code.chdir:
         this.forget(1);
         return { kind: 'chdir', ...b, ...cut, path: text.value, ret: f(0) };
@@ -163,7 +166,7 @@ export class RecordDecoder {
         return { kind: 'truncate', ...b, ...cut, path: text.value, length: f(0), ret: f(1) };
       case Code.unlink:
         this.forget(1);
-        return { kind: 'unlink', ...b, ...cut, dirfd: f(0), path: text.value, flags: f(1), ret: f(2) };
+        return { kind: 'unlink', ...b, ...cut, dirfd: f(0), path: text.value, flags: f(1), ret: f(2), ...dirIdentity(f(3), f(4)) };
       case Code.rename:
         return this.rename(text);
       case Code.exit:
@@ -214,6 +217,8 @@ export class RecordDecoder {
     this.forget(2);
     const f = (i: number) => this.field(i);
     const event: Ev<'rename'> = { kind: 'rename', ...this.base, olddirfd: f(0), oldpath: old.value, newdirfd: f(1), newpath: next.value, flags: f(2), ret: f(3) };
+    if (f(4) !== 0) Object.assign(event, { oldDirIno: f(4), oldDirDev: userDev(f(5)) });
+    if (f(6) !== 0) Object.assign(event, { newDirIno: f(6), newDirDev: userDev(f(7)) });
     if (old.truncated || next.truncated) event.truncated = true;
     return event;
   }
@@ -279,6 +284,20 @@ function completeExec(event: Ev<'exec'>, entry: PendingExec): Ev<'exec'> {
 
 function identity(ino: number, dev: number): { ino?: number; dev?: number } {
   return ino === 0 ? {} : { ino, dev: userDev(dev) };
+}
+
+function dirIdentity(ino: number, dev: number): { dirIno?: number; dirDev?: number } {
+  return ino === 0 ? {} : { dirIno: ino, dirDev: userDev(dev) };
+}
+
+const S_IFMT = 0o170000;
+const FILE_TYPES: ReadonlyMap<number, FileType> = new Map([[0o100000, 'regular'], [0o040000, 'directory']]);
+
+/** The inode at open (program.ts retInode): typeAndLinks is i_mode | i_nlink << 16; mtimeUs 0 when not read. */
+function inode(size: number, typeAndLinks: number, mtimeUs: number): Partial<Ev<'open'>> {
+  if (mtimeUs <= 0) return {};
+  const mode = typeAndLinks % 0x10000;
+  return { size, fileType: FILE_TYPES.get(mode & S_IFMT) ?? 'other', nlink: Math.floor(typeAndLinks / 0x10000), mtimeUs };
 }
 
 /** An aggregate (key pid, fd, ino, generation) as the rw_summary of its generation. */

@@ -91,6 +91,11 @@ export interface ProgramOptions {
    * socket fds are not bookkept. find's directory walk is almost nothing but such churn (8 of every 9 events).
    */
   fdEvents: 'all' | 'storage';
+  /**
+   * The kernel's inode has i_mtime_sec/i_mtime_nsec (Linux 6.11 and later): open records then carry the opened
+   * file's size, type, link count and mtime as the kernel had them at the call, so user space need not stat it.
+   */
+  inodeTimes: boolean;
 }
 
 const O_CLOEXEC = 0x80000;
@@ -178,9 +183,33 @@ function fileOf(fd: string): string {
 const RET_IDENTITY = `$ino = (int64)0; $dev = (int64)0;
     if (${RET} >= 0) { ${fileOf(RET)} $ino = (int64)$f->f_inode->i_ino; $dev = (int64)$f->f_inode->i_sb->s_dev; }`;
 
-function openProbes(): ExitProbe[] {
+/**
+ * RET_IDENTITY plus what stat would say of the file: $size, $tn (i_mode | i_nlink << 16) and $mt (mtime in µs;
+ * 0 where the kernel's inode has no i_mtime_sec, which tells user space to stat instead).
+ */
+function retInode(options: ProgramOptions): string {
+  const more = options.inodeTimes
+    ? '$size = (int64)$i->i_size; $tn = ((int64)$i->i_mode & 0xffff) | (((int64)$i->i_nlink & 0xffffffff) << 16); $mt = (int64)$i->i_mtime_sec * 1000000 + (int64)$i->i_mtime_nsec / 1000;'
+    : '';
+  return `$ino = (int64)0; $dev = (int64)0; $size = (int64)0; $tn = (int64)0; $mt = (int64)0;
+    if (${RET} >= 0) { ${fileOf(RET)} $i = $f->f_inode; $ino = (int64)$i->i_ino; $dev = (int64)$i->i_sb->s_dev; ${more} }`;
+}
+
+/**
+ * $<name>i, $<name>d = identity of the directory behind dirfd argument `fd` (0 for AT_FDCWD or an fd out of the
+ * table): user space finds the directory by identity, so it need not follow every close and dup of directory fds.
+ */
+function dirIdentity(fd: string, name: string): string {
+  return `$${name}i = (int64)0; $${name}d = (int64)0; $${name}fd = ${fd};
+    if ($${name}fd >= 0 && $${name}fd < (int64)curtask->files->fdt->max_fds) {
+      $${name}f = *(curtask->files->fdt->fd + $${name}fd);
+      if ($${name}f != 0) { $${name}i = (int64)$${name}f->f_inode->i_ino; $${name}d = (int64)$${name}f->f_inode->i_sb->s_dev; }
+    }`;
+}
+
+function openProbes(options: ProgramOptions): ExitProbe[] {
   const open = (dirfd: string, flags: string, mode: string, path: string) =>
-    `${RET_IDENTITY} ${emit(Code.open, [dirfd, flags, mode, RET, '$ino', '$dev'], [path])}`;
+    `${retInode(options)} ${dirIdentity(dirfd, 'dir')} ${emit(Code.open, [dirfd, flags, mode, RET, '$ino', '$dev', '$size', '$tn', '$mt', '$diri', '$dird'], [path])}`;
   const opens: ExitProbe[] = [
     { syscall: 'open', nr: 2, body: open(`${AT_FDCWD}`, intArg(1), intArg(2), pathArg(0)) },
     { syscall: 'openat', nr: 257, body: open(intArg(0), intArg(2), intArg(3), pathArg(1)) },
@@ -222,7 +251,7 @@ function fdTableProbes(options: ProgramOptions): ExitProbe[] {
     { syscall: 'dup3', nr: 292, body: dup(`(${arg(2)} & ${O_CLOEXEC}) != 0`) },
     { syscall: 'fcntl', nr: 72, body: fcntl },
     { syscall: 'chdir', nr: 80, body: emit(Code.chdir, [RET], [pathArg(0)]) },
-    { syscall: 'fchdir', nr: 81, body: emit(Code.fchdir, [intArg(0), RET]) },
+    { syscall: 'fchdir', nr: 81, body: `${dirIdentity(intArg(0), 'dir')} ${emit(Code.fchdir, [intArg(0), RET, '$diri', '$dird'])}` },
   ];
 }
 
@@ -298,11 +327,11 @@ function copyProbes(): ExitProbe[] {
 
 function lifetimeProbes(): ExitProbe[] {
   const rename = (olddirfd: string, old: string, newdirfd: string, next: string, flags: string) =>
-    emit(Code.rename, [olddirfd, newdirfd, flags, RET], [old, next]);
+    `${dirIdentity(olddirfd, 'old')} ${dirIdentity(newdirfd, 'new')} ${emit(Code.rename, [olddirfd, newdirfd, flags, RET, '$oldi', '$oldd', '$newi', '$newd'], [old, next])}`;
   const cwd = `${AT_FDCWD}`;
   return [
     { syscall: 'unlink', nr: 87, body: emit(Code.unlink, [cwd, '0', RET], [pathArg(0)]) },
-    { syscall: 'unlinkat', nr: 263, body: emit(Code.unlink, [intArg(0), intArg(2), RET], [pathArg(1)]) },
+    { syscall: 'unlinkat', nr: 263, body: `${dirIdentity(intArg(0), 'dir')} ${emit(Code.unlink, [intArg(0), intArg(2), RET, '$diri', '$dird'], [pathArg(1)])}` },
     { syscall: 'rmdir', nr: 84, body: emit(Code.unlink, [cwd, `${AT_REMOVEDIR}`, RET], [pathArg(0)]) },
     { syscall: 'rename', nr: 82, body: rename(cwd, pathArg(0), cwd, pathArg(1), '0') },
     { syscall: 'renameat', nr: 264, body: rename(intArg(0), pathArg(1), intArg(2), pathArg(3), '0') },
@@ -444,7 +473,7 @@ export function buildProgram(options: ProgramOptions): string {
     assert.ok(options.filter.ids.length > 0 && options.filter.ids.every((id) => Number.isSafeInteger(id) && id > 0));
   }
   const probes = [
-    ...openProbes(),
+    ...openProbes(options),
     ...fdTableProbes(options),
     ...sizeProbes(),
     ...copyProbes(),

@@ -17,6 +17,8 @@ import {
   run,
 } from './helpers.js';
 
+const AT_FDCWD_ = -100;
+
 function replayEngine(): InsightEngine {
   return new InsightEngine({ inspector: 'none' });
 }
@@ -37,6 +39,45 @@ describe('paths', () => {
     const paths = ofKind(insights, 'file_opened').map((i) => i.path);
     expect(paths).toEqual(['/work/a.txt', '/work/deeper/b.txt', '/data', '/data/c/d.txt', '/etc/e']);
     expect(engine.inspectProcess(100)?.cwd).toBe('/work/deeper');
+  });
+
+  it("resolves a dirfd by the directory's identity when the fd table does not know the fd or holds a stale entry", () => {
+    // The ebpf backend's 'storage' mode reports no close or dup of a directory fd; each *at() call says which
+    // directory its dirfd referred to, and a directory the trace opened is known by that identity.
+    const engine = replayEngine();
+    const p = new Task(new Clock(), 1);
+    const dir = (ino: number) => ({ dirIno: ino, dirDev: 8 });
+    const opened = (path: string, flags: number, ret: number, dirfd: number, extra: object) =>
+      p.ev('open', { dirfd, path, flags, mode: 0, ret, ...extra });
+    const insights = run(engine, [
+      opened('/data', O_RDONLY | O_DIRECTORY, 5, AT_FDCWD_, { ino: 10, dev: 8 }),
+      opened('/srv', O_RDONLY | O_DIRECTORY, 6, AT_FDCWD_, { ino: 11, dev: 8 }),
+      // fd 5 was closed and fd 9 is a dup of 5 (neither reported): by identity, 9 is /data.
+      opened('a.txt', CREATE, 7, 9, dir(10)),
+      // fd 5 now refers to /srv (an unreported dup2): the table's entry for 5 is stale.
+      opened('b.txt', CREATE, 8, 5, dir(11)),
+      p.write(7, 100),
+      p.ev('unlink', { dirfd: 9, path: 'a.txt', flags: 0, ret: 0, ...dir(10) }),
+      p.close(7), // open when unlinked: its blocks die at the last close
+    ]);
+    expect(ofKind(insights, 'file_opened').map((i) => i.path)).toEqual(['/data', '/srv', '/data/a.txt', '/srv/b.txt']);
+    expect(ofKind(insights, 'lifetime_ended').map((i) => i.path)).toEqual(['/data/a.txt']);
+  });
+
+  it("takes an open's size and type from the kernel's view of the inode, with no inspection", () => {
+    const engine = replayEngine(); // no system to ask: a replayed ebpf log still knows sizes
+    const p = new Task(new Clock(), 1);
+    const inode = (ino: number, size: number, fileType: string) => ({ ino, dev: 8, size, fileType, nlink: 1, mtimeUs: 1_700_000_000_000_000 });
+    const [big, dir] = ofKind(
+      run(engine, [
+        p.ev('open', { dirfd: AT_FDCWD_, path: '/v/movie', flags: O_RDONLY, mode: 0, ret: 3, ...inode(20, 3 * 2 ** 20, 'regular') }),
+        p.ev('open', { dirfd: AT_FDCWD_, path: '/v', flags: O_RDONLY | O_DIRECTORY, mode: 0, ret: 4, ...inode(21, 4096, 'directory') }),
+      ]),
+      'file_opened',
+    );
+    expect(big).toMatchObject({ path: '/v/movie', size: 3 * 2 ** 20, ioClass: 2, metadata: false });
+    expect(big.uncertain).toBeUndefined();
+    expect(dir).toMatchObject({ path: '/v', metadata: true, ioClass: 5 });
   });
 
   it('marks the directory opened as metadata (class 5) and files by size class', () => {

@@ -57,6 +57,34 @@ describe('RecordDecoder', () => {
     expect(h.strings.size).toBe(0);
   });
 
+  it("an open carries the inode as the kernel had it (size, type, links, mtime) and the dirfd's directory", () => {
+    const h = new Harness().string(11, 6000, 0, 'f');
+    const kernelDev = (8 << 20) | 1;
+    const typeAndLinks = 0o100644 | (3 * 0x10000); // a regular file with 3 links
+    const mtimeUs = 1_796_615_870_847_321;
+    expect(h.decode(11, 6000, Code.open, 10, [7, 0, 0, 4, 1234, kernelDev, 5 * GIB, typeAndLinks, mtimeUs, 99, kernelDev])).toEqual({
+      kind: 'open', ts: 6000, pid: 10, tid: 11, dirfd: 7, path: 'f', flags: 0, mode: 0, ret: 4, ino: 1234, dev: 0x801,
+      size: 5 * GIB, fileType: 'regular', nlink: 3, mtimeUs, dirIno: 99, dirDev: 0x801,
+    });
+    const dir = new Harness().string(11, 6001, 0, 'd');
+    expect(dir.decode(11, 6001, Code.open, 10, [-100, 0, 0, 5, 77, kernelDev, 4096, 0o40755 | 0x20000, mtimeUs])).toMatchObject({
+      fileType: 'directory', nlink: 2, size: 4096,
+    });
+    // A kernel without i_mtime_sec: no inode fields, so insight stats the file instead.
+    const old = new Harness().string(11, 6002, 0, 'f');
+    expect(old.decode(11, 6002, Code.open, 10, [-100, 0, 0, 5, 77, kernelDev, 0, 0, 0])).not.toHaveProperty('fileType');
+  });
+
+  it('unlink, rename and fchdir carry the identity of the directory behind their fds', () => {
+    const kernelDev = (8 << 20) | 1;
+    const h = new Harness().string(1, 9, 0, 'x').string(1, 10, 0, 'a').string(1, 10, 1, 'b');
+    expect(h.decode(1, 9, Code.unlink, 1, [5, 0, 0, 42, kernelDev])).toMatchObject({ dirfd: 5, dirIno: 42, dirDev: 0x801 });
+    expect(h.decode(1, 10, Code.rename, 1, [5, 6, 0, 0, 42, kernelDev, 43, kernelDev])).toMatchObject({
+      oldDirIno: 42, oldDirDev: 0x801, newDirIno: 43, newDirDev: 0x801,
+    });
+    expect(h.decode(1, 11, Code.fchdir, 1, [5, 0, 42, kernelDev])).toEqual({ kind: 'fchdir', ts: 11, pid: 1, tid: 1, fd: 5, ret: 0, ino: 42, dev: 0x801 });
+  });
+
   it('a record whose string has not arrived is undefined (retried later), not an event', () => {
     expect(new Harness().decode(1, 2, Code.unlink, 1, [-100, 0, 0])).toBeUndefined();
   });
@@ -162,7 +190,7 @@ describe('aggregates, strings, numbers', () => {
 });
 
 describe('buildProgram', () => {
-  const program = buildProgram({ filter: { kind: 'pids', pids: [1234] }, kernelStackBytes: 16384, reportSetCloexec: false, fdEvents: 'all' });
+  const program = buildProgram({ filter: { kind: 'pids', pids: [1234] }, kernelStackBytes: 16384, reportSetCloexec: false, fdEvents: 'all', inodeTimes: true });
 
   it('seeds the traced pids, follows forks and hooks each syscall once at exit', () => {
     expect(program).toContain('@t[1234] = 1;');
@@ -177,15 +205,22 @@ describe('buildProgram', () => {
   });
 
   it("'storage' fd events: closes at entry and dups only of regular files and block devices", () => {
-    const storage = buildProgram({ filter: { kind: 'pids', pids: [1] }, kernelStackBytes: 16384, reportSetCloexec: false, fdEvents: 'storage' });
+    const storage = buildProgram({ filter: { kind: 'pids', pids: [1] }, kernelStackBytes: 16384, reportSetCloexec: false, fdEvents: 'storage', inodeTimes: true });
     expect(storage).toContain('tracepoint:syscalls:sys_enter_close /@t[pid]/');
     expect(storage).not.toContain('sys_exit_close ');
     expect(storage).toContain('$storage = $sm == 32768 || $sm == 24576;');
     expect(program).not.toContain('$storage');
   });
 
+  it('reads the inode times only where the kernel has i_mtime_sec (bpftrace refuses a field BTF lacks)', () => {
+    expect(program).toContain('$i->i_mtime_sec');
+    const older = buildProgram({ filter: { kind: 'pids', pids: [1] }, kernelStackBytes: 16384, reportSetCloexec: false, fdEvents: 'all', inodeTimes: false });
+    expect(older).not.toContain('i_mtime');
+    expect(older).toContain('$i->i_ino');
+  });
+
   it('filters a cgroup target by the ids of the cgroup and those below it', () => {
-    const cgroup = buildProgram({ filter: { kind: 'cgroup', path: '/sys/fs/cgroup/unified/x', ids: [4242, 4343] }, kernelStackBytes: 16384, reportSetCloexec: true, fdEvents: 'all' });
+    const cgroup = buildProgram({ filter: { kind: 'cgroup', path: '/sys/fs/cgroup/unified/x', ids: [4242, 4343] }, kernelStackBytes: 16384, reportSetCloexec: true, fdEvents: 'all', inodeTimes: false });
     expect(cgroup).toContain('tracepoint:syscalls:sys_exit_openat /@cg[cgroup]/');
     expect(cgroup).toContain('@cg[(uint64)4242] = (int64)1; @cg[(uint64)4343] = (int64)1;');
     expect(cgroup).not.toContain('@t[');
