@@ -140,7 +140,7 @@ class EbpfSession implements RunningBackend {
       filter,
       kernelStackBytes: this.tuning.kernelStackBytes ?? kernelStackBytes(),
       reportSetCloexec: this.tuning.reportSetCloexec ?? false,
-      fdEvents: this.tuning.fdEvents ?? 'all',
+      fdEvents: this.tuning.fdEvents ?? 'storage',
       inodeTimes: kernelInodeHasTimes(),
     });
     // On the command line rather than in a file: nothing to clean up if this process dies.

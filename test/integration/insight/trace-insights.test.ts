@@ -114,6 +114,7 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
   it('resolves paths relative to the cwd after chdir and to a directory fd', () => {
     expect(lastClosed(fd.insights, at('fd', 'paths', 'sub', 'rel.out'))).toMatchObject({ size: 111, writeBytes: 111 });
     expect(lastClosed(fd.insights, at('fd', 'paths', 'dirfd.out'))).toMatchObject({ size: 222, writeBytes: 222 });
+    expect(lastClosed(fd.insights, at('fd', 'paths', 'dupdir.out'))).toMatchObject({ size: 333, writeBytes: 333 });
   });
 
   it('places O_APPEND writes at the end of the file, even after lseek', () => {
