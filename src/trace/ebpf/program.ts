@@ -141,12 +141,14 @@ const RET = '$ret';
  * Stores a record: up to 11 numeric fields in @n, and each string in @p under the same key with sub-index
  * 0, 1, ... (a tuple holding a 200-byte string would not fit the BPF stack next to str()'s buffer).
  */
-function emit(code: number, fields: readonly string[], strings: readonly string[] = []): string {
+function emit(code: number, fields: readonly string[], strings: readonly string[] = [], stamped = false): string {
   assert.ok(fields.length <= RECORD_FIELDS, `record ${code} has ${fields.length} fields, at most ${RECORD_FIELDS} fit`);
   const padded = [...fields, ...Array(RECORD_FIELDS - fields.length).fill('0')].map((field) => `(int64)(${field})`);
   const tuple = [`(int64)${code}`, '(int64)pid', ...padded].join(', ');
   const texts = strings.map((text, i) => `@p[(int64)tid, $ts, (int64)${i}] = ${text};`);
-  return `${texts.join(' ')} $nv = (${tuple}); @n[(int64)tid, $ts, (int64)0] = $nv; @c = count();`;
+  // The clock is read only when a record is stored: most probe runs store nothing (find's closes and fcntls).
+  const stamp = stamped ? '' : '$ts = (int64)nsecs; ';
+  return `${stamp}${texts.join(' ')} $nv = (${tuple}); @n[(int64)tid, $ts, (int64)0] = $nv; @c = count();`;
 }
 
 function predicate(filter: ProgramFilter): string {
@@ -168,7 +170,7 @@ function exitProbe(options: ProgramOptions, probe: ExitProbe): string {
   $r = (struct pt_regs *)(${top} - sizeof(struct pt_regs)); $nr = (int64)$r->orig_ax;
   if ($nr != ${probe.nr}) { $r = (struct pt_regs *)(${top} - 16 - sizeof(struct pt_regs)); $nr = (int64)$r->orig_ax; }
   if ($nr == ${probe.nr}) {
-    $ts = (int64)nsecs; $ret = (int64)args->ret;
+    $ret = (int64)args->ret;
     ${probe.body}
   } else { @x = count(); }
 }`;
@@ -264,7 +266,7 @@ function storageCloseProbe(options: ProgramOptions): string {
   if (options.fdEvents !== 'storage') return '';
   return `tracepoint:syscalls:sys_enter_close ${predicate(options.filter)} {
   $fd = (int64)args->fd; ${storageCheck('$fd')}
-  if ($storage) { $ts = (int64)nsecs; ${emit(Code.close, ['$fd', '0'])} }
+  if ($storage) { ${emit(Code.close, ['$fd', '0'])} }
 }`;
 }
 
@@ -275,9 +277,14 @@ function storageCloseProbe(options: ProgramOptions): string {
  */
 function detachAggregate(fd: string): string {
   const fields = ['$fd', '$ino', '$a.0', '$a.1', '$a.2', '$a.3', '$a.4', '$a.5', '$a.6', '$a.7', '$a.9'];
-  return `$fd = ${fd}; ${fileOf('$fd')} $ino = (int64)$f->f_inode->i_ino; $g = @g;
-    $a = @r[(int64)pid, $fd, $ino, $g];
-    if ($a.0 + $a.2 > 0) { delete(@r[(int64)pid, $fd, $ino, $g]); ${emit(Code.summary, fields)} }`;
+  // Only regular files and block devices have aggregates: the map lookup is skipped for the rest (find opens
+  // nothing but directories).
+  return `$fd = ${fd}; ${fileOf('$fd')} $dm = $f->f_inode->i_mode & ${S_IFMT};
+    if ($dm == ${S_IFREG} || $dm == ${S_IFBLK}) {
+      $ino = (int64)$f->f_inode->i_ino; $g = @g;
+      $a = @r[(int64)pid, $fd, $ino, $g];
+      if ($a.0 + $a.2 > 0) { delete(@r[(int64)pid, $fd, $ino, $g]); ${emit(Code.summary, fields)} }
+    }`;
 }
 
 function sizeProbes(): ExitProbe[] {
@@ -388,7 +395,7 @@ function aggregate(call: DataCall): string {
     : '$v = ($a.0 + 1, $a.1 + $ret, $a.2, $a.3, $a.4, $a.5, $pos, $ts, (int64)tid, $dev);';
   return `$mode = $f->f_inode->i_mode & ${S_IFMT};
     if ($ret >= 0 && ($mode == ${S_IFREG} || $mode == ${S_IFBLK})) {
-      $ino = (int64)$f->f_inode->i_ino; ${start} $g = @g;
+      $ts = (int64)nsecs; $ino = (int64)$f->f_inode->i_ino; ${start} $g = @g;
       $a = @r[(int64)pid, $fd, $ino, $g];
       $dev = $a.9; if ($a.0 + $a.2 == 0) { $dev = (int64)$f->f_inode->i_sb->s_dev; }
       ${next}
@@ -428,10 +435,10 @@ function execProbes(options: ProgramOptions): string {
   const enter = (syscall: string, dirfd: string) => `tracepoint:syscalls:sys_enter_${syscall} ${filter} {
   $ts = (int64)nsecs; ${closeOnExec}
   ${argv}
-  ${emit(Code.execEnter, [dirfd, '$m0', '$m1', '$i'], ['str(args->filename)'])}
+  ${emit(Code.execEnter, [dirfd, '$m0', '$m1', '$i'], ['str(args->filename)'], true)}
 }`;
   const exit = (syscall: string) => `tracepoint:syscalls:sys_exit_${syscall} ${filter} {
-  $ts = (int64)nsecs; $ret = (int64)args->ret; ${emit(Code.execExit, ['$ret'], ['comm'])}
+  $ret = (int64)args->ret; ${emit(Code.execExit, ['$ret'], ['comm'])}
 }`;
   return [enter('execve', `${AT_FDCWD}`), enter('execveat', '(int64)args->fd'), exit('execve'), exit('execveat')].join('\n');
 }
@@ -441,12 +448,11 @@ function processProbes(options: ProgramOptions): string {
   const follow = options.filter.kind === 'pids' ? 'if (!$thread) { @t[args->pid] = 1; }' : '';
   const forget = options.filter.kind === 'pids' ? 'delete(@t[pid]); delete(@m[pid]);' : 'delete(@m[pid]);';
   return `tracepoint:task:task_newtask ${filter} {
-  $ts = (int64)nsecs; $thread = (args->clone_flags & ${CLONE_THREAD}) != 0;
+  $thread = (args->clone_flags & ${CLONE_THREAD}) != 0;
   ${follow}
   ${emit(Code.fork, ['args->pid', '$thread'])}
 }
 tracepoint:sched:sched_process_exit ${filter} {
-  $ts = (int64)nsecs;
   ${emit(Code.exit, ['args->group_dead', 'curtask->exit_code'], ['comm'])}
   if (args->group_dead) { ${forget} }
 }`;
