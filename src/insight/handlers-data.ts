@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
-import type { FileRecord, Identity } from './files.js';
+import { identityOf, type FileRecord } from './files.js';
 import { endLifetimeByTruncate } from './handlers-fd.js';
 import { syscallArgsHint } from './hints.js';
 import { FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE } from './linux.js';
@@ -111,7 +111,7 @@ function callStart(openFile: OpenFile, ev: Ev<'rw'>): number | null {
 
 export function onRwSummary(state: EngineState, ev: Ev<'rw_summary'>): void {
   const process = state.processFor(ev);
-  const entry = state.fdEntryFor(process, ev.fd, ev.ts, summaryIdentity(ev));
+  const entry = state.fdEntryFor(process, ev.fd, ev.ts, identityOf(ev.ino, ev.dev));
   if (!entry) return;
   const openFile = entry.file;
   if (ev.readBytes > 0) recordRead(process, openFile, ev.readBytes);
@@ -133,10 +133,6 @@ function summaryPosition(openFile: OpenFile, ev: Ev<'rw_summary'>): number | nul
   if (openFile.append && ev.writeBytes > 0 && ev.writeEnd < 0) return null;
   if (ev.position >= 0) return ev.position;
   return ev.readCalls + ev.writeCalls > 0 ? null : openFile.position;
-}
-
-function summaryIdentity(ev: Ev<'rw_summary'>): Identity | null {
-  return ev.dev !== undefined && ev.ino !== undefined ? { dev: ev.dev, ino: ev.ino } : null;
 }
 
 /** The backend's writeEnd when it knows it; for O_APPEND the bytes went to the end, wherever that was. */

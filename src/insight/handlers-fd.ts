@@ -40,17 +40,13 @@ interface Probe {
   doubt?: string;
 }
 
-function eventIdentity(ev: Ev<'open'>): Identity | null {
-  return ev.dev !== undefined && ev.ino !== undefined ? { dev: ev.dev, ino: ev.ino } : null;
-}
-
 /**
  * Identify the file an open returned. By the time we look the process may have closed the fd (or reused it) and
  * the path may name another file, so an inspection counts only when its identity matches: the one the kernel
  * reported with the event (ebpf), or else the fd's and the path's agreeing with each other.
  */
 function probeOpen(state: EngineState, pid: number, ev: Ev<'open'>, path: string | null): Probe {
-  const expected = eventIdentity(ev);
+  const expected = identityOf(ev.ino, ev.dev);
   const guess = guessKind(path, ev.flags);
   const trustedPath = ev.truncated ? null : path; // a cut-short path names some other file, if any
   // The kernel described the inode at the open itself: nothing to ask, and nothing a later look could get wrong.
@@ -214,7 +210,7 @@ export function onDup(state: EngineState, ev: Ev<'dup'>): void {
 
 function duplicate(state: EngineState, process: Process, ev: Ev<'dup'> | Ev<'fcntl'>, cloexecFlag: boolean): void {
   const seen = ev.kind === 'dup' && (ev.ino !== undefined || ev.seenPath !== undefined)
-    ? { identity: ev.ino !== undefined && ev.dev !== undefined ? { ino: ev.ino, dev: ev.dev } : null, path: ev.seenPath }
+    ? { identity: identityOf(ev.ino, ev.dev), path: ev.seenPath }
     : null;
   const source = seen ? state.fdEntrySeen(process, ev.fd, ev.ts, seen) : state.fdEntry(process, ev.fd, ev.ts);
   if (!source) return;
