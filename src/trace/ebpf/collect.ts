@@ -29,12 +29,14 @@ interface Maps {
   aggregates: BpfMap;
   generation: BpfMap;
   attempts: BpfMap;
+  /** Aggregates created (per-CPU count, incremented after the store). */
+  created: BpfMap;
   misses: BpfMap;
 }
 
 /** bpftrace names map @x "AT_x" in the kernel. */
 const NAMES: Record<keyof Maps, string> = {
-  records: 'AT_n', strings: 'AT_p', aggregates: 'AT_r', generation: 'AT_g', attempts: 'AT_c', misses: 'AT_x',
+  records: 'AT_n', strings: 'AT_p', aggregates: 'AT_r', generation: 'AT_g', attempts: 'AT_c', created: 'AT_k', misses: 'AT_x',
 };
 
 /** Our own fds to the maps bpftrace made: they keep the maps alive after bpftrace exits. */
@@ -73,6 +75,10 @@ export class Collector {
   private received = 0;
   private lostReported = 0;
   private missesReported = 0;
+  /** The counts read last round, and the aggregates that round left in the map (not yet finished). */
+  private lastAttempts = -1;
+  private lastCreated = -1;
+  private aggregatesLeft = 0;
 
   constructor(bpftracePid: number, private readonly hooks: CollectorHooks) {
     this.maps = openMaps(bpftracePid);
@@ -96,15 +102,26 @@ export class Collector {
     }
   }
 
+  /**
+   * A batch scan walks every bucket of a map (262k by default) whether it holds anything or not: ~1.5 ms a map
+   * here, several per round, 10 rounds a second for as long as tracing runs. So a map is scanned only when its
+   * count moved. That skips nothing: a program bumps the count after its store, so an entry whose count we read
+   * last round was stored before last round's scan, and one stored later has moved the count since.
+   */
   private round(final: boolean): void {
     const now = monotonicNowNs();
     this.bumpGeneration();
     const attempts = this.sum(this.maps.attempts);
-    this.collectStrings();
+    const created = this.sum(this.maps.created);
+    // A waiting record's strings may have been stored after last round's string scan: look again.
+    const newRecords = final || attempts !== this.lastAttempts || this.waiting.length > 0;
+    if (newRecords) this.collectStrings();
     this.retryWaiting(final);
-    this.collectRecords();
+    if (newRecords) this.collectRecords();
     for (const event of this.decoder.unpairedExecs()) this.hooks.event(event);
-    this.collectAggregates(final);
+    if (final || created !== this.lastCreated || this.aggregatesLeft > 0) this.collectAggregates(final);
+    this.lastAttempts = attempts;
+    this.lastCreated = created;
     this.account(attempts, final);
     this.hooks.watermark(final ? Number.MAX_SAFE_INTEGER : now - WATERMARK_MARGIN_NS);
   }
@@ -166,12 +183,15 @@ export class Collector {
 
   private collectAggregates(final: boolean): void {
     const finished: Buffer[] = [];
+    let current = 0;
     this.maps.aggregates.scan(this.aggregateBatch, false, (keys, _values, count) => {
       for (let i = 0; i < count; i++) {
         const at = i * AGGREGATE_KEY_BYTES;
         if (final || int64At(keys, at + 24) < this.generation) finished.push(Buffer.from(keys.subarray(at, at + AGGREGATE_KEY_BYTES)));
+        else current++;
       }
     });
+    this.aggregatesLeft = current;
     for (const key of finished) {
       key.copy(this.takeKey);
       if (this.maps.aggregates.take(this.takeKey, this.takeValue)) this.hooks.event(aggregateEvent(this.takeKey, 0, this.takeValue, 0));

@@ -388,7 +388,11 @@ const DATA_CALLS: readonly DataCall[] = [
   { syscall: 'pwritev2', nr: 328, write: true, offsetArg: 3, hint: null },
 ];
 
-/** The aggregate tuple: (readCalls, readBytes, writeCalls, writeBytes, writeStart, writeEnd, position, ts, tid, dev). */
+/**
+ * The aggregate tuple: (readCalls, readBytes, writeCalls, writeBytes, writeStart, writeEnd, position, ts, tid, dev).
+ * A new aggregate is counted in @k once stored, as a record is in @c: an unchanged count tells user space that a
+ * scan of the map would find nothing new (collect.ts).
+ */
 function aggregate(call: DataCall): string {
   // preadv2/pwritev2 take -1 for "the file position".
   const start =
@@ -404,9 +408,10 @@ function aggregate(call: DataCall): string {
     if ($ret >= 0 && ($mode == ${S_IFREG} || $mode == ${S_IFBLK})) {
       $ts = (int64)nsecs; $ino = (int64)$f->f_inode->i_ino; ${start} $g = @g;
       $a = @r[(int64)pid, $fd, $ino, $g];
-      $dev = $a.9; if ($a.0 + $a.2 == 0) { $dev = (int64)$f->f_inode->i_sb->s_dev; }
+      $fresh = $a.0 + $a.2 == 0; $dev = $a.9; if ($fresh) { $dev = (int64)$f->f_inode->i_sb->s_dev; }
       ${next}
       @r[(int64)pid, $fd, $ino, $g] = $v;
+      if ($fresh) { @k = count(); }
     }`;
 }
 
