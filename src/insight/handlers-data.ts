@@ -234,9 +234,13 @@ export function onCopy(state: EngineState, ev: Ev<'copy'>): void {
   if (input.file) input.file.readBytes += bytes;
   const start = ev.offsetOut ?? (clone ? 0 : output.append ? (output.file?.size ?? null) : output.position);
   if (ev.offsetOut === null && !clone) output.position = start === null ? null : start + bytes;
-  copyInto(state, process, output, { source: input.file ?? input.carries, method: ev.call, bytes, start, ts: ev.ts });
+  const stale = input.carriesIno !== null && ev.inIno !== undefined && ev.inIno !== input.carriesIno;
+  copyInto(state, process, output, { source: input.file ?? (stale ? null : input.carries), method: ev.call, bytes, start, ts: ev.ts });
   reportWritten(state, process, output, ev.fdOut, start === null ? null : { offset: start, length: bytes }, ev.call, ev.ts, bytes);
-  if (!output.file && input.file) output.carries = input.file; // file → pipe: the pipe now carries that file
+  if (!output.file && input.file) {
+    output.carries = input.file; // file → pipe: the pipe now carries that file
+    output.carriesIno = ev.outIno ?? null;
+  }
 }
 
 function copyInto(

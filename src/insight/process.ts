@@ -33,6 +33,11 @@ export interface OpenFile {
   writers: Set<Process>;
   /** A pipe fed from a file by splice/sendfile: the file whose bytes it carries. */
   carries: FileRecord | null;
+  /**
+   * The pipe's inode when `carries` was set (ebpf). Pipe closes are not reported by default, so the entry at this
+   * fd number may be stale: a copy out of another inode does not carry that file.
+   */
+  carriesIno: number | null;
   uncertain?: string;
 }
 

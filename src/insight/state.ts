@@ -193,6 +193,7 @@ export class EngineState {
       summarisedTs: ts,
       writers: new Set(),
       carries: null,
+      carriesIno: null,
     };
   }
 

@@ -149,6 +149,9 @@ export type SyscallEvent =
       offsetOut: number | null;
       length: number;
       ret: number;
+      /** Inode numbers of what fdIn and fdOut referred to at the call (ebpf): pipes are told apart by them. */
+      inIno?: number;
+      outIno?: number;
     })
   // lifetimes
   | (Base & { kind: 'unlink'; dirfd: number; path: string; flags: number; ret: number } & DirIdentity)

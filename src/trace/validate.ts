@@ -49,6 +49,7 @@ const SCHEMA: Record<SyscallEventKind, KindSchema> = {
     required: {
       call: 'str', fdIn: 'int', fdOut: 'int', offsetIn: 'int|null', offsetOut: 'int|null', length: 'int', ret: 'int',
     },
+    optional: { inIno: 'int', outIno: 'int' },
   },
   unlink: { required: { dirfd: 'int', path: 'str', flags: 'int', ret: 'int' }, optional: { dirIno: 'int', dirDev: 'int' } },
   rename: {

@@ -185,10 +185,13 @@ export class RecordDecoder {
     const call = COPY_CALLS[f(0)];
     assert.ok(call !== undefined, `copy record with call ${f(0)}`);
     const nulls = f(7);
-    return {
+    const event: Ev<'copy'> = {
       kind: 'copy', ...this.base, call, fdIn: f(1), fdOut: f(2),
       offsetIn: (nulls & 1) !== 0 ? null : f(3), offsetOut: (nulls & 2) !== 0 ? null : f(4), length: f(5), ret: f(6),
     };
+    if (f(8) !== 0) event.inIno = f(8);
+    if (f(9) !== 0) event.outIno = f(9);
+    return event;
   }
 
   private hinted(): SyscallEvent {

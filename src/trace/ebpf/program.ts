@@ -205,10 +205,11 @@ function retInode(options: ProgramOptions): string {
 }
 
 /**
- * $<name>i, $<name>d = identity of the directory behind dirfd argument `fd` (0 for AT_FDCWD or an fd out of the
- * table): user space finds the directory by identity, so it need not follow every close and dup of directory fds.
+ * $<name>i, $<name>d = identity of the file behind fd argument `fd` (0 for AT_FDCWD or an fd out of the table). For
+ * a dirfd, user space finds the directory by identity, so it need not follow every close and dup of directory fds;
+ * for a pipe, it tells whether the pipe it remembers at that fd number is still the one there.
  */
-function dirIdentity(fd: string, name: string): string {
+function fdIdentity(fd: string, name: string): string {
   return `$${name}i = (int64)0; $${name}d = (int64)0; $${name}fd = ${fd};
     if ($${name}fd >= 0 && $${name}fd < (int64)curtask->files->fdt->max_fds) {
       $${name}f = *(curtask->files->fdt->fd + $${name}fd);
@@ -218,7 +219,7 @@ function dirIdentity(fd: string, name: string): string {
 
 function openProbes(options: ProgramOptions): ExitProbe[] {
   const open = (dirfd: string, flags: string, mode: string, path: string) =>
-    `${retInode(options)} ${dirIdentity(dirfd, 'dir')} ${emit(Code.open, [dirfd, flags, mode, RET, '$ino', '$dev', '$size', '$tn', '$mt', '$diri', '$dird'], [path])}`;
+    `${retInode(options)} ${fdIdentity(dirfd, 'dir')} ${emit(Code.open, [dirfd, flags, mode, RET, '$ino', '$dev', '$size', '$tn', '$mt', '$diri', '$dird'], [path])}`;
   const opens: ExitProbe[] = [
     { syscall: 'open', nr: 2, body: open(`${AT_FDCWD}`, intArg(1), intArg(2), pathArg(0)) },
     { syscall: 'openat', nr: 257, body: open(intArg(0), intArg(2), intArg(3), pathArg(1)) },
@@ -260,7 +261,7 @@ function fdTableProbes(options: ProgramOptions): ExitProbe[] {
     { syscall: 'dup3', nr: 292, body: dup(`(${arg(2)} & ${O_CLOEXEC}) != 0`) },
     { syscall: 'fcntl', nr: 72, body: fcntl },
     { syscall: 'chdir', nr: 80, body: emit(Code.chdir, [RET], [pathArg(0)]) },
-    { syscall: 'fchdir', nr: 81, body: `${dirIdentity(intArg(0), 'dir')} ${emit(Code.fchdir, [intArg(0), RET, '$diri', '$dird'])}` },
+    { syscall: 'fchdir', nr: 81, body: `${fdIdentity(intArg(0), 'dir')} ${emit(Code.fchdir, [intArg(0), RET, '$diri', '$dird'])}` },
   ];
 }
 
@@ -319,7 +320,7 @@ function offsetByPointer(register: string, name: string, bit: number): string {
 
 function copyProbes(): ExitProbe[] {
   const copy = (call: number, fdIn: string, fdOut: string, length: string) =>
-    emit(Code.copy, [`${call}`, fdIn, fdOut, '$in', '$out', length, RET, '$null']);
+    `${fdIdentity(fdIn, 'cin')} ${fdIdentity(fdOut, 'cout')} ${emit(Code.copy, [`${call}`, fdIn, fdOut, '$in', '$out', length, RET, '$null', '$cini', '$couti'])}`;
   const pairOfPointers = `$null = 0; ${offsetByPointer('si', 'in', 1)} ${offsetByPointer('r10', 'out', 2)}`;
   const ioctl = `$cmd = (uint32)$r->si;
     if ($cmd == ${FICLONE}) { $null = 3; $in = 0; $out = 0; ${copy(3, intArg(2), intArg(0), '0')} }
@@ -341,11 +342,11 @@ function copyProbes(): ExitProbe[] {
 
 function lifetimeProbes(): ExitProbe[] {
   const rename = (olddirfd: string, old: string, newdirfd: string, next: string, flags: string) =>
-    `${dirIdentity(olddirfd, 'old')} ${dirIdentity(newdirfd, 'new')} ${emit(Code.rename, [olddirfd, newdirfd, flags, RET, '$oldi', '$oldd', '$newi', '$newd'], [old, next])}`;
+    `${fdIdentity(olddirfd, 'old')} ${fdIdentity(newdirfd, 'new')} ${emit(Code.rename, [olddirfd, newdirfd, flags, RET, '$oldi', '$oldd', '$newi', '$newd'], [old, next])}`;
   const cwd = `${AT_FDCWD}`;
   return [
     { syscall: 'unlink', nr: 87, body: emit(Code.unlink, [cwd, '0', RET], [pathArg(0)]) },
-    { syscall: 'unlinkat', nr: 263, body: `${dirIdentity(intArg(0), 'dir')} ${emit(Code.unlink, [intArg(0), intArg(2), RET, '$diri', '$dird'], [pathArg(1)])}` },
+    { syscall: 'unlinkat', nr: 263, body: `${fdIdentity(intArg(0), 'dir')} ${emit(Code.unlink, [intArg(0), intArg(2), RET, '$diri', '$dird'], [pathArg(1)])}` },
     { syscall: 'rmdir', nr: 84, body: emit(Code.unlink, [cwd, `${AT_REMOVEDIR}`, RET], [pathArg(0)]) },
     { syscall: 'rename', nr: 82, body: rename(cwd, pathArg(0), cwd, pathArg(1), '0') },
     { syscall: 'renameat', nr: 264, body: rename(intArg(0), pathArg(1), intArg(2), pathArg(3), '0') },

@@ -145,6 +145,8 @@ describe('RecordDecoder', () => {
       kind: 'copy', call: 'copy_file_range', fdIn: 4, fdOut: 5, offsetIn: 100, offsetOut: null, length: 1000, ret: 1000,
     });
     expect(h.decode(3, 5, Code.copy, 3, [3, 4, 5, 0, 0, 0, -95, 3])).toMatchObject({ call: 'FICLONE', offsetIn: null, offsetOut: null, ret: -95 });
+    expect(h.decode(3, 6, Code.copy, 3, [2, 4, 5, 0, 0, 4096, 4096, 3, 900, 77])).toMatchObject({ call: 'splice', inIno: 900, outIno: 77 });
+    expect(h.decode(3, 7, Code.copy, 3, [2, 4, 5, 0, 0, 4096, 4096, 3])).not.toHaveProperty('inIno');
   });
 
   it('a summary moved out at fsync is an rw_summary timed by its last call', () => {
