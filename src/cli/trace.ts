@@ -22,6 +22,7 @@ interface TraceOptions {
   json?: boolean;
   pid?: number;
   cgroup?: string;
+  fdEvents?: 'all' | 'storage';
 }
 
 /** Exit codes of sky trace itself, when it cannot report the traced command's. */
@@ -40,6 +41,7 @@ function targetOf(command: string[], options: TraceOptions): Target | string {
   if (chosen.filter(Boolean).length !== 1) return 'name exactly one target: -- CMD ARGS..., --pid PID, --cgroup PATH or --replay FILE';
   if (options.replay !== undefined && options.backend !== undefined) return '--replay reads a recorded log; it takes no --backend';
   if (options.replay !== undefined && options.record !== undefined) return '--replay and --record together would copy a log; use cp';
+  if (options.fdEvents !== undefined && options.backend === 'ptrace') return '--fd-events tunes the ebpf backend; strace reports every fd call';
   if (options.replay !== undefined) return { kind: 'replay', file: options.replay };
   if (options.pid !== undefined) return { kind: 'pid', pid: options.pid };
   if (options.cgroup !== undefined) return { kind: 'cgroup', path: options.cgroup };
@@ -52,7 +54,7 @@ function warn(message: string): void {
 
 /** No --backend: eBPF first (cheapest), strace when eBPF is not available here. */
 async function start(target: Target, options: TraceOptions): Promise<TraceSession> {
-  const common = { target, record: options.record, onWarning: warn };
+  const common = { target, record: options.record, onWarning: warn, ...(options.fdEvents ? { ebpf: { fdEvents: options.fdEvents } } : {}) };
   if (target.kind === 'replay') return startTrace({ backend: 'replay', ...common });
   if (options.backend) return startTrace({ backend: options.backend, ...common });
   try {
@@ -186,6 +188,12 @@ export function registerTrace(program: Command): void {
     .option('--json', 'stream insights as JSON lines on stdout instead of printing a summary')
     .option('--pid <pid>', 'trace a running process and the children it starts from now on', parsePid)
     .option('--cgroup <path>', 'trace every process in a cgroup v2 directory and the cgroups below it (also ones created later)')
+    .addOption(
+      new Option(
+        '--fd-events <which>',
+        'ebpf: which closes, dups and fcntls to report; storage (default) only those of regular files and block devices, all also those of directories, pipes and sockets (costlier on metadata walks)',
+      ).choices(['storage', 'all']),
+    )
     .argument('[command...]', 'the command to run and trace, after --')
     .addHelpText('after', '\nExamples:\n  sky trace -- cp big.iso /mnt/copy.iso\n  sky trace --json --backend ptrace -- gpg --symmetric secret.txt\n  sky trace --pid 1234\n')
     .action(async (command: string[], options: TraceOptions) => {

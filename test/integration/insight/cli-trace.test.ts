@@ -63,6 +63,12 @@ describe('sky trace on a recorded log', () => {
     expect(stderr).toContain('exactly one target');
   });
 
+  it('refuses --fd-events for the ptrace backend, which reports every fd call anyway', () => {
+    const { code, stderr } = sky(['--backend', 'ptrace', '--fd-events', 'all', '--', 'true']);
+    expect(code).toBe(2);
+    expect(stderr).toContain('--fd-events tunes the ebpf backend');
+  });
+
   it('says clearly when a log cannot be read', () => {
     const { code, stderr } = sky(['--replay', '/nonexistent/log.jsonl']);
     expect(code).toBe(3);
@@ -117,4 +123,30 @@ describe.each(BACKENDS)('sky trace --backend %s on a live command', (backend) =>
       if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
     }
   });
+});
+
+describe('sky trace --fd-events (ebpf)', () => {
+  let dir = '';
+  beforeAll(() => {
+    dir = tempDir('cli-fd-events');
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("reports a directory fd's close with --fd-events all, not by default", () => {
+    const closesOfDirectories = (fdEvents: string[]): number => {
+      const log = path.join(dir, `fd-events-${fdEvents.join('') || 'default'}.jsonl`);
+      const run = sky(['--backend', 'ebpf', ...fdEvents, '--record', log, '--json', '--', 'ls', '/'], dir);
+      expect(run.code).toBe(0);
+      const events = fs.readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { kind: string; fd?: number; ret?: number; path?: string; flags?: number; pid: number });
+      const at = events.findIndex((e) => e.kind === 'open' && e.path === '/' && (e.flags! & 0o200000) !== 0);
+      expect(at).toBeGreaterThanOrEqual(0);
+      const { pid, ret: fd } = events[at]!;
+      // The log is in time order: what ends that fd's life first, its close or another open taking its number?
+      const next = events.slice(at + 1).find((e) => e.pid === pid && ((e.kind === 'close' && e.fd === fd) || (e.kind === 'open' && e.ret === fd)));
+      return next?.kind === 'close' ? 1 : 0;
+    };
+    expect(closesOfDirectories(['--fd-events', 'all'])).toBe(1);
+    expect(closesOfDirectories([])).toBe(0);
+  });
+
 });
