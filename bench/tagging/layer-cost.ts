@@ -10,7 +10,8 @@
  * Build and run:  npx tsc -p bench/tagging && node bench/tagging/.build/bench/tagging/layer-cost.js [--ops 400000] [--rounds 5]
  */
 import { randomFillSync } from 'node:crypto';
-import { ClassifyLayer, FINGERPRINT_BLOCK_BYTES, SemanticIndex, fingerprintBlocksHex, quickKeysOf } from '../../src/semantics/index.js';
+import { taggingIndexMessages } from '../../src/cli/bench-tagging.js';
+import { ClassifyLayer, SemanticIndex } from '../../src/semantics/index.js';
 import { newIoRequest, type BlockLayer, type Capabilities, type Extent, type IoRequest } from '../../src/volume/index.js';
 
 const MiB = 1024 * 1024;
@@ -65,22 +66,12 @@ class NullDevice implements BlockLayer {
   }
 }
 
+/** The index `sky bench tagging` feeds its `indexed` server, applied directly; `unkeyed` drops the quick keys. */
 function populate(index: SemanticIndex, withQuickKeys: boolean): void {
-  const apply = (message: Parameters<SemanticIndex['apply']>[0]) => {
-    const result = index.apply(message);
+  const shape = { imageSizeBytes: VOLUME_BYTES, indexFiles: FILES, extentsPerFile: EXTENTS_PER_FILE, fingerprints: FINGERPRINTS };
+  for (const message of taggingIndexMessages(shape)) {
+    const result = index.apply(message.type === 'WriteFingerprints' && !withQuickKeys ? { ...message, quickKeys: undefined } : message);
     if (!result.ok) throw new Error(result.error);
-  };
-  const slotBytes = Math.floor(VOLUME_BYTES / (FILES * EXTENTS_PER_FILE) / 4096) * 4096;
-  for (let f = 0; f < FILES; f++) {
-    const extents = [];
-    for (let e = 0; e < EXTENTS_PER_FILE; e++) extents.push({ volumeOffset: ((f * EXTENTS_PER_FILE + e) * 7919 % (FILES * EXTENTS_PER_FILE)) * slotBytes, length: 8192 });
-    apply({ type: 'FileExtents', fileId: `f${f}`, path: `/data/file${f}`, size: 1_000_000, extents });
-  }
-  for (let sent = 0; sent < FINGERPRINTS; ) {
-    const blocks = randomFillSync(Buffer.alloc(Math.min(8192, FINGERPRINTS - sent) * FINGERPRINT_BLOCK_BYTES));
-    const fingerprints = fingerprintBlocksHex(blocks);
-    sent += fingerprints.length;
-    apply({ type: 'WriteFingerprints', fileId: `f${sent % FILES}`, blockSize: 4096, fingerprints, ...(withQuickKeys ? { quickKeys: quickKeysOf(blocks) } : {}), ttlMs: 3_600_000 });
   }
 }
 

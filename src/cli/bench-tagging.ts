@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseSize } from '../device/index.js';
 import { HintClient } from '../hints/client.js';
-import { FINGERPRINT_BLOCK_BYTES, fingerprintBlocksHex, quickKeysOf } from '../semantics/index.js';
+import { FINGERPRINT_BLOCK_BYTES, fingerprintBlocksHex, quickKeysOf, type SemanticMessage } from '../semantics/index.js';
 import {
   EXPORT_NAME, JOBS, checkImageDir, escapeXml, integerAtLeast, selectJobs, sizeAtLeast, fillImage, formatNumber, machineInfo, progress, renderMarkdownTable,
   renderTerminalTable, runFio, spawnServer, spread, stopProcess, summarize, tableRows, waitReady,
@@ -76,42 +76,55 @@ function hintSocket(runDir: string): string {
   return path.join(runDir, 'indexed-hints.sock');
 }
 
+/** The shape of the index the `indexed` server is fed (also what bench/tagging/layer-cost.ts applies directly). */
+export interface TaggingIndexShape {
+  imageSizeBytes: number;
+  indexFiles: number;
+  extentsPerFile: number;
+  fingerprints: number;
+}
+
 /**
- * Feeds the indexed server: `files` files of `extentsPerFile` extents (16–64 KiB each, one per slot of the volume,
- * slots dealt at random so files are fragmented and the rest of every slot is metadata), then `fingerprints`
- * random fingerprints registered to those files (1-hour TTL, so none expires during the run).
+ * The index's hint messages: `indexFiles` files of `extentsPerFile` extents (16–64 KiB each, one per slot of the
+ * volume, slots dealt at random so files are fragmented and the rest of every slot is metadata), then `fingerprints`
+ * fingerprints and quick keys of random blocks registered to those files (1-hour TTL, so none expires during a run):
+ * what an agent registers for blocks traced processes wrote, matching none of fio's.
  */
+export function* taggingIndexMessages(shape: TaggingIndexShape): Generator<SemanticMessage> {
+  const slots = shape.indexFiles * shape.extentsPerFile;
+  const slotBytes = Math.floor(shape.imageSizeBytes / slots / 4096) * 4096;
+  assert.ok(slotBytes >= 64 * 1024, `a ${shape.imageSizeBytes}-byte image is too small for ${slots} extents`);
+  const order = Array.from({ length: slots }, (_, i) => i);
+  const random = randomBytes(4 * slots);
+  for (let i = slots - 1; i > 0; i--) {
+    const j = random.readUInt32LE(4 * i) % (i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  for (let f = 0; f < shape.indexFiles; f++) {
+    const extents = [];
+    for (let e = 0; e < shape.extentsPerFile; e++) {
+      const slot = order[f * shape.extentsPerFile + e]!;
+      extents.push({ volumeOffset: slot * slotBytes, length: (4 + (random[4 * slot]! % 13)) * 4096 });
+    }
+    yield { type: 'FileExtents', fileId: `f${f}`, path: `/data/d${f % 50}/file${f}.bin`, size: extents.reduce((n, e) => n + e.length, 0), extents };
+  }
+  const batch = 8192;
+  for (let sent = 0, file = 0; sent < shape.fingerprints; file++) {
+    const blocks = randomFillSync(Buffer.alloc(Math.min(batch, shape.fingerprints - sent) * FINGERPRINT_BLOCK_BYTES));
+    const fingerprints = fingerprintBlocksHex(blocks);
+    sent += fingerprints.length;
+    yield { type: 'WriteFingerprints', fileId: `f${file % shape.indexFiles}`, blockSize: 4096, fingerprints, quickKeys: quickKeysOf(blocks), ttlMs: 3_600_000 };
+  }
+}
+
+/** Feeds the indexed server the messages of taggingIndexMessages over its hint channel. */
 async function populateIndex(runDir: string, options: TaggingOptions, log: Log): Promise<{ messages: number }> {
   const warnings: string[] = [];
   const client = new HintClient({ engine: `unix:${hintSocket(runDir)}`, volume: EXPORT_NAME, token: HINT_TOKEN, queuedBytesMax: 1024 * 1024 * 1024, onWarning: (w) => warnings.push(w) });
   let messages = 0;
   try {
-    const slots = options.indexFiles * options.extentsPerFile;
-    const slotBytes = Math.floor(options.imageSizeBytes / slots / 4096) * 4096;
-    assert.ok(slotBytes >= 64 * 1024, `a ${options.imageSizeBytes}-byte image is too small for ${slots} extents`);
-    const order = Array.from({ length: slots }, (_, i) => i);
-    const random = randomBytes(4 * slots);
-    for (let i = slots - 1; i > 0; i--) {
-      const j = random.readUInt32LE(4 * i) % (i + 1);
-      [order[i], order[j]] = [order[j]!, order[i]!];
-    }
-    for (let f = 0; f < options.indexFiles; f++) {
-      const extents = [];
-      for (let e = 0; e < options.extentsPerFile; e++) {
-        const slot = order[f * options.extentsPerFile + e]!;
-        extents.push({ volumeOffset: slot * slotBytes, length: (4 + (random[4 * slot]! % 13)) * 4096 });
-      }
-      client.send({ type: 'FileExtents', fileId: `f${f}`, path: `/data/d${f % 50}/file${f}.bin`, size: extents.reduce((n, e) => n + e.length, 0), extents });
-      messages++;
-    }
-    // What an agent registers: the fingerprints and quick keys of blocks traced processes wrote (random content,
-    // so that fio's blocks match none of them).
-    const batch = 8192;
-    for (let sent = 0, file = 0; sent < options.fingerprints; file++) {
-      const blocks = randomFillSync(Buffer.alloc(Math.min(batch, options.fingerprints - sent) * FINGERPRINT_BLOCK_BYTES));
-      const fingerprints = fingerprintBlocksHex(blocks);
-      sent += fingerprints.length;
-      client.send({ type: 'WriteFingerprints', fileId: `f${file % options.indexFiles}`, blockSize: 4096, fingerprints, quickKeys: quickKeysOf(blocks), ttlMs: 3_600_000 });
+    for (const message of taggingIndexMessages(options)) {
+      client.send(message as unknown as { type: string });
       messages++;
     }
     if (!(await client.flush(60_000))) throw new Error(`the hint channel did not take the index within 60 s${warnings.length ? `: ${warnings.at(-1)}` : ''}`);

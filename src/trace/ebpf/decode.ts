@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import type { FileType, SyscallEvent } from '../events.js';
 import { SKY_HINT_MAGIC } from '../hint-abi.js';
 import { int64At } from './bpf.js';
-import { AGGREGATE_FIELDS, ARGV_MAX as ARGV_LIMIT, COPY_CALLS, Code, RECORD_FIELDS, STRING_BYTES } from './program.js';
+import { AGGREGATE_FIELDS, ARGV_MAX as ARGV_LIMIT, COPY_CALLS, Code, RECORD_FIELDS, STRING_BYTES, S_IFDIR, S_IFMT, S_IFREG } from './program.js';
 
 type Ev<K extends SyscallEvent['kind']> = Extract<SyscallEvent, { kind: K }>;
 type Base = { ts: number; pid: number; tid: number };
@@ -293,8 +293,7 @@ function dirIdentity(ino: number, dev: number): { dirIno?: number; dirDev?: numb
   return ino === 0 ? {} : { dirIno: ino, dirDev: userDev(dev) };
 }
 
-const S_IFMT = 0o170000;
-const FILE_TYPES: ReadonlyMap<number, FileType> = new Map([[0o100000, 'regular'], [0o040000, 'directory']]);
+const FILE_TYPES: ReadonlyMap<number, FileType> = new Map([[S_IFREG, 'regular'], [S_IFDIR, 'directory']]);
 
 /** The inode at open (program.ts retInode): typeAndLinks is i_mode | i_nlink << 16; mtimeUs 0 when not read. */
 function inode(size: number, typeAndLinks: number, mtimeUs: number): Partial<Ev<'open'>> {

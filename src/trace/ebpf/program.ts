@@ -107,8 +107,10 @@ export interface ProgramOptions {
 
 const O_CLOEXEC = 0x80000;
 const CLONE_THREAD = 0x10000;
-const S_IFMT = 0xf000;
-const S_IFREG = 0x8000;
+/** File type bits of i_mode, shared with the decoder. */
+export const S_IFMT = 0xf000;
+export const S_IFREG = 0x8000;
+export const S_IFDIR = 0x4000;
 const S_IFBLK = 0x6000;
 const F_DUPFD = 0;
 const F_SETFD = 2;
