@@ -4,7 +4,7 @@
  * evenly spread sample of blocks.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export const BLOCK_BYTES = 4096;
 /** Upper bound of blocks read back per file for one check (256 KiB). */
@@ -12,7 +12,7 @@ export const SAMPLE_BLOCKS_MAX = 64;
 
 export function fingerprint(block: Buffer): Buffer {
   assert.ok(block.length <= BLOCK_BYTES, 'a fingerprint covers at most one block');
-  return createHash('sha256').update(block).digest();
+  return hash('sha256', block, 'buffer');
 }
 
 /** Offsets of up to `limit` blocks spread evenly over [0, lengthBytes), always including the first and last. */
@@ -28,8 +28,8 @@ export function sampleBlockOffsets(lengthBytes: number, limit = SAMPLE_BLOCKS_MA
 export type BlockReader = (offset: number, length: number) => Buffer | null;
 
 /**
- * True when every sampled block of the first `lengthBytes` has the same fingerprint in both files; null when a
- * block could not be read (the file vanished or shrank), which is not evidence either way.
+ * True when every sampled block of the first `lengthBytes` holds the same bytes in both files; null when a block
+ * could not be read (the file vanished or shrank), which is not evidence either way.
  */
 export function sameBlocks(source: BlockReader, target: BlockReader, lengthBytes: number): boolean | null {
   for (const offset of sampleBlockOffsets(lengthBytes)) {
@@ -37,7 +37,7 @@ export function sameBlocks(source: BlockReader, target: BlockReader, lengthBytes
     const a = source(offset, length);
     const b = target(offset, length);
     if (!a || !b || a.length !== length || b.length !== length) return null;
-    if (!fingerprint(a).equals(fingerprint(b))) return false;
+    if (!a.equals(b)) return false;
   }
   return true;
 }

@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { basename, extname } from 'node:path';
 import { BLOCK_BYTES, entropyBitsPerByte, fingerprint, readSample, sameBlocks, unarmor, type BlockReader } from './content.js';
-import type { FileRecord } from './files.js';
+import { HEAD_BYTES, noteLook, trustedFirstBlock, type FileRecord } from './files.js';
 import type { FileStat } from './inspector.js';
 import { COPY_SOURCES_RECENT, forgetIo, type FileIo, type Process } from './process.js';
-import type { EngineState } from './state.js';
+import type { EngineState, FileView } from './state.js';
 
 /** Executables whose written files are ciphertext when their entropy says so. */
 export const ENCRYPTING_EXES: ReadonlySet<string> = new Set([
@@ -95,57 +95,98 @@ function detectReadWriteCopy(state: EngineState, process: Process, target: FileR
   // Below one whole block a "copy" means nothing to the block layer, and small files repeat by chance (gpg
   // writes its lock file with the same pid line it just read from another): only block-sized copies count.
   if (written < READ_WRITE_COPY_BYTES_MIN || !io.wroteAtStart) return false;
-  const candidates = copyCandidates(process, target, written, io.ruledOut);
+  const candidates = ruleOutByHead(io, target, copyCandidates(process, target, written, io.ruledOut));
   if (candidates.length === 0) return false;
-  const targetSeen = state.statOf(target);
+  // The target is always read (its first block at least): opened at once, fstat through it is its stat.
+  const targetSeen = state.openOf(target);
   if (!targetSeen) {
     state.counters.unverifiedCopies++;
     return false;
   }
-  for (const source of candidates) {
-    const sourceSeen = state.statOf(source);
-    if (!sourceSeen) continue;
+  try {
+    for (const source of candidates) {
+      const verdict = compareCopy(state, source, target, targetSeen, written);
+      if (verdict === 'different') ruleOut(io, source);
+      if (typeof verdict === 'number') {
+        state.emit({
+          kind: 'copy_detected',
+          ts,
+          pid: process.pid,
+          srcPath: source.path,
+          dstPath: target.path,
+          bytes: verdict,
+          method: 'read-write',
+          exe: process.exe,
+          verified: true,
+          ...state.uncertainty(source, target),
+        });
+        return true;
+      }
+    }
+    return false;
+  } finally {
+    targetSeen.close();
+  }
+}
+
+/**
+ * Whether `target` holds a copy of `source` over the bytes the process wrote, read back: the bytes compared when it
+ * does, 'different' when a block differs, 'unknown' when it cannot tell (a file vanished, shrank or is too short).
+ */
+function compareCopy(state: EngineState, source: FileRecord, target: FileRecord, targetSeen: FileView, written: number): number | 'different' | 'unknown' {
+  // A first block cached since the last look at an unchanged source rules most candidates out without a stat.
+  const trusted = trustedFirstBlock(source);
+  if (trusted) {
+    const targetFirst = firstBlockPrint(target, targetSeen);
+    if (targetFirst && !trusted.print.equals(targetFirst)) return 'different';
+  }
+  const sourceSeen = state.statOf(source);
+  if (!sourceSeen) return 'unknown';
+  try {
+    noteLook(source, sourceSeen.stat);
     const length = Math.min(written, sourceSeen.stat.size, targetSeen.stat.size);
-    if (length * 2 < written) continue;
-    // The first block rules most candidates out: compare it from cached fingerprints before sampling the rest.
+    if (length * 2 < written) return 'unknown';
     const sourceFirst = firstBlockPrint(source, sourceSeen);
     const targetFirst = sourceFirst && firstBlockPrint(target, targetSeen);
-    if (sourceFirst && targetFirst && !sourceFirst.equals(targetFirst)) {
-      ruleOut(io, source);
-      continue;
-    }
+    if (sourceFirst && targetFirst && !sourceFirst.equals(targetFirst)) return 'different';
     const same = sameBlocks(sourceSeen.read, targetSeen.read, length);
-    if (same === false) ruleOut(io, source);
-    if (same !== true) continue;
-    state.emit({
-      kind: 'copy_detected',
-      ts,
-      pid: process.pid,
-      srcPath: source.path,
-      dstPath: target.path,
-      bytes: length,
-      method: 'read-write',
-      exe: process.exe,
-      verified: true,
-      ...state.uncertainty(source, target),
-    });
-    return true;
+    return same === true ? length : same === false ? 'different' : 'unknown';
+  } finally {
+    sourceSeen.close();
   }
-  return false;
 }
+
+/**
+ * Candidates whose first bytes, known without a system call, differ from what the process wrote at the start of
+ * the target are ruled out: a mail server writing new mails compares each with the mails it read last, and most
+ * differ from the first bytes on. Known means the tracer saw them written (writtenHead), for the target and for a
+ * source a traced process wrote, or a trusted cached first block of the source.
+ */
+function ruleOutByHead(io: FileIo, target: FileRecord, candidates: FileRecord[]): FileRecord[] {
+  const head = target.writtenHead;
+  if (head === null) return candidates;
+  return candidates.filter((source) => {
+    const sourceHead = trustedFirstBlock(source)?.head ?? source.writtenHead;
+    if (sourceHead === null || sourceHead === head) return true;
+    ruleOut(io, source);
+    return false;
+  });
+}
+
 
 /**
  * Fingerprint of the file's first block, cached on the record while its size and mtime stay as stat saw them (a
  * mail server's files are read again and again between writes); null when it cannot be read.
  */
 function firstBlockPrint(file: FileRecord, seen: { stat: FileStat; read: BlockReader }): Buffer | null {
-  const { size, mtimeNs } = seen.stat;
+  const size = seen.stat.size;
+  const mtimeUs = Math.floor(seen.stat.mtimeNs / 1000);
   const cached = file.firstBlock;
-  if (cached && cached.size === size && cached.mtimeNs === mtimeNs) return cached.print;
+  if (cached && cached.size === size && cached.mtimeUs === mtimeUs) return cached.print;
   const length = Math.min(BLOCK_BYTES, size);
   const block = length > 0 ? seen.read(0, length) : null;
   if (!block || block.length !== length) return null;
-  file.firstBlock = { size, mtimeNs, print: fingerprint(block) };
+  file.firstBlock = { size, mtimeUs, length, print: fingerprint(block), head: length >= HEAD_BYTES ? block.readUInt32LE(0) : null, rekey: false };
   return file.firstBlock.print;
 }
 
@@ -191,14 +232,19 @@ function detectEncryption(state: EngineState, process: Process, file: FileRecord
 }
 
 function sampledEntropy(state: EngineState, file: FileRecord): number | null {
-  const seen = state.statOf(file);
-  if (!seen || seen.stat.size < ENTROPY_SAMPLE_MIN_BYTES) return null;
-  const head = seen.read(0, Math.min(BLOCK_BYTES, seen.stat.size));
-  if (!head) return null;
-  const armored = unarmor(head) !== head;
-  const sample = armored
-    ? unarmor(seen.read(0, Math.min(ARMOR_PREFIX_BYTES, seen.stat.size)) ?? head)
-    : readSample(seen.read, seen.stat.size);
-  if (!sample || sample.length < ENTROPY_SAMPLE_MIN_BYTES * (armored ? 0.75 : 1)) return null;
-  return entropyBitsPerByte(sample);
+  const seen = state.openOf(file);
+  if (!seen) return null;
+  try {
+    if (seen.stat.size < ENTROPY_SAMPLE_MIN_BYTES) return null;
+    const head = seen.read(0, Math.min(BLOCK_BYTES, seen.stat.size));
+    if (!head) return null;
+    const armored = unarmor(head) !== head;
+    const sample = armored
+      ? unarmor(seen.read(0, Math.min(ARMOR_PREFIX_BYTES, seen.stat.size)) ?? head)
+      : readSample(seen.read, seen.stat.size);
+    if (!sample || sample.length < ENTROPY_SAMPLE_MIN_BYTES * (armored ? 0.75 : 1)) return null;
+    return entropyBitsPerByte(sample);
+  } finally {
+    seen.close();
+  }
 }

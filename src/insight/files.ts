@@ -20,8 +20,20 @@ export interface FileRecord {
   bornFrom: 'created' | 'first-write' | 'mtime' | null;
   /** Open file descriptions referring to the file, across all processes. */
   opens: number;
-  /** The copy detector's fingerprint of the first block, valid while the file's size and mtime are these. */
-  firstBlock?: { size: number; mtimeNs: number; print: Buffer };
+  /** The copy detector's fingerprint of the first block (see trustedFirstBlock). */
+  firstBlock?: FirstBlock;
+  /**
+   * The file's size and mtime as last looked at (a traced read-only open's view from the kernel, or the copy
+   * detector's stat), if no traced process has changed the file since. Cleared by every traced change (noteChange);
+   * never set again once the file is mapped shared and writable (stores through a mapping make no syscall).
+   */
+  lastLook: { size: number; mtimeUs: number } | null;
+  mappedShared: boolean;
+  /**
+   * The first 4 bytes (as a little-endian uint32) traced writes last put at offset 0, when the tracer reported them
+   * (rw_summary.writeHead); null when unknown. Like lastLook, a hint that can only make the copy detector miss.
+   */
+  writtenHead: number | null;
   /** Removed from the namespace while still open: its blocks die at the last close. */
   doomed: { ts: number; pid: number; cause: LifetimeCause } | null;
   /** A (pid, fd) that may still refer to the file, for reading it back after its name is gone. */
@@ -113,6 +125,9 @@ export class FileTable {
       openCount: 0,
       readBytes: 0,
       writeBytes: 0,
+      lastLook: null,
+      mappedShared: false,
+      writtenHead: null,
       sizeDoubted: false,
     };
     this.byId.set(record.id, record);
@@ -198,6 +213,59 @@ export class FileTable {
     }
     this.forgotten++;
   }
+}
+
+/** Bytes of a file's head the tracer reports (FileRecord.writtenHead). */
+export const HEAD_BYTES = 4;
+
+/** The first block of a file as the copy detector read it, and the file's size and mtime (µs) then. */
+export interface FirstBlock {
+  size: number;
+  mtimeUs: number;
+  /** Bytes fingerprinted: min(BLOCK_BYTES, size). */
+  length: number;
+  print: Buffer;
+  /** Its first HEAD_BYTES as a little-endian uint32 (null for a shorter file), to compare with a writeHead. */
+  head: number | null;
+  /** Traced writes since changed the file only beyond this block: its size and mtime are those of the next look. */
+  rekey: boolean;
+}
+
+const FIRST_BLOCK_BYTES = 4096;
+
+/** Records what a look at the file saw (see FileRecord.lastLook). */
+export function noteLook(file: FileRecord, stat: { size: number; mtimeNs: number }): void {
+  if (file.mappedShared) return;
+  const look = { size: stat.size, mtimeUs: Math.floor(stat.mtimeNs / 1000) };
+  file.lastLook = look;
+  const cached = file.firstBlock;
+  if (cached?.rekey) Object.assign(cached, { size: look.size, mtimeUs: look.mtimeUs, rekey: false });
+}
+
+/**
+ * A traced process changed the file's bytes from `start` on (null: somewhere unknown): a cached first block it
+ * touched is dropped; one it left alone (a mail server appends to the mails it reads) stays, to be re-keyed.
+ */
+export function noteChange(file: FileRecord, start: number | null): void {
+  file.lastLook = null;
+  const cached = file.firstBlock;
+  if (!cached) return;
+  if (start !== null && start >= FIRST_BLOCK_BYTES && cached.length === FIRST_BLOCK_BYTES) cached.rekey = true;
+  else file.firstBlock = undefined;
+}
+
+/**
+ * The cached first block, while nothing says it changed: the last look at the file (kernel facts at a read-only
+ * open, or a stat) found the size and mtime it was read at, or only traced writes beyond it came since. The
+ * detector then needs no stat to rule a candidate out. A change by an untraced writer after the last look can
+ * only make it miss a copy, never report a false one: a match is always verified by reading both files.
+ */
+export function trustedFirstBlock(file: FileRecord): FirstBlock | null {
+  const cached = file.firstBlock;
+  if (!cached) return null;
+  if (cached.rekey) return cached;
+  const look = file.lastLook;
+  return look && look.size === cached.size && look.mtimeUs === cached.mtimeUs ? cached : null;
 }
 
 export function sameIdentity(a: { dev: number | null; ino: number | null }, b: Identity): boolean {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
-import { identityOf, type FileRecord } from './files.js';
+import { HEAD_BYTES, identityOf, noteChange, type FileRecord } from './files.js';
 import { endLifetimeByTruncate } from './handlers-fd.js';
 import { syscallArgsHint } from './hints.js';
 import { FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE } from './linux.js';
@@ -32,13 +32,16 @@ function recordWrite(
   state: EngineState,
   process: Process,
   openFile: OpenFile,
-  write: { bytes: number; start: number | null; end: number | null; bornBy: number; ts: number; quiet: boolean },
+  write: { bytes: number; start: number | null; end: number | null; bornBy: number; ts: number; quiet: boolean; head?: number },
 ): void {
   openFile.writeBytes += write.bytes;
   openFile.writers.add(process);
   const file = openFile.file;
   if (!file || file.metadata) return;
   file.writeBytes += write.bytes;
+  noteChange(file, write.start);
+  if (write.head !== undefined && !file.mappedShared) file.writtenHead = write.head;
+  else if (write.start === null || write.start < HEAD_BYTES) file.writtenHead = null;
   const io = fileIo(process, file);
   io.writeBytes += write.bytes;
   if (write.start === null || write.start === 0) io.wroteAtStart = true;
@@ -118,7 +121,7 @@ export function onRwSummary(state: EngineState, ev: Ev<'rw_summary'>): void {
   if (ev.writeBytes > 0) {
     const end = summaryWriteEnd(openFile, ev);
     const range = summaryWriteRange(ev, end);
-    recordWrite(state, process, openFile, { bytes: ev.writeBytes, start: range?.offset ?? null, end, bornBy: openFile.summarisedTs, ts: ev.ts, quiet: false });
+    recordWrite(state, process, openFile, { bytes: ev.writeBytes, start: range?.offset ?? null, end, bornBy: openFile.summarisedTs, ts: ev.ts, quiet: false, head: ev.writeHead });
     reportWritten(state, process, openFile, ev.fd, range, 'write', ev.ts, ev.writeBytes);
   }
   openFile.position = summaryPosition(openFile, ev);
@@ -158,6 +161,8 @@ export function onLseek(state: EngineState, ev: Ev<'lseek'>): void {
 
 export function truncateTo(state: EngineState, file: FileRecord, length: number, cause: 'truncate' | 'ftruncate', ts: number, pid: number): void {
   if (file.metadata) return;
+  if (length < HEAD_BYTES) file.writtenHead = null;
+  noteChange(file, length);
   endLifetimeByTruncate(state, file, length, ts, pid);
   if (length === 0) {
     file.bornTs = null;
@@ -189,7 +194,12 @@ export function onFallocate(state: EngineState, ev: Ev<'fallocate'>): void {
   if (ev.ret !== 0) return;
   const process = state.processFor(ev);
   const file = state.fdEntry(process, ev.fd, ev.ts)?.file.file;
-  if (!file || file.metadata || file.size === null) return;
+  if (!file || file.metadata) return;
+  // Anything but plain allocation (punch, zero, collapse, insert) changes bytes from the offset on.
+  const changesBytes = (ev.mode & ~FALLOC_FL_KEEP_SIZE) !== 0;
+  if (changesBytes && ev.offset < HEAD_BYTES) file.writtenHead = null;
+  noteChange(file, changesBytes ? ev.offset : Number.MAX_SAFE_INTEGER);
+  if (file.size === null) return;
   const size = fallocatedSize(file.size, ev.mode, ev.offset, ev.length);
   state.setSize(file, size, 'fallocate', ev.ts, process.pid);
 }
@@ -254,6 +264,8 @@ function copyInto(
   output.writeBytes += copy.bytes;
   output.writers.add(process);
   file.writeBytes += copy.bytes;
+  noteChange(file, copy.start);
+  if (copy.start === null || copy.start < HEAD_BYTES) file.writtenHead = null;
   if (file.bornTs === null) {
     file.bornTs = copy.ts;
     file.bornFrom = 'first-write';

@@ -3,7 +3,7 @@
  * An open is also when Sky asks the system what the syscall did not say (size, dev/ino): see probeOpen.
  */
 import type { SyscallEvent } from '../trace/events.js';
-import { identityOf, sameIdentity, type FileRecord, type Identity } from './files.js';
+import { identityOf, noteChange, noteLook, sameIdentity, type FileRecord, type Identity } from './files.js';
 import type { FileStat } from './inspector.js';
 import { rwHint } from './hints.js';
 import {
@@ -36,6 +36,8 @@ interface Probe {
   /** The file's identity, from the inspection or (ebpf) from the kernel at open time. */
   identity: Identity | null;
   kind: OpenFileKind;
+  /** `stat` is the kernel's view at the open itself (ebpf), not a later inspection. */
+  atOpen?: boolean;
   /** Why the inspection cannot be trusted to describe the file at open time. */
   doubt?: string;
 }
@@ -51,7 +53,7 @@ function probeOpen(state: EngineState, pid: number, ev: Ev<'open'>, path: string
   const trustedPath = ev.truncated ? null : path; // a cut-short path names some other file, if any
   // The kernel described the inode at the open itself: nothing to ask, and nothing a later look could get wrong.
   const atOpen = expected && trustedPath !== null ? kernelStat(ev, expected) : null;
-  if (atOpen) return { path: trustedPath, stat: atOpen, identity: expected, kind: atOpen.kind };
+  if (atOpen) return { path: trustedPath, stat: atOpen, identity: expected, kind: atOpen.kind, atOpen: true };
   if (!state.live) {
     return { path, stat: null, identity: expected, kind: guess, doubt: ev.truncated ? 'path cut short by the tracer' : undefined };
   }
@@ -116,6 +118,8 @@ export function onOpen(state: EngineState, ev: Ev<'open'>): void {
     const { record, created } = state.files.lookup(named, probe.stat, probe.identity);
     if (created && doubt) record.uncertain = doubt;
     state.bindFile(openFile, record);
+    // The kernel's view at a read-only open is a look at the file as it was then (see FileRecord.lastLook).
+    if (probe.stat && probe.atOpen && !isWritable(ev.flags)) noteLook(record, probe.stat);
     applyOpenFlags(state, record, created, probe.stat, ev);
   }
   state.attach(process, ev.ret, openFile, cloexec(ev.flags), ev.ts);
@@ -142,6 +146,7 @@ function applyOpenFlags(state: EngineState, file: FileRecord, created: boolean, 
   if (file.metadata) return;
   const truncates = (ev.flags & O_TRUNC) !== 0 && isWritable(ev.flags);
   if (truncates) {
+    noteChange(file, 0);
     // A stat of a new record ran after the truncation (maybe after later writes too): only 0 is known at open.
     if (!created && file.size !== null && file.size > 0) endLifetimeByTruncate(state, file, 0, ev.ts, ev.pid);
     if (created) file.size = 0;

@@ -6,6 +6,7 @@
  *
  * Injected into the engine so unit tests run on hand-written event sequences with a fake (or no) system.
  */
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
 
 export interface FileStat {
@@ -16,6 +17,15 @@ export interface FileStat {
   mtimeNs: number;
   kind: 'regular' | 'directory' | 'other';
   nlink: number;
+}
+
+/** A regular file opened for reading back: one descriptor for every read of one look. Close it when done. */
+export interface FileReader {
+  /** The file as fstat saw it through the descriptor (so reads are of this very file, whatever its path names later). */
+  readonly stat: FileStat;
+  /** Bytes at [offset, offset + length), fewer at the end of the file; null when the read failed. */
+  read(offset: number, length: number): Buffer | null;
+  close(): void;
 }
 
 export interface FdInfo {
@@ -32,9 +42,10 @@ export interface SystemInspector {
   cwd(pid: number): string | null;
   exe(pid: number): string | null;
   cmdline(pid: number): string[] | null;
-  /** Reads through /proc/PID/fd/N (works for unlinked files); null unless it is a regular file. */
-  readFd(pid: number, fd: number, offset: number, length: number): Buffer | null;
-  readPath(path: string, offset: number, length: number): Buffer | null;
+  /** Opens what /proc/PID/fd/N refers to (works for unlinked files); null unless it is a regular file. */
+  openFd(pid: number, fd: number): FileReader | null;
+  /** Opens a path for reading; null unless it leads to a regular file. */
+  openPath(path: string): FileReader | null;
   /** Converts a wall-clock time to the events' CLOCK_MONOTONIC scale, or null when this run has no such link. */
   wallToMonotonicNs(wallNs: number): number | null;
 }
@@ -62,10 +73,10 @@ export class NullInspector implements SystemInspector {
   cmdline(): null {
     return null;
   }
-  readFd(): null {
+  openFd(): null {
     return null;
   }
-  readPath(): null {
+  openPath(): null {
     return null;
   }
   wallToMonotonicNs(): null {
@@ -95,18 +106,41 @@ function toFileStat(stat: fs.BigIntStats): FileStat {
   };
 }
 
-/** Reads a regular file only: opening a FIFO or a device to sample it could block or have side effects. */
-function readRegular(path: string, offset: number, length: number): Buffer | null {
-  const stat = attempt(() => fs.statSync(path, { throwIfNoEntry: false }));
-  if (!stat || !stat.isFile()) return null;
-  const fd = attempt(() => fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK));
+/**
+ * Opens a file to read it back, if it is a regular file. O_NONBLOCK and O_NOCTTY because the name may have come to
+ * name a FIFO or a terminal since the trace saw it (open then returns at once and takes no terminal); fstat through
+ * the descriptor then rules out anything but a regular file before a byte is read.
+ */
+function openRegular(path: string): FileReader | null {
+  const fd = attempt(() => fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY));
   if (fd === null) return null;
-  try {
-    const buffer = Buffer.alloc(length);
+  const stat = attempt(() => fs.fstatSync(fd, { bigint: true }));
+  if (!stat || !stat.isFile()) {
+    fs.closeSync(fd);
+    return null;
+  }
+  return new DescriptorReader(fd, toFileStat(stat));
+}
+
+class DescriptorReader implements FileReader {
+  private fd: number | null;
+
+  constructor(fd: number, readonly stat: FileStat) {
+    this.fd = fd;
+  }
+
+  read(offset: number, length: number): Buffer | null {
+    const fd = this.fd;
+    assert.ok(fd !== null, 'read after close');
+    const buffer = Buffer.allocUnsafe(length);
     const got = attempt(() => fs.readSync(fd, buffer, 0, length, offset));
     return got === null ? null : buffer.subarray(0, got);
-  } finally {
-    fs.closeSync(fd);
+  }
+
+  close(): void {
+    if (this.fd === null) return;
+    attempt(() => fs.closeSync(this.fd!));
+    this.fd = null;
   }
 }
 
@@ -157,12 +191,12 @@ export class ProcInspector implements SystemInspector {
     return raw.replace(/\0$/, '').split('\0');
   }
 
-  readFd(pid: number, fd: number, offset: number, length: number): Buffer | null {
-    return readRegular(`/proc/${pid}/fd/${fd}`, offset, length);
+  openFd(pid: number, fd: number): FileReader | null {
+    return openRegular(`/proc/${pid}/fd/${fd}`);
   }
 
-  readPath(path: string, offset: number, length: number): Buffer | null {
-    return readRegular(path, offset, length);
+  openPath(path: string): FileReader | null {
+    return openRegular(path);
   }
 
   wallToMonotonicNs(wallNs: number): number | null {

@@ -21,6 +21,10 @@ export function onMmap(state: EngineState, ev: Ev<'mmap'>): void {
   const process = state.processFor(ev);
   const file = state.fdEntry(process, ev.fd, ev.ts)?.file.file;
   if (!file || file.metadata) return;
+  file.mappedShared = true;
+  file.lastLook = null;
+  file.firstBlock = undefined;
+  file.writtenHead = null;
   process.mappings.push({ start: ev.ret, length: ev.length, file, fileOffset: ev.offset });
 }
 

@@ -6,9 +6,8 @@
 import assert from 'node:assert/strict';
 import { posix } from 'node:path';
 import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
-import type { BlockReader } from './content.js';
-import { FileTable, sameIdentity, type FileRecord, type Identity } from './files.js';
-import type { FileStat, SystemInspector } from './inspector.js';
+import { FileTable, HEAD_BYTES, sameIdentity, type FileRecord, type Identity } from './files.js';
+import type { FileReader, FileStat, SystemInspector } from './inspector.js';
 import { classifyFile, validateIoClassTable, type IoClass, type IoClassTable } from './ioclass.js';
 import { O_APPEND, O_CLOEXEC, O_DIRECTORY } from './linux.js';
 import { FdTable, newProcess, type FdEntry, type OpenFile, type OpenFileKind, type Process } from './process.js';
@@ -380,6 +379,7 @@ export class EngineState {
     assert.ok(Number.isSafeInteger(size) && size >= 0, `bad size ${size}`);
     const oldSize = file.size;
     if (oldSize === size) return;
+    if (size < HEAD_BYTES) file.writtenHead = null;
     file.size = size;
     const oldClass = oldSize === null ? null : classifyFile({ metadata: file.metadata, size: oldSize }, this.ioClassTable);
     const ioClass = this.classOf(file);
@@ -387,19 +387,36 @@ export class EngineState {
     this.emit({ kind: 'file_size_changed', ts, pid, ...this.fileRef(file), oldSize, size, ioClass, cause, ...this.uncertainty(file) });
   }
 
-  /** A stat of this very file (identity checked), through an fd that still holds it or else its path. */
-  statOf(file: FileRecord): { stat: FileStat; read: BlockReader } | null {
+  /**
+   * A stat of this very file (identity checked), through an fd that still holds it or else its path; its reads go
+   * through one descriptor, opened on the first read. Close the view when done.
+   */
+  statOf(file: FileRecord): FileView | null {
     if (!this.live) return null;
     const holder = file.holder;
     if (holder) {
       const stat = this.inspector.statFd(holder.pid, holder.fd);
-      if (stat && sameIdentity(file, stat)) {
-        return { stat, read: (offset, length) => this.inspector.readFd(holder.pid, holder.fd, offset, length) };
-      }
+      if (stat && sameIdentity(file, stat)) return new FileView(stat, () => this.inspector.openFd(holder.pid, holder.fd));
     }
     const stat = this.inspector.statPath(file.path);
     if (!stat || (file.dev !== null && !sameIdentity(file, stat))) return null;
-    return { stat, read: (offset, length) => this.inspector.readPath(file.path, offset, length) };
+    const path = file.path;
+    return new FileView(stat, () => this.inspector.openPath(path));
+  }
+
+  /** Like statOf, for a file about to be read: opened at once, and fstat through it is the stat (one call fewer). */
+  openOf(file: FileRecord): FileView | null {
+    if (!this.live) return null;
+    const holder = file.holder;
+    if (holder) {
+      const reader = this.inspector.openFd(holder.pid, holder.fd);
+      if (reader && sameIdentity(file, reader.stat)) return FileView.opened(reader);
+      reader?.close();
+    }
+    const reader = this.inspector.openPath(file.path);
+    if (reader && (file.dev === null || sameIdentity(file, reader.stat))) return FileView.opened(reader);
+    reader?.close();
+    return null;
   }
 
   /**
@@ -410,6 +427,7 @@ export class EngineState {
     if (file.metadata || (file.size !== null && !file.sizeDoubted)) return;
     const seen = this.statOf(file);
     if (!seen) return;
+    seen.close();
     file.nlink = seen.stat.nlink;
     this.setSize(file, seen.stat.size, 'observed', ts, pid);
     file.sizeDoubted = false;
@@ -440,4 +458,41 @@ export function guessKind(path: string | null, flags: number): OpenFileKind {
   if ((flags & O_DIRECTORY) !== 0) return 'directory';
   if (path !== null && /^\/(dev|proc|sys)\//.test(path)) return 'other';
   return 'regular';
+}
+
+/**
+ * One look at a file: its stat, and reads through a single descriptor (opened on the first read, and only if it is
+ * still the file the stat described). Reads return null once the file cannot be read; close() releases the descriptor.
+ */
+export class FileView {
+  private reader: FileReader | null | undefined;
+
+  constructor(
+    readonly stat: FileStat,
+    private readonly open: () => FileReader | null,
+  ) {}
+
+  static opened(reader: FileReader): FileView {
+    const view = new FileView(reader.stat, () => null);
+    view.reader = reader;
+    return view;
+  }
+
+  /** A BlockReader (content.ts) over this view. */
+  readonly read = (offset: number, length: number): Buffer | null => {
+    if (this.reader === undefined) {
+      let reader = this.open();
+      if (reader && (reader.stat.dev !== this.stat.dev || reader.stat.ino !== this.stat.ino)) {
+        reader.close(); // the name leads to another file now
+        reader = null;
+      }
+      this.reader = reader;
+    }
+    return this.reader === null ? null : this.reader.read(offset, length);
+  };
+
+  close(): void {
+    this.reader?.close();
+    this.reader = null;
+  }
 }

@@ -132,6 +132,12 @@ export type SyscallEvent =
       /** Identity of the file behind fd (st_ino, st_dev), read in-kernel (ebpf): a summary is per fd and file. */
       ino?: number;
       dev?: number;
+      /**
+       * The first 4 bytes (little-endian) the last write at offset 0 put there (ebpf, write and pwrite64 of at
+       * least 4 bytes); absent when unknown or all zero. A hint for the copy detector, not proof: a later write
+       * overlapping those bytes at another offset, or through a mapping, is not seen.
+       */
+      writeHead?: number;
     })
   | (Base & { kind: 'lseek'; fd: number; offset: number; whence: number; ret: number })
   // sizes

@@ -203,15 +203,16 @@ export class RecordDecoder {
     };
   }
 
-  /** An aggregate fsync moved out: fd, ino, readCalls, readBytes, writeCalls, writeBytes, ws, we, pos, ts, dev. */
+  /** An aggregate fsync moved out: fd, ino, readCalls, readBytes, writeCalls, writeBytes, ws, we, pos, ts, dev+head. */
   private detachedSummary(): SyscallEvent {
     const f = (i: number) => this.field(i);
     const wrote = f(5) > 0;
-    return {
+    const event: Ev<'rw_summary'> = {
       kind: 'rw_summary', ts: f(9), pid: this.base.pid, tid: this.base.tid, fd: f(0),
       readCalls: f(2), readBytes: f(3), writeCalls: f(4), writeBytes: f(5),
-      writeStart: wrote ? f(6) : -1, writeEnd: wrote ? f(7) : -1, position: f(8), ino: f(1), dev: userDev(f(10)),
+      writeStart: wrote ? f(6) : -1, writeEnd: wrote ? f(7) : -1, position: f(8), ino: f(1), dev: 0,
     };
+    return withDevAndHead(event, this.values, this.at + 16 + 10 * 8);
   }
 
   private rename(old: DecodedString): SyscallEvent | undefined {
@@ -306,10 +307,19 @@ function inode(size: number, typeAndLinks: number, mtimeUs: number): Partial<Ev<
 export function aggregateEvent(keys: Buffer, keyOffset: number, values: Buffer, at: number): SyscallEvent {
   const v = (i: number) => int64At(values, at + i * 8);
   const wrote = v(3) > 0;
-  return {
+  const event: Ev<'rw_summary'> = {
     kind: 'rw_summary', ts: v(7), pid: int64At(keys, keyOffset), tid: v(8), fd: int64At(keys, keyOffset + 8),
     readCalls: v(0), readBytes: v(1), writeCalls: v(2), writeBytes: v(3),
     writeStart: wrote ? v(4) : -1, writeEnd: wrote ? v(5) : -1, position: v(6),
-    ino: int64At(keys, keyOffset + 16), dev: userDev(v(9)),
+    ino: int64At(keys, keyOffset + 16), dev: 0,
   };
+  return withDevAndHead(event, values, at + 9 * 8);
+}
+
+/** The aggregate's last field: the kernel dev_t in the lower half, the written head (program.ts writeHead) in the upper. */
+function withDevAndHead(event: Ev<'rw_summary'>, values: Buffer, at: number): Ev<'rw_summary'> {
+  event.dev = userDev(values.readUInt32LE(at));
+  const head = values.readUInt32LE(at + 4);
+  if (head !== 0 && event.writeStart === 0) event.writeHead = head;
+  return event;
 }

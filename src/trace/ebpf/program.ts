@@ -76,7 +76,10 @@ export const STRING_BYTES = 200;
 export const ARGV_MAX = 32;
 /** Numeric fields of a record after its code and pid. */
 export const RECORD_FIELDS = 11;
-/** An aggregate: readCalls, readBytes, writeCalls, writeBytes, writeStart, writeEnd, position, ts, tid, dev. */
+/**
+ * An aggregate: readCalls, readBytes, writeCalls, writeBytes, writeStart, writeEnd, position, ts, tid, dev; dev's
+ * upper half holds the written head (writeHead).
+ */
 export const AGGREGATE_FIELDS = 10;
 
 /** `cgroup`: the ids (cgroup v2 directory inodes) of the target cgroup and those below it; user space adds later ones. */
@@ -407,6 +410,7 @@ function aggregate(call: DataCall): string {
   const next = call.write
     ? `$ws = $a.4; $we = $a.5;
       if ($ret > 0) { if ($a.3 == 0 || $start < $ws) { $ws = $start; } if ($a.3 == 0 || $start + $ret > $we) { $we = $start + $ret; } }
+      ${writeHead(call)}
       $v = ($a.0, $a.1, $a.2 + 1, $a.3 + $ret, $ws, $we, $pos, $ts, (int64)tid, $dev);`
     : '$v = ($a.0 + 1, $a.1 + $ret, $a.2, $a.3, $a.4, $a.5, $pos, $ts, (int64)tid, $dev);';
   return `$mode = $f->f_inode->i_mode & ${S_IFMT};
@@ -418,6 +422,18 @@ function aggregate(call: DataCall): string {
       @r[(int64)pid, $fd, $ino, $g] = $v;
       if ($fresh) { @k = count(); }
     }`;
+}
+
+/**
+ * The head of what a write put at offset 0: its first 4 bytes, kept in the upper half of the aggregate's dev field
+ * (a dev_t is 32 bits). The copy detector compares it with the head of each file the process read before it reads
+ * the written file back: most candidates differ there. Only plain write/pwrite64 buffers are read (one probe read,
+ * only for a write at offset 0); a vectored write at 0 forgets the head, as 0 means "not known".
+ */
+function writeHead(call: DataCall): string {
+  const vectored = call.syscall.includes('writev');
+  if (vectored) return 'if ($start == 0) { $dev = $dev & 0xffffffff; }';
+  return 'if ($start == 0) { $dev = $dev & 0xffffffff; if ($ret >= 4) { $dev = $dev | ((int64)*(uint32 *)uptr($r->si) << 32); } }';
 }
 
 function hinted(call: DataCall, magic: number): string {

@@ -107,6 +107,8 @@ describe.each<Backend>(['ebpf', 'ptrace'])('%s backend', (backend) => {
     const summaries = summariesOf(run.events, open.pid, open.ret, open.ts);
     expect(total(summaries)).toMatchObject({ writeCalls: 1, writeBytes: 14, writeStart: 0, writeEnd: 14 });
     expect(summaries.map((event) => event.tid)).toEqual([threads[0].childTid]);
+    // The ebpf backend reads the first 4 bytes a write put at offset 0 ("from a thread\n"); strace does not.
+    expect(summaries.map((event) => event.writeHead)).toEqual([backend === 'ebpf' ? Buffer.from('from').readUInt32LE(0) : undefined]);
     const threadExit = ofKind(run.events, 'exit').filter((event) => event.tid === threads[0].childTid);
     expect(threadExit).toMatchObject([{ pid: open.pid, group: false }]);
   });

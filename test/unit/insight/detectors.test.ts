@@ -185,6 +185,108 @@ describe('copy detection', () => {
     expect(inspected).toEqual([]);
   });
 
+  it('rules candidates out from a first block cached since an unchanged look, and verifies every match by reading', () => {
+    // A mail server reads mails again and again and writes new ones: each new file is compared with the mails read
+    // last. A source seen unchanged since its print was cached (the kernel's view at each read-only open, no
+    // traced write since) needs no stat; one written since, or seen changed, is looked at again.
+    const mail = pseudoRandom(20_000, 'mail');
+    const system = systemWith('/usr/bin/mailer', {
+      '/w/a': mail,
+      '/w/b': pseudoRandom(20_000, 'b'),
+      '/w/c': pseudoRandom(20_000, 'c'),
+      '/w/d': Buffer.from(mail),
+      '/w/e': pseudoRandom(20_000, 'e'),
+      '/w/f': pseudoRandom(20_000, 'f'),
+      '/w/g': pseudoRandom(20_000, 'g'),
+    });
+    const a = system.files.get('/w/a')!;
+    const looked: string[] = [];
+    const statPath = system.statPath.bind(system);
+    system.statPath = (path: string) => {
+      looked.push(path);
+      return statPath(path);
+    };
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 50);
+    const readA = (fd: number, mtimeUs: number) => [
+      p.ev('open', { dirfd: -100, path: '/w/a', flags: O_RDONLY, mode: 0, ret: fd, ino: a.ino, dev: a.dev, size: a.data.length, fileType: 'regular', nlink: 1, mtimeUs }),
+      p.summary(fd, { readCalls: 1, readBytes: 20_000, position: 20_000 }),
+      p.close(fd),
+    ];
+    const create = (path: string, fd: number) => [
+      p.open(path, CREATE, fd),
+      p.summary(fd, { writeCalls: 1, writeBytes: 20_000, writeStart: 0, writeEnd: 20_000, position: 20_000 }),
+      p.close(fd),
+    ];
+    const copies = (events: ReturnType<typeof create>) => ofKind(run(engine, events), 'copy_detected').map((c) => `${c.srcPath}->${c.dstPath}`);
+    expect(copies([...readA(3, 0), ...create('/w/b', 4)])).toEqual([]);
+    expect(looked).toContain('/w/a'); // first comparison: stat and read the source
+    looked.length = 0;
+    expect(copies(create('/w/c', 4))).toEqual([]);
+    expect(looked).not.toContain('/w/a'); // unchanged since: ruled out by the cached print
+    expect(copies(create('/w/d', 4))).toEqual(['/w/a->/w/d']); // the print matches: confirmed by reading both
+    expect(looked).toContain('/w/a');
+    // Changed by someone we do not trace: the next read-only open shows a new mtime, so the print is not trusted.
+    a.data = pseudoRandom(20_000, 'e');
+    a.mtimeNs = 7_000_000;
+    looked.length = 0;
+    expect(copies([...readA(3, 7_000), ...create('/w/e', 4)])).toEqual(['/w/a->/w/e']);
+    expect(looked).toContain('/w/a');
+    // Appended to by a traced process: the first block is untouched, still trusted.
+    run(engine, [p.open('/w/a', O_RDWR, 5), p.summary(5, { writeCalls: 1, writeBytes: 10, writeStart: 20_000, writeEnd: 20_010 }), p.close(5)]);
+    looked.length = 0;
+    expect(copies(create('/w/g', 4))).toEqual([]);
+    expect(looked).not.toContain('/w/a');
+    // Written at its start by a traced process: not trusted until looked at again.
+    run(engine, [p.open('/w/a', O_RDWR, 5), p.summary(5, { writeCalls: 1, writeBytes: 10, writeStart: 0, writeEnd: 10 }), p.close(5)]);
+    looked.length = 0;
+    expect(copies(create('/w/f', 4))).toEqual([]);
+    expect(looked).toContain('/w/a');
+    expect(system.opened).toBe(0); // every look closed what it opened
+  });
+
+  it("rules candidates out by the head the tracer saw written at offset 0, without opening either file", () => {
+    const mail = pseudoRandom(20_000, 'mail');
+    const system = systemWith('/usr/bin/mailer', {
+      '/w/a': mail,
+      '/w/b': pseudoRandom(20_000, 'b'),
+      '/w/c': pseudoRandom(20_000, 'c'),
+      '/w/d': Buffer.from(mail),
+      '/w/e': pseudoRandom(20_000, 'e'),
+    });
+    const a = system.files.get('/w/a')!;
+    let opens = 0;
+    const openPath = system.openPath.bind(system);
+    system.openPath = (path: string) => {
+      opens++;
+      return openPath(path);
+    };
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 50);
+    const create = (path: string, fd: number) => [
+      p.open(path, CREATE, fd),
+      p.summary(fd, { writeCalls: 1, writeBytes: 20_000, writeStart: 0, writeEnd: 20_000, position: 20_000, writeHead: system.files.get(path)!.data.readUInt32LE(0) }),
+      p.close(fd),
+    ];
+    const copies = (events: ReturnType<typeof create>) => ofKind(run(engine, events), 'copy_detected').map((c) => `${c.srcPath}->${c.dstPath}`);
+    run(engine, [
+      p.ev('open', { dirfd: -100, path: '/w/a', flags: O_RDONLY, mode: 0, ret: 3, ino: a.ino, dev: a.dev, size: a.data.length, fileType: 'regular', nlink: 1, mtimeUs: 0 }),
+      p.summary(3, { readCalls: 1, readBytes: 20_000, position: 20_000 }),
+      p.close(3),
+    ]);
+    expect(copies(create('/w/b', 4))).toEqual([]); // a's first block is not known yet: both are read
+    expect(opens).toBe(2);
+    expect(copies(create('/w/c', 4))).toEqual([]); // now it is, and c starts otherwise: nothing opened
+    expect(opens).toBe(2);
+    expect(copies(create('/w/d', 4))).toEqual(['/w/a->/w/d']); // same head: verified by reading both
+    expect(opens).toBe(4);
+    // c was written by the process (its head is known) and is read now: a candidate that needs no look either.
+    run(engine, [p.open('/w/c', O_RDONLY, 6), p.summary(6, { readCalls: 1, readBytes: 20_000, position: 20_000 }), p.close(6)]);
+    expect(copies(create('/w/e', 4))).toEqual([]);
+    expect(opens).toBe(4);
+    expect(system.opened).toBe(0);
+  });
+
   it('waits for the source summary when the destination closes first', () => {
     const data = pseudoRandom(50_000, 'late');
     const system = systemWith('/usr/bin/copier', { '/w/a': data, '/w/b': Buffer.from(data) });

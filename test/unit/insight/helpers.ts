@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { AT_FDCWD, type SyscallEvent } from '../../../src/trace/events.js';
-import type { FdInfo, FileStat, SystemInspector } from '../../../src/insight/inspector.js';
+import type { FdInfo, FileReader, FileStat, SystemInspector } from '../../../src/insight/inspector.js';
 import { InsightEngine, type Insight, type InsightKind } from '../../../src/insight/index.js';
 
 import { O_CREAT, O_TRUNC, O_WRONLY } from '../../../src/insight/linux.js';
@@ -114,12 +114,16 @@ interface FakeFile {
   data: Buffer;
   kind: FileStat['kind'];
   nlink: number;
+  /** What stat reports as the last modification (a test changing data changes this as a file system would). */
+  mtimeNs?: number;
 }
 
 /** A system of in-memory files and processes; tests change it to play "what /proc says now". */
 export class FakeSystem implements SystemInspector {
   readonly files = new Map<string, FakeFile>();
   readonly procs = new Map<number, { cwd: string; exe: string; argv: string[]; fds: Map<number, string> }>();
+  /** Files opened through openFd/openPath and not closed yet (every look must close what it opened). */
+  opened = 0;
   private nextIno = 100;
 
   addFile(path: string, data: Buffer | string = '', kind: FileStat['kind'] = 'regular'): FakeFile {
@@ -134,7 +138,7 @@ export class FakeSystem implements SystemInspector {
 
   private stat(file: FakeFile | undefined): FileStat | null {
     if (!file) return null;
-    return { dev: file.dev, ino: file.ino, size: file.data.length, mtimeNs: 0, kind: file.kind, nlink: file.nlink };
+    return { dev: file.dev, ino: file.ino, size: file.data.length, mtimeNs: file.mtimeNs ?? 0, kind: file.kind, nlink: file.nlink };
   }
 
   fdTarget(pid: number, fd: number): { path: string; deleted: boolean } | null {
@@ -160,13 +164,16 @@ export class FakeSystem implements SystemInspector {
   cmdline(pid: number): string[] | null {
     return this.procs.get(pid)?.argv ?? null;
   }
-  readFd(pid: number, fd: number, offset: number, length: number): Buffer | null {
+  openFd(pid: number, fd: number): FileReader | null {
     const path = this.procs.get(pid)?.fds.get(fd);
-    return path === undefined ? null : this.readPath(path, offset, length);
+    return path === undefined ? null : this.openPath(path);
   }
-  readPath(path: string, offset: number, length: number): Buffer | null {
+  openPath(path: string): FileReader | null {
     const file = this.files.get(path);
-    return file && file.kind === 'regular' ? file.data.subarray(offset, offset + length) : null;
+    const stat = this.stat(file);
+    if (!file || !stat || file.kind !== 'regular') return null;
+    this.opened++;
+    return { stat, read: (offset, length) => file.data.subarray(offset, offset + length), close: () => void this.opened-- };
   }
   wallToMonotonicNs(): number | null {
     return null;

@@ -156,6 +156,21 @@ describe('RecordDecoder', () => {
       writeStart: 0, writeEnd: 20, position: 20, ino: 77, dev: 0x800,
     });
   });
+
+  it("the dev field's upper half is the head written at offset 0 (absent when zero or nothing was written there)", () => {
+    const h = new Harness();
+    const head = Buffer.from('From').readUInt32LE(0);
+    const devAndHead = (BigInt(head) << 32n) | BigInt(8 << 20);
+    const fields = (writeStart: number) => [4, 77, 0, 0, 1, 20, writeStart, writeStart + 20, 20, 800, devAndHead];
+    expect(h.decode(3, 901, Code.summary, 3, fields(0))).toMatchObject({ dev: 0x800, writeHead: head });
+    expect(h.decode(3, 902, Code.summary, 3, fields(4096))).not.toHaveProperty('writeHead');
+    expect(h.decode(3, 903, Code.summary, 3, [4, 77, 0, 0, 1, 20, 0, 20, 20, 800, 8 << 20])).not.toHaveProperty('writeHead');
+    const key = int64s([42, 3, 99, 7]);
+    const value = int64s([0, 0, 1, 20, 0, 20, 20, 123456, 43, 0]);
+    value.writeUInt32LE(8 << 20, 9 * 8);
+    value.writeUInt32LE(head, 9 * 8 + 4);
+    expect(aggregateEvent(key, 0, value, 0)).toMatchObject({ dev: 0x800, writeStart: 0, writeHead: head });
+  });
 });
 
 describe('aggregates, strings, numbers', () => {
