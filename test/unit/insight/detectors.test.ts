@@ -9,6 +9,7 @@ import {
   renderSummary,
   validateIoClassTable,
 } from '../../../src/insight/index.js';
+import type { SyscallEvent } from '../../../src/trace/events.js';
 import { CREATE, Clock, FakeSystem, MS, O_RDONLY, O_RDWR, O_WRONLY, Task, ofKind, pseudoRandom, run } from './helpers.js';
 
 const MiB = 1024 * 1024;
@@ -43,6 +44,35 @@ function systemWith(exe: string, files: Record<string, Buffer>): FakeSystem {
   for (const [path, data] of Object.entries(files)) system.addFile(path, data);
   system.addProc(50, exe, '/w');
   return system;
+}
+
+/** A mail directory for pid 50: /w/a a mail, /w/d a copy of it, every other name an unrelated 20 kB mail. */
+function mailDirectory(others: string[]): FakeSystem {
+  const mail = pseudoRandom(20_000, 'mail');
+  const files: Record<string, Buffer> = { '/w/a': mail, '/w/d': Buffer.from(mail) };
+  for (const name of others) files[name] = pseudoRandom(20_000, name);
+  return systemWith('/usr/bin/mailer', files);
+}
+
+/** Events of a mail server (pid 50) in `system`: reading a mail, creating one (with the ebpf backend's facts or not). */
+function mailer(system: FakeSystem, engine: InsightEngine, options: { writeHead: boolean }) {
+  const p = new Task(new Clock(), 50);
+  /** A whole read after a read-only open reported as the ebpf backend does: with the inode's size and mtime. */
+  const read = (path: string, fd: number, mtimeUs = 0) => {
+    const file = system.files.get(path)!;
+    const { ino, dev, data } = file;
+    return [
+      p.ev('open', { dirfd: -100, path, flags: O_RDONLY, mode: 0, ret: fd, ino, dev, size: data.length, fileType: 'regular', nlink: 1, mtimeUs }),
+      p.summary(fd, { readCalls: 1, readBytes: 20_000, position: 20_000 }),
+      p.close(fd),
+    ];
+  };
+  const create = (path: string, fd: number) => {
+    const head = options.writeHead ? { writeHead: system.files.get(path)!.data.readUInt32LE(0) } : {};
+    return [p.open(path, CREATE, fd), p.summary(fd, { writeCalls: 1, writeBytes: 20_000, writeStart: 0, writeEnd: 20_000, position: 20_000, ...head }), p.close(fd)];
+  };
+  const copies = (events: SyscallEvent[]) => ofKind(run(engine, events), 'copy_detected').map((c) => `${c.srcPath}->${c.dstPath}`);
+  return { p, read, create, copies };
 }
 
 describe('copy detection', () => {
@@ -189,16 +219,7 @@ describe('copy detection', () => {
     // A mail server reads mails again and again and writes new ones: each new file is compared with the mails read
     // last. A source seen unchanged since its print was cached (the kernel's view at each read-only open, no
     // traced write since) needs no stat; one written since, or seen changed, is looked at again.
-    const mail = pseudoRandom(20_000, 'mail');
-    const system = systemWith('/usr/bin/mailer', {
-      '/w/a': mail,
-      '/w/b': pseudoRandom(20_000, 'b'),
-      '/w/c': pseudoRandom(20_000, 'c'),
-      '/w/d': Buffer.from(mail),
-      '/w/e': pseudoRandom(20_000, 'e'),
-      '/w/f': pseudoRandom(20_000, 'f'),
-      '/w/g': pseudoRandom(20_000, 'g'),
-    });
+    const system = mailDirectory(['/w/b', '/w/c', '/w/e', '/w/f', '/w/g']);
     const a = system.files.get('/w/a')!;
     const looked: string[] = [];
     const statPath = system.statPath.bind(system);
@@ -207,18 +228,8 @@ describe('copy detection', () => {
       return statPath(path);
     };
     const engine = new InsightEngine({ inspector: system });
-    const p = new Task(new Clock(), 50);
-    const readA = (fd: number, mtimeUs: number) => [
-      p.ev('open', { dirfd: -100, path: '/w/a', flags: O_RDONLY, mode: 0, ret: fd, ino: a.ino, dev: a.dev, size: a.data.length, fileType: 'regular', nlink: 1, mtimeUs }),
-      p.summary(fd, { readCalls: 1, readBytes: 20_000, position: 20_000 }),
-      p.close(fd),
-    ];
-    const create = (path: string, fd: number) => [
-      p.open(path, CREATE, fd),
-      p.summary(fd, { writeCalls: 1, writeBytes: 20_000, writeStart: 0, writeEnd: 20_000, position: 20_000 }),
-      p.close(fd),
-    ];
-    const copies = (events: ReturnType<typeof create>) => ofKind(run(engine, events), 'copy_detected').map((c) => `${c.srcPath}->${c.dstPath}`);
+    const { p, read, create, copies } = mailer(system, engine, { writeHead: false });
+    const readA = (fd: number, mtimeUs: number) => read('/w/a', fd, mtimeUs);
     expect(copies([...readA(3, 0), ...create('/w/b', 4)])).toEqual([]);
     expect(looked).toContain('/w/a'); // first comparison: stat and read the source
     looked.length = 0;
@@ -227,7 +238,7 @@ describe('copy detection', () => {
     expect(copies(create('/w/d', 4))).toEqual(['/w/a->/w/d']); // the print matches: confirmed by reading both
     expect(looked).toContain('/w/a');
     // Changed by someone we do not trace: the next read-only open shows a new mtime, so the print is not trusted.
-    a.data = pseudoRandom(20_000, 'e');
+    a.data = Buffer.from(system.files.get('/w/e')!.data);
     a.mtimeNs = 7_000_000;
     looked.length = 0;
     expect(copies([...readA(3, 7_000), ...create('/w/e', 4)])).toEqual(['/w/a->/w/e']);
@@ -246,15 +257,7 @@ describe('copy detection', () => {
   });
 
   it("rules candidates out by the head the tracer saw written at offset 0, without opening either file", () => {
-    const mail = pseudoRandom(20_000, 'mail');
-    const system = systemWith('/usr/bin/mailer', {
-      '/w/a': mail,
-      '/w/b': pseudoRandom(20_000, 'b'),
-      '/w/c': pseudoRandom(20_000, 'c'),
-      '/w/d': Buffer.from(mail),
-      '/w/e': pseudoRandom(20_000, 'e'),
-    });
-    const a = system.files.get('/w/a')!;
+    const system = mailDirectory(['/w/b', '/w/c', '/w/e']);
     let opens = 0;
     const openPath = system.openPath.bind(system);
     system.openPath = (path: string) => {
@@ -262,18 +265,8 @@ describe('copy detection', () => {
       return openPath(path);
     };
     const engine = new InsightEngine({ inspector: system });
-    const p = new Task(new Clock(), 50);
-    const create = (path: string, fd: number) => [
-      p.open(path, CREATE, fd),
-      p.summary(fd, { writeCalls: 1, writeBytes: 20_000, writeStart: 0, writeEnd: 20_000, position: 20_000, writeHead: system.files.get(path)!.data.readUInt32LE(0) }),
-      p.close(fd),
-    ];
-    const copies = (events: ReturnType<typeof create>) => ofKind(run(engine, events), 'copy_detected').map((c) => `${c.srcPath}->${c.dstPath}`);
-    run(engine, [
-      p.ev('open', { dirfd: -100, path: '/w/a', flags: O_RDONLY, mode: 0, ret: 3, ino: a.ino, dev: a.dev, size: a.data.length, fileType: 'regular', nlink: 1, mtimeUs: 0 }),
-      p.summary(3, { readCalls: 1, readBytes: 20_000, position: 20_000 }),
-      p.close(3),
-    ]);
+    const { p, read, create, copies } = mailer(system, engine, { writeHead: true });
+    run(engine, read('/w/a', 3));
     expect(copies(create('/w/b', 4))).toEqual([]); // a's first block is not known yet: both are read
     expect(opens).toBe(2);
     expect(copies(create('/w/c', 4))).toEqual([]); // now it is, and c starts otherwise: nothing opened
