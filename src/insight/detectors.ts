@@ -173,7 +173,6 @@ function ruleOutByHead(io: FileIo, target: FileRecord, candidates: FileRecord[])
   });
 }
 
-
 /**
  * Fingerprint of the file's first block, cached on the record while its size and mtime stay as stat saw them (a
  * mail server's files are read again and again between writes); null when it cannot be read.
