@@ -52,22 +52,31 @@ function fdsOfMasks(masks: readonly bigint[]): number[] {
 }
 
 interface PendingExec {
+  /** When the entry half ran: its exit names it (0 in an exit that could not, then the latest earlier entry). */
+  ts: number;
   path: string;
   truncated: boolean;
   closedFds: number[];
   argv: string[];
 }
 
+/** Entry halves kept per pid for exits still to come; beyond, the oldest (whose exit was lost) is dropped. */
+const EXEC_ENTRIES_PENDING_MAX = 64;
+
 /** Strings of records, by stringKey; a record whose strings are not (yet) here is retried once, then lost. */
 export type StringTable = Map<string, DecodedString>;
 
 /**
- * Records of one collection come in hash order, so an exec's exit half can come before its entry half; the
- * halves meet by pid either way. An exit whose entry never comes (it ran before tracing) is reported as is.
+ * Records of one collection come in hash order, so an exec's exit half can come before its entry half, and a
+ * shell's PATH search puts several failed execs of one process in one collection: an exit names its entry by the
+ * entry's timestamp, and the halves meet by (pid, that timestamp). An exit whose entry never comes (it ran before
+ * tracing) is reported as is.
  */
 export class RecordDecoder {
-  private readonly execs = new Map<number, PendingExec>();
-  private readonly execExits = new Map<number, Ev<'exec'>>();
+  /** Entry halves waiting for their exit, per pid, oldest first (bounded: see EXEC_ENTRIES_PENDING_MAX). */
+  private readonly execs = new Map<number, PendingExec[]>();
+  /** Exit halves waiting for their entry, with the entry's timestamp (0: unknown). */
+  private readonly execExits = new Map<number, { exit: Ev<'exec'>; enterTs: number }[]>();
   private base: Base = { ts: 0, pid: 0, tid: 0 };
   private values: Buffer = Buffer.alloc(0);
   private at = 0;
@@ -239,7 +248,7 @@ export class RecordDecoder {
 
   /** Exec exits still waiting for their entry half at the end of a collection: they will not get it. */
   unpairedExecs(): SyscallEvent[] {
-    const events = [...this.execExits.values()];
+    const events = [...this.execExits.values()].flatMap((waiting) => waiting.map((w) => w.exit));
     this.execExits.clear();
     return events;
   }
@@ -257,23 +266,43 @@ export class RecordDecoder {
     }
     this.forget(argc + 1);
     const masks = [this.values.readBigUInt64LE(this.at + 24), this.values.readBigUInt64LE(this.at + 32)];
-    const pending = { path: path.value, truncated, closedFds: fdsOfMasks(masks), argv };
-    const exit = this.execExits.get(this.base.pid);
-    if (exit && exit.ts > this.base.ts) {
-      this.execExits.delete(this.base.pid);
+    const pending: PendingExec = { ts: this.base.ts, path: path.value, truncated, closedFds: fdsOfMasks(masks), argv };
+    const pid = this.base.pid;
+    const exits = this.execExits.get(pid);
+    const at = exits?.findIndex((w) => w.enterTs === pending.ts || (w.enterTs === 0 && w.exit.ts > pending.ts)) ?? -1;
+    if (exits && at >= 0) {
+      const { exit } = exits.splice(at, 1)[0]!;
+      if (exits.length === 0) this.execExits.delete(pid);
       return completeExec(exit, pending);
     }
-    this.execs.set(this.base.pid, pending);
+    const entries = this.execs.get(pid) ?? [];
+    entries.push(pending);
+    entries.sort((a, b) => a.ts - b.ts);
+    if (entries.length > EXEC_ENTRIES_PENDING_MAX) entries.shift();
+    this.execs.set(pid, entries);
     return null;
   }
 
   private execExit(comm: string): SyscallEvent | null {
     this.forget(1);
     const event: Ev<'exec'> = { kind: 'exec', ...this.base, comm, path: '', ret: this.field(0) };
-    const pending = this.execs.get(this.base.pid);
-    this.execs.delete(this.base.pid);
-    if (pending) return completeExec(event, pending);
-    this.execExits.set(this.base.pid, event);
+    const enterTs = this.field(1);
+    const pid = this.base.pid;
+    const entries = this.execs.get(pid);
+    // Its own entry; or, when the exit could not name it (0), the latest entry before it.
+    let at = -1;
+    if (entries) {
+      if (enterTs !== 0) at = entries.findIndex((e) => e.ts === enterTs);
+      else for (let i = 0; i < entries.length; i++) if (entries[i]!.ts < event.ts) at = i;
+    }
+    if (entries && at >= 0) {
+      const [pending] = entries.splice(at, 1);
+      if (entries.length === 0) this.execs.delete(pid);
+      return completeExec(event, pending!);
+    }
+    const waiting = this.execExits.get(pid) ?? [];
+    waiting.push({ exit: event, enterTs });
+    this.execExits.set(pid, waiting);
     return null;
   }
 }

@@ -469,9 +469,12 @@ function execProbes(options: ProgramOptions): string {
   $ts = (int64)nsecs; ${closeOnExec}
   ${argv}
   ${emit(Code.execEnter, [dirfd, '$m0', '$m1', '$i'], ['str(args->filename)'], true)}
+  @e[tid] = $ts;
 }`;
+  // The exit names its entry by the entry's timestamp: a shell's PATH search makes one failed exec after another,
+  // and the halves of one collection come in hash order.
   const exit = (syscall: string) => `tracepoint:syscalls:sys_exit_${syscall} ${filter} {
-  $ret = (int64)args->ret; ${emit(Code.execExit, ['$ret'], ['comm'])}
+  $ret = (int64)args->ret; $e = @e[tid]; delete(@e[tid]); ${emit(Code.execExit, ['$ret', '$e'], ['comm'])}
 }`;
   return [enter('execve', `${AT_FDCWD}`), enter('execveat', '(int64)args->fd'), exit('execve'), exit('execveat')].join('\n');
 }
@@ -487,6 +490,7 @@ function processProbes(options: ProgramOptions): string {
 }
 tracepoint:sched:sched_process_exit ${filter} {
   ${emit(Code.exit, ['args->group_dead', 'curtask->exit_code'], ['comm'])}
+  delete(@e[tid]);
   if (args->group_dead) { ${forget} }
 }`;
 }

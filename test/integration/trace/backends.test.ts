@@ -36,6 +36,7 @@ cat cat-a.txt > cat-b.txt
 dd if=dd-a.txt of=dd-b.txt bs=4096 status=none
 mkdir misc.d && ${bin.misc} "$PWD/misc.d"
 ${bin.hint} hint.dat
+env PATH=/sky-nonexistent-a:/sky-nonexistent-b:/usr/bin:/bin true
 exit 3
 `;
 }
@@ -96,6 +97,17 @@ describe.each<Backend>(['ebpf', 'ptrace'])('%s backend', (backend) => {
     expect(written).toMatchObject({ writeCalls: 1, writeBytes: 2, writeStart: 0, writeEnd: 2, readCalls: 0 });
     const exits = ofKind(run.events, 'exit').filter((event) => event.pid === open.pid);
     expect(exits).toMatchObject([{ group: true, code: 0 }]);
+  });
+
+  it.runIf(ready)("pairs each exec of a PATH search with its own path and result (env tries three directories)", () => {
+    const execs = ofKind(run.events, 'exec');
+    const search = execs.filter((event) => event.path.endsWith('/true'));
+    expect(search.map((event) => [event.path, event.ret])).toEqual([
+      ['/sky-nonexistent-a/true', -2],
+      ['/sky-nonexistent-b/true', -2],
+      ['/usr/bin/true', 0],
+    ]);
+    expect(new Set(search.map((event) => event.pid)).size).toBe(1);
   });
 
   it.runIf(ready)('follows threads: a write from a second thread is the process\'s', () => {

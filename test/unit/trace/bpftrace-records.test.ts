@@ -101,7 +101,7 @@ describe('RecordDecoder', () => {
     for (const exitFirst of [false, true]) {
       const h = new Harness().string(7, 100, 0, '/bin/cat').string(7, 100, 1, 'cat').string(7, 100, 2, 'a b').string(7, 200, 0, 'cat');
       const enter = () => h.decode(7, 100, Code.execEnter, 7, [-100, (1n << 3n) | (1n << 63n), 1n << 1n, 2]);
-      const exit = () => h.decode(7, 200, Code.execExit, 7, [0]);
+      const exit = () => h.decode(7, 200, Code.execExit, 7, [0, 100]);
       const first = exitFirst ? exit() : enter();
       const second = exitFirst ? enter() : exit();
       expect(first).toBeNull();
@@ -110,6 +110,27 @@ describe('RecordDecoder', () => {
       });
       expect(h.decoder.unpairedExecs()).toEqual([]);
     }
+  });
+
+  it("a PATH search's failed execs pair each exit with its own entry, in whatever order a collection brings them", () => {
+    // env tries /a/env-target, then /b/env-target (both ENOENT), then /c/env-target: six halves of one pid.
+    const h = new Harness();
+    const tries = [['/a/t', 100, 110, -2], ['/b/t', 120, 130, -2], ['/c/t', 140, 150, 0]] as const;
+    for (const [path, enterTs, exitTs] of tries) h.string(7, enterTs, 0, path).string(7, enterTs, 1, 't').string(7, exitTs, 0, 'env');
+    const enter = (i: number) => h.decode(7, tries[i]![1], Code.execEnter, 7, [-100, 0n, 0n, 1]);
+    const exit = (i: number) => h.decode(7, tries[i]![2], Code.execExit, 7, [tries[i]![3], tries[i]![1]]);
+    const events = [exit(2), enter(1), enter(0), exit(0), enter(2), exit(1)].filter((event) => event !== null);
+    expect(events.map((event) => [event!.kind === 'exec' && event!.path, event!.kind === 'exec' && event!.ret])).toEqual([
+      ['/a/t', -2], ['/c/t', 0], ['/b/t', -2],
+    ]);
+    expect(h.decoder.unpairedExecs()).toEqual([]);
+  });
+
+  it('an exec exit that cannot name its entry (0) takes the latest entry before it', () => {
+    const h = new Harness().string(7, 100, 0, '/bin/a').string(7, 100, 1, 'a').string(7, 120, 0, '/bin/b').string(7, 120, 1, 'b').string(7, 130, 0, 'b');
+    expect(h.decode(7, 100, Code.execEnter, 7, [-100, 0n, 0n, 1])).toBeNull();
+    expect(h.decode(7, 120, Code.execEnter, 7, [-100, 0n, 0n, 1])).toBeNull();
+    expect(h.decode(7, 130, Code.execExit, 7, [0, 0])).toMatchObject({ path: '/bin/b', ret: 0 });
   });
 
   it('an exec whose entry was never seen is reported without path at the end of the collection', () => {
