@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigError, loadConfigFile, parseConfig } from '../../../src/engine/config.js';
 
 describe('config', () => {
@@ -28,6 +28,7 @@ describe('config', () => {
 
   it('reports unreadable and non-YAML files clearly', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'sky-config-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     expect(() => loadConfigFile(path.join(dir, 'missing.yaml'))).toThrow(/cannot read config file/);
     writeFileSync(path.join(dir, 'bad.yaml'), 'exports: [\n');
     expect(() => loadConfigFile(path.join(dir, 'bad.yaml'))).toThrow(/not valid YAML/);

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -32,6 +32,7 @@ describe('hint channel', () => {
 
   async function start() {
     const dir = mkdtempSync(path.join(tmpdir(), 'sky-hints-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const socketPath = path.join(dir, 'hints.sock');
     const a = new ListSink();
     const b = new ListSink();
@@ -97,6 +98,7 @@ describe('hint channel', () => {
 
   it('queues while the engine is away and reconnects', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'sky-hints-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const socketPath = path.join(dir, 'late.sock');
     const client = new HintClient({ engine: `unix:${socketPath}`, volume: 'a', token: 't' });
     cleanups.push(() => client.close());

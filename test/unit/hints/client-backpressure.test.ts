@@ -2,7 +2,7 @@
  * The hint client under a slow engine: it asks its sender to wait (whenWritable) instead of dropping, keeps order,
  * and only when its byte bound is exceeded drops the oldest hints and tells the engine how many (`lost`).
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -45,7 +45,9 @@ describe('hint client backpressure', () => {
   });
 
   async function start() {
-    const socketPath = path.join(mkdtempSync(path.join(tmpdir(), 'sky-hints-bp-')), 'hints.sock');
+    const dir = mkdtempSync(path.join(tmpdir(), 'sky-hints-bp-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const socketPath = path.join(dir, 'hints.sock');
     const sink = new SlowSink();
     const server = new HintServer([{ name: 'v', token: 'token-v', sink }], pino({ level: 'silent' }));
     await server.listen({ socketPath });

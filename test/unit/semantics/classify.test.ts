@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { MemoryDevice } from '../../../src/device/index.js';
 import {
   ClassifyLayer, SemanticIndex, SemanticRegistry, alignedBlocks, createClassifyFactory, encodeFingerprintHex, fingerprintHex, quickKey, quickKeysOf,
@@ -434,6 +434,7 @@ describe('classify layer factory', () => {
     const factory = createClassifyFactory({ registry });
     const factories = new Map([[factory.type, factory], [statsFactory.type, statsFactory]]);
     const dir = mkdtempSync(path.join(tmpdir(), 'sky-classify-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const csv = path.join(dir, 'ioclass.csv');
     writeFileSync(csv, 'IO class id,IO class name,Eviction priority,Allocation\n0,unclassified,22,1\n1,metadata&done,0,1\n11,file_size:le:4096&done,9,1\n');
     const top = buildStack(new MemoryDevice({ size: 16 * MiB }), [{ type: 'stats' }, { type: 'classify', rules: csv, maxExtents: 4096 }], factories, { volume: 'disk' });
