@@ -12,7 +12,7 @@ import { onChdir, onExec, onExit, onFchdir, onFork } from './handlers-process.js
 import { onFadvise, onIoprio } from './hints.js';
 import { NullInspector, ProcInspector, type SystemInspector } from './inspector.js';
 import { PAPER_IOCLASS_TABLE, type IoClass, type IoClassTable } from './ioclass.js';
-import { lastClose, onRename, onUnlink } from './lifetime.js';
+import { lastClose, onLink, onRename, onUnlink } from './lifetime.js';
 import { onMmap, onMsync, onMunmap } from './mmap.js';
 import { SummaryCollector, type InsightSummary } from './summary.js';
 import { EngineState } from './state.js';
@@ -70,6 +70,7 @@ const HANDLERS: { [K in SyscallEventKind]: Handler<K> } = {
   copy: onCopy,
   unlink: onUnlink,
   rename: onRename,
+  link: onLink,
   fadvise: onFadvise,
   ioprio: onIoprio,
   mmap: onMmap,

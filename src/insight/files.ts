@@ -34,6 +34,8 @@ export interface FileRecord {
    * (rw_summary.writeHead); null when unknown. Like lastLook, a hint that can only make the copy detector miss.
    */
   writtenHead: number | null;
+  /** Its other names (hard links a traced process made); `path` is the one insights report. */
+  otherNames?: string[];
   /** Removed from the namespace while still open: its blocks die at the last close. */
   doomed: { ts: number; pid: number; cause: LifetimeCause } | null;
   /** A (pid, fd) that may still refer to the file, for reading it back after its name is gone. */
@@ -149,10 +151,26 @@ export class FileTable {
     this.byPath.set(path, record);
   }
 
+  /** `path` is another name of `record` (a hard link): it finds the record too. */
+  alias(path: string, record: FileRecord): void {
+    const previous = this.byPath.get(path);
+    if (previous === record) return;
+    if (previous) this.unbind(path);
+    this.byPath.set(path, record);
+    (record.otherNames ??= []).push(path);
+  }
+
   /** The name is gone (unlink, or replaced by a rename); returns what it named. */
   unbind(path: string): FileRecord | undefined {
     const record = this.byPath.get(path);
-    if (record) this.byPath.delete(path);
+    if (!record) return undefined;
+    this.byPath.delete(path);
+    const others = record.otherNames;
+    if (others) {
+      const at = others.indexOf(path);
+      if (at >= 0) others.splice(at, 1);
+      else if (record.path === path && others.length > 0) record.path = others.shift()!; // reported by a name it still has
+    }
     return record;
   }
 
@@ -161,8 +179,9 @@ export class FileTable {
     const moved = this.byPath.get(from);
     const replaced = this.byPath.get(to);
     if (replaced === moved) return undefined;
-    if (replaced) this.byPath.delete(to);
-    if (moved) this.bindPath(moved, to);
+    if (replaced) this.unbind(to);
+    if (moved && moved.path !== from) this.renameOtherName(moved, from, to);
+    else if (moved) this.bindPath(moved, to);
     if (!moved || moved.metadata) this.renameBelow(from, to);
     return replaced;
   }
@@ -189,6 +208,14 @@ export class FileTable {
     if (this.byIdentity.get(key) === record) this.byIdentity.delete(key);
   }
 
+  private renameOtherName(record: FileRecord, from: string, to: string): void {
+    this.byPath.delete(from);
+    this.byPath.set(to, record);
+    const others = record.otherNames ?? [];
+    const at = others.indexOf(from);
+    if (at >= 0) others[at] = to;
+  }
+
   private renameBelow(from: string, to: string): void {
     const prefix = from.endsWith('/') ? from : `${from}/`;
     const moves = [...this.byPath.entries()].filter(([path]) => path.startsWith(prefix));
@@ -206,7 +233,7 @@ export class FileTable {
 
   private forget(record: FileRecord): void {
     this.byId.delete(record.id);
-    if (this.byPath.get(record.path) === record) this.byPath.delete(record.path);
+    for (const name of [record.path, ...(record.otherNames ?? [])]) if (this.byPath.get(name) === record) this.byPath.delete(name);
     if (record.dev !== null && record.ino !== null) {
       const key = identityKey(record.dev, record.ino);
       if (this.byIdentity.get(key) === record) this.byIdentity.delete(key);

@@ -42,6 +42,24 @@ export function onRename(state: EngineState, ev: Ev<'rename'>): void {
   if (replaced && !replaced.metadata) nameRemoved(state, replaced, 'rename-over', ev.ts, process.pid);
 }
 
+/**
+ * A second name for a file (link/linkat): unlinking either name later frees nothing while the other lives (git
+ * writes each object to a temporary name, links it to its final one and unlinks the first).
+ */
+export function onLink(state: EngineState, ev: Ev<'link'>): void {
+  if (ev.ret !== 0) return;
+  const process = state.processFor(ev);
+  const from = state.resolve(process, ev.olddirfd, ev.oldpath, ev.ts, identityOf(ev.oldDirIno, ev.oldDirDev));
+  const to = state.resolve(process, ev.newdirfd, ev.newpath, ev.ts, identityOf(ev.newDirIno, ev.newDirDev));
+  const file = from === null || ev.truncated ? undefined : state.files.atPath(from);
+  if (!file || to === null) {
+    state.counters.unknownNames++;
+    return;
+  }
+  file.nlink = (file.nlink ?? 1) + 1;
+  state.files.alias(to, file);
+}
+
 /** One name fewer: the blocks die only with the last name and the last open description. */
 function nameRemoved(state: EngineState, file: FileRecord, cause: LifetimeCause, ts: number, pid: number): void {
   if (file.nlink !== null && file.nlink > 1) {

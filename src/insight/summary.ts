@@ -203,7 +203,7 @@ export function renderSummary(summary: InsightSummary, fileLimit = 25): string {
   ];
   const doubts = [
     c.unknownFds ? `${c.unknownFds} fd(s) used but never seen opened (inherited, or opened before tracing)` : '',
-    c.unknownNames ? `${c.unknownNames} unlink/rename/truncate of untracked names` : '',
+    c.unknownNames ? `${c.unknownNames} unlink/rename/link/truncate of untracked names` : '',
     c.lateInspections ? `${c.lateInspections} open(s) inspected late (process or fd gone)` : '',
     c.unverifiedCopies ? `${c.unverifiedCopies} possible copies not verifiable` : '',
     ...summary.uncertainties,

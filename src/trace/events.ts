@@ -44,6 +44,21 @@ export interface DirIdentity {
   dirDev?: number;
 }
 
+/** rename/renameat/renameat2 and link/linkat: an old name and a new one, each relative to a directory fd. */
+export interface TwoNames {
+  olddirfd: number;
+  oldpath: string;
+  newdirfd: number;
+  newpath: string;
+  flags: number;
+  ret: number;
+  /** As DirIdentity, for each of the two directory fds. */
+  oldDirIno?: number;
+  oldDirDev?: number;
+  newDirIno?: number;
+  newDirDev?: number;
+}
+
 export type SyscallEvent =
   // process management: followed so children and threads are traced automatically
   | (Base & { kind: 'fork'; child: number; childTid: number; thread: boolean })
@@ -161,20 +176,9 @@ export type SyscallEvent =
     })
   // lifetimes
   | (Base & { kind: 'unlink'; dirfd: number; path: string; flags: number; ret: number } & DirIdentity)
-  | (Base & {
-      kind: 'rename';
-      olddirfd: number;
-      oldpath: string;
-      newdirfd: number;
-      newpath: string;
-      flags: number;
-      ret: number;
-      /** As DirIdentity, for each of the two directory fds. */
-      oldDirIno?: number;
-      oldDirDev?: number;
-      newDirIno?: number;
-      newDirDev?: number;
-    })
+  | (Base & { kind: 'rename' } & TwoNames)
+  /** link/linkat: a second name for oldpath's file (flags: linkat's AT_* flags). */
+  | (Base & { kind: 'link' } & TwoNames)
   // hints applications already give
   | (Base & { kind: 'fadvise'; fd: number; offset: number; length: number; advice: number; ret: number })
   | (Base & { kind: 'ioprio'; which: number; who: number; ioprio: number; ret: number })

@@ -56,6 +56,10 @@ const SCHEMA: Record<SyscallEventKind, KindSchema> = {
     required: { olddirfd: 'int', oldpath: 'str', newdirfd: 'int', newpath: 'str', flags: 'int', ret: 'int' },
     optional: { oldDirIno: 'int', oldDirDev: 'int', newDirIno: 'int', newDirDev: 'int' },
   },
+  link: {
+    required: { olddirfd: 'int', oldpath: 'str', newdirfd: 'int', newpath: 'str', flags: 'int', ret: 'int' },
+    optional: { oldDirIno: 'int', oldDirDev: 'int', newDirIno: 'int', newDirDev: 'int' },
+  },
   fadvise: { required: { fd: 'int', offset: 'int', length: 'int', advice: 'int', ret: 'int' } },
   ioprio: { required: { which: 'int', who: 'int', ioprio: 'int', ret: 'int' } },
   mmap: {

@@ -177,7 +177,9 @@ export class RecordDecoder {
         this.forget(1);
         return { kind: 'unlink', ...b, ...cut, dirfd: f(0), path: text.value, flags: f(1), ret: f(2), ...dirIdentity(f(3), f(4)) };
       case Code.rename:
-        return this.rename(text);
+        return this.twoNames('rename', text);
+      case Code.link:
+        return this.twoNames('link', text);
       case Code.exit:
         return this.exit(text.value);
       case Code.execEnter:
@@ -224,12 +226,12 @@ export class RecordDecoder {
     return withDevAndHead(event, this.values, this.at + 16 + 10 * 8);
   }
 
-  private rename(old: DecodedString): SyscallEvent | undefined {
+  private twoNames(kind: 'rename' | 'link', old: DecodedString): SyscallEvent | undefined {
     const next = this.text(1);
     if (!next) return undefined;
     this.forget(2);
     const f = (i: number) => this.field(i);
-    const event: Ev<'rename'> = { kind: 'rename', ...this.base, olddirfd: f(0), oldpath: old.value, newdirfd: f(1), newpath: next.value, flags: f(2), ret: f(3) };
+    const event: Ev<'rename'> | Ev<'link'> = { kind, ...this.base, olddirfd: f(0), oldpath: old.value, newdirfd: f(1), newpath: next.value, flags: f(2), ret: f(3) };
     if (f(4) !== 0) Object.assign(event, { oldDirIno: f(4), oldDirDev: userDev(f(5)) });
     if (f(6) !== 0) Object.assign(event, { newDirIno: f(6), newDirDev: userDev(f(7)) });
     if (old.truncated || next.truncated) event.truncated = true;

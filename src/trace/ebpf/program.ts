@@ -52,6 +52,7 @@ export const Code = {
   copy: 11,
   unlink: 12,
   rename: 13,
+  link: 14,
   fadvise: 15,
   ioprio: 16,
   mmap: 17,
@@ -348,8 +349,11 @@ function copyProbes(): ExitProbe[] {
 }
 
 function lifetimeProbes(): ExitProbe[] {
-  const rename = (olddirfd: string, old: string, newdirfd: string, next: string, flags: string) =>
-    `${fdIdentity(olddirfd, 'old')} ${fdIdentity(newdirfd, 'new')} ${emit(Code.rename, [olddirfd, newdirfd, flags, RET, '$oldi', '$oldd', '$newi', '$newd'], [old, next])}`;
+  const twoNames = (code: number) => (olddirfd: string, old: string, newdirfd: string, next: string, flags: string) =>
+    `${fdIdentity(olddirfd, 'old')} ${fdIdentity(newdirfd, 'new')} ${emit(code, [olddirfd, newdirfd, flags, RET, '$oldi', '$oldd', '$newi', '$newd'], [old, next])}`;
+  const rename = twoNames(Code.rename);
+  // A hard link gives a file another name: unlinking one of them frees nothing (git stores every object so).
+  const link = twoNames(Code.link);
   const cwd = `${AT_FDCWD}`;
   return [
     { syscall: 'unlink', nr: 87, body: emit(Code.unlink, [cwd, '0', RET], [pathArg(0)]) },
@@ -358,6 +362,8 @@ function lifetimeProbes(): ExitProbe[] {
     { syscall: 'rename', nr: 82, body: rename(cwd, pathArg(0), cwd, pathArg(1), '0') },
     { syscall: 'renameat', nr: 264, body: rename(intArg(0), pathArg(1), intArg(2), pathArg(3), '0') },
     { syscall: 'renameat2', nr: 316, body: rename(intArg(0), pathArg(1), intArg(2), pathArg(3), arg(4)) },
+    { syscall: 'link', nr: 86, body: link(cwd, pathArg(0), cwd, pathArg(1), '0') },
+    { syscall: 'linkat', nr: 265, body: link(intArg(0), pathArg(1), intArg(2), pathArg(3), intArg(4)) },
   ];
 }
 

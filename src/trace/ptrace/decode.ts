@@ -55,7 +55,7 @@ const DATA_CALLS: Record<string, { write: boolean; offsetArg: number | null }> =
 export const TRACED_SYSCALLS = [
   'open', 'openat', 'openat2', 'creat', 'close', 'close_range', 'dup', 'dup2', 'dup3', 'fcntl', 'chdir', 'fchdir',
   'lseek', ...Object.keys(DATA_CALLS), 'truncate', 'ftruncate', 'fallocate', 'fsync', 'fdatasync', 'copy_file_range',
-  'sendfile', 'splice', 'ioctl', 'unlink', 'unlinkat', 'rmdir', 'rename', 'renameat', 'renameat2', 'fadvise64',
+  'sendfile', 'splice', 'ioctl', 'unlink', 'unlinkat', 'rmdir', 'rename', 'renameat', 'renameat2', 'link', 'linkat', 'fadvise64',
   'ioprio_set', 'mmap', 'msync', 'munmap', 'execve', 'execveat', 'clone', 'clone3', 'fork', 'vfork',
 ] as const;
 
@@ -233,6 +233,10 @@ export class StraceDecoder {
       case 'renameat':
       case 'renameat2':
         return this.rename(b, n(0), a[1], n(2), a[3], a.length > 4 ? n(4) : 0, ret);
+      case 'link':
+        return this.rename(b, AT_FDCWD, a[0], AT_FDCWD, a[1], 0, ret, 'link');
+      case 'linkat':
+        return this.rename(b, n(0), a[1], n(2), a[3], n(4), ret, 'link');
       case 'fadvise64':
         return { kind: 'fadvise', ...b, fd: n(0), offset: n(1), length: n(2), advice: n(3), ret };
       case 'ioprio_set':
@@ -302,11 +306,11 @@ export class StraceDecoder {
     };
   }
 
-  private rename(b: Base, olddirfd: number, oldArg: string, newdirfd: number, newArg: string, flags: number, ret: number): SyscallEvent | null {
+  private rename(b: Base, olddirfd: number, oldArg: string, newdirfd: number, newArg: string, flags: number, ret: number, kind: 'rename' | 'link' = 'rename'): SyscallEvent | null {
     const oldpath = parseString(oldArg ?? '');
     const newpath = parseString(newArg ?? '');
     if (!oldpath || !newpath) return null;
-    const event: SyscallEvent = { kind: 'rename', ...b, olddirfd, oldpath: oldpath.value, newdirfd, newpath: newpath.value, flags, ret };
+    const event: SyscallEvent = { kind, ...b, olddirfd, oldpath: oldpath.value, newdirfd, newpath: newpath.value, flags, ret };
     if (oldpath.truncated || newpath.truncated) event.truncated = true;
     return event;
   }

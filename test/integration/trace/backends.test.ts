@@ -37,6 +37,7 @@ dd if=dd-a.txt of=dd-b.txt bs=4096 status=none
 mkdir misc.d && ${bin.misc} "$PWD/misc.d"
 ${bin.hint} hint.dat
 env PATH=/sky-nonexistent-a:/sky-nonexistent-b:/usr/bin:/bin true
+ln cat-a.txt cat-a.link && rm cat-a.txt
 exit 3
 `;
 }
@@ -97,6 +98,16 @@ describe.each<Backend>(['ebpf', 'ptrace'])('%s backend', (backend) => {
     expect(written).toMatchObject({ writeCalls: 1, writeBytes: 2, writeStart: 0, writeEnd: 2, readCalls: 0 });
     const exits = ofKind(run.events, 'exit').filter((event) => event.pid === open.pid);
     expect(exits).toMatchObject([{ group: true, code: 0 }]);
+  });
+
+  it.runIf(ready)('reports a hard link (ln) with both names, and the unlink after it', () => {
+    const links = ofKind(run.events, 'link').filter((event) => event.newpath.endsWith('cat-a.link'));
+    expect(links).toHaveLength(1);
+    expect(links[0]!.oldpath.endsWith('cat-a.txt')).toBe(true);
+    expect(links[0]!.ret).toBe(0);
+    const unlinked = ofKind(run.events, 'unlink').filter((event) => event.path.endsWith('cat-a.txt') && event.pid !== links[0]!.pid);
+    expect(unlinked).toMatchObject([{ ret: 0 }]);
+    expect(unlinked[0]!.ts).toBeGreaterThan(links[0]!.ts);
   });
 
   it.runIf(ready)("pairs each exec of a PATH search with its own path and result (env tries three directories)", () => {

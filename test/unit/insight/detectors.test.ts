@@ -401,6 +401,18 @@ describe('lifetimes', () => {
     expect(ofKind(run(engine, [p.open('/t/a', O_RDONLY, 3), p.close(3), p.unlink('/t/a')]), 'lifetime_ended')).toEqual([]);
   });
 
+  it('a hard link a traced process made keeps the blocks alive until its last name goes (git links, then unlinks)', () => {
+    const system = new FakeSystem();
+    system.addFile('/g/tmp_obj', 'x'.repeat(5000));
+    system.addProc(1, '/usr/bin/git');
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 1);
+    const ended = (events: SyscallEvent[]) => ofKind(run(engine, events), 'lifetime_ended').map((e) => [e.path, e.cause]);
+    expect(ended([p.open('/g/tmp_obj', O_RDONLY, 3), p.close(3), p.link('/g/tmp_obj', '/g/ab/cdef'), p.unlink('/g/tmp_obj')])).toEqual([]);
+    // The file is reported by the name it still has; renaming that name and removing it ends its life.
+    expect(ended([p.rename('/g/ab/cdef', '/g/ab/final'), p.unlink('/g/ab/final')])).toEqual([['/g/ab/final', 'unlink']]);
+  });
+
   it('an unlink whose path the tracer cut short ends nothing', () => {
     const engine = new InsightEngine({ inspector: 'none' });
     const p = new Task(new Clock(), 1);

@@ -90,6 +90,9 @@ export class Task {
   rename(oldpath: string, newpath: string, flags = 0): SyscallEvent {
     return this.ev('rename', { olddirfd: AT_FDCWD, oldpath, newdirfd: AT_FDCWD, newpath, flags, ret: 0 });
   }
+  link(oldpath: string, newpath: string): SyscallEvent {
+    return this.ev('link', { olddirfd: AT_FDCWD, oldpath, newdirfd: AT_FDCWD, newpath, flags: 0, ret: 0 });
+  }
 }
 
 export function run(engine: InsightEngine, events: SyscallEvent[]): Insight[] {

@@ -83,6 +83,11 @@ describe('RecordDecoder', () => {
       oldDirIno: 42, oldDirDev: 0x801, newDirIno: 43, newDirDev: 0x801,
     });
     expect(h.decode(1, 11, Code.fchdir, 1, [5, 0, 42, kernelDev])).toEqual({ kind: 'fchdir', ts: 11, pid: 1, tid: 1, fd: 5, ret: 0, ino: 42, dev: 0x801 });
+    h.string(1, 12, 0, 'tmp_obj').string(1, 12, 1, 'ab/cdef');
+    expect(h.decode(1, 12, Code.link, 1, [5, 5, 0, 0, 42, kernelDev, 42, kernelDev])).toEqual({
+      kind: 'link', ts: 12, pid: 1, tid: 1, olddirfd: 5, oldpath: 'tmp_obj', newdirfd: 5, newpath: 'ab/cdef', flags: 0, ret: 0,
+      oldDirIno: 42, oldDirDev: 0x801, newDirIno: 42, newDirDev: 0x801,
+    });
   });
 
   it('a record whose string has not arrived is undefined (retried later), not an event', () => {

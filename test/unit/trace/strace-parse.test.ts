@@ -188,6 +188,8 @@ describe('StraceDecoder', () => {
       '400 1.000000008 mmap(NULL, 8192, 0x3, 0x22, -1, 0) = 0x7fcd992d6000',
       '400 1.000000009 mmap(NULL, 4096, 0x3, 0x1, 5</b>, 0) = 0x7fcd992d5000',
       '400 1.000000010 munmap(0x7fcd992d5000, 4096) = 0',
+      '400 1.000000011 link("a", "a2") = 0',
+      '400 1.000000012 linkat(3</d>, "tmp_obj", 3</d>, "ab/cdef", 0) = 0',
     ]);
     expect(events).toMatchObject([
       { kind: 'copy', call: 'copy_file_range', fdIn: 4, fdOut: 5, offsetIn: 100, offsetOut: null, length: 1000, ret: 1000 },
@@ -199,6 +201,8 @@ describe('StraceDecoder', () => {
       { kind: 'fcntl', fd: 5, cmd: 1036, arg: -1, ret: 0 },
       { kind: 'mmap', addr: 0, length: 4096, prot: 3, flags: 1, fd: 5, offset: 0, ret: 0x7fcd992d5000 },
       { kind: 'munmap', addr: 0x7fcd992d5000, length: 4096, ret: 0 },
+      { kind: 'link', olddirfd: -100, oldpath: 'a', newdirfd: -100, newpath: 'a2', flags: 0, ret: 0 },
+      { kind: 'link', olddirfd: 3, oldpath: 'tmp_obj', newdirfd: 3, newpath: 'ab/cdef', flags: 0, ret: 0 },
     ]);
   });
 });
