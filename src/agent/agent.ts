@@ -8,7 +8,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { InsightEngine, type InsightKind } from '../insight/index.js';
-import { monotonicNowNs, startTrace, TraceError, type TraceOptions } from '../trace/index.js';
+import { attachedPids, monotonicNowNs, startTrace, TraceError, type TraceOptions } from '../trace/index.js';
 import type { SemanticMessage } from '../semantics/messages.js';
 import { LocalFileSystem, type AgentFileSystem, type VolumeRoute } from './fs.js';
 import { Informer, type InformerOptions, type InformerStats, type SemanticSink } from './informer.js';
@@ -79,6 +79,7 @@ export async function startAgent(options: AgentOptions): Promise<AgentSession> {
   // A hint is worth most before the block write it describes: collect the BPF maps 4× as often as `sky trace` does.
   const trace = { ...options.trace, ebpf: { collectMs: AGENT_COLLECT_MS, ...options.trace.ebpf } };
   const session = await startTrace({ onWarning: (message) => log(`tracer: ${message}`), ...trace });
+  engine.attached(attachedPids(target));
   // First word to the engine: a tracer describes this volume now, so blocks outside known files are metadata.
   options.sink({ type: 'Tracing', tracer: session.backendName });
   let events = 0;

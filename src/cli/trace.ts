@@ -6,7 +6,7 @@
 import { once } from 'node:events';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { InsightEngine, renderSummary, type Insight } from '../insight/index.js';
-import { TraceError, startTrace, type TraceSession } from '../trace/index.js';
+import { TraceError, attachedPids, startTrace, type TraceSession } from '../trace/index.js';
 
 type Backend = 'ebpf' | 'ptrace';
 type Target =
@@ -157,6 +157,7 @@ export async function runTrace(command: string[], options: TraceOptions): Promis
       return reportFailure(error);
     }
     signals.attach(session);
+    if (target.kind === 'pid' || target.kind === 'cgroup') engine.attached(attachedPids(target));
     try {
       await consume(session, engine, json);
     } catch (error) {

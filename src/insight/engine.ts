@@ -118,6 +118,15 @@ export class InsightEngine {
     this.state.listeners.add((insight) => this.collector.add(insight));
   }
 
+  /**
+   * Processes just attached to (`sky trace --pid`, a cgroup's members): their cwd, exe and argv are read from /proc
+   * now, once tracing runs (a later chdir is an event), for when their first event is handled after they are gone —
+   * without it an attached shell's short-lived children resolve no relative path.
+   */
+  attached(pids: readonly number[]): void {
+    if (this.state.live) for (const pid of pids) this.state.rememberAttached(pid);
+  }
+
   /** Feeds one event; returns the insights it produced (also delivered to `onInsight` listeners). */
   handle(ev: SyscallEvent): Insight[] {
     this.state.counters.events++;

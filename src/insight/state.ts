@@ -54,9 +54,14 @@ function agrees(seen: FdSeen, path: string, stat: FileStat | null): boolean {
 /** Distinct st_dev values that stand for another device (btrfs: one per subvolume in use). */
 const DEV_ALIASES_MAX = 256;
 
+/** Attached processes remembered at start (a large cgroup's beyond this are read from /proc when first seen). */
+const ATTACHED_REMEMBERED_MAX = 4096;
+
 export class EngineState {
   readonly processes = new Map<number, Process>();
   private readonly devAliases = new Map<number, number>();
+  /** rememberAttached: attached processes not seen yet. */
+  private readonly attached = new Map<number, { cwd: string | null; exe: string | null; argv: string[] | null }>();
   readonly files: FileTable;
   readonly counters: Counters = {
     events: 0,
@@ -113,6 +118,12 @@ export class EngineState {
     return process;
   }
 
+  /** InsightEngineOptions.attached: what /proc says of an attached process now, for discoverProcess. */
+  rememberAttached(pid: number): void {
+    if (this.attached.size >= ATTACHED_REMEMBERED_MAX) return;
+    this.attached.set(pid, { cwd: this.inspector.cwd(pid), exe: this.inspector.exe(pid), argv: this.inspector.cmdline(pid) });
+  }
+
   private discoverProcess(pid: number): Process {
     const process = newProcess(pid, new FdTable(), true);
     this.counters.processes++;
@@ -120,6 +131,14 @@ export class EngineState {
       process.cwd = this.inspector.cwd(pid);
       process.exe = this.inspector.exe(pid);
       process.argv = this.inspector.cmdline(pid);
+    }
+    // Attached to at start and gone from /proc since: what it was then (a later chdir comes as an event).
+    const seen = this.attached.get(pid);
+    if (seen) {
+      this.attached.delete(pid);
+      process.cwd ??= seen.cwd;
+      process.exe ??= seen.exe;
+      process.argv ??= seen.argv;
     }
     // The traced command is the one process seen without a fork; events arrive late enough that a short command
     // is gone from /proc by then, so its starting directory comes from whoever started it.

@@ -1,5 +1,6 @@
 /** Types shared by the public API and the backends. */
 import type { SyscallEvent } from './events.js';
+import { cgroupMembers } from './system.js';
 
 export type TraceTarget =
   | {
@@ -13,6 +14,16 @@ export type TraceTarget =
   | { kind: 'pid'; pid: number }
   | { kind: 'cgroup'; path: string }
   | { kind: 'replay'; file: string };
+
+/**
+ * The processes a target attaches to as it starts (a pid, or a cgroup's members then): a consumer reads what it
+ * needs of them from /proc now, before their first events reach it, by which time they may be gone.
+ */
+export function attachedPids(target: TraceTarget): number[] {
+  if (target.kind === 'pid') return [target.pid];
+  if (target.kind === 'cgroup') return cgroupMembers(target.path);
+  return [];
+}
 
 /** Knobs of the ebpf backend; the defaults suit a workstation, tests turn them to provoke edge cases. */
 export interface EbpfTuning {

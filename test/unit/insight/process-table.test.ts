@@ -88,6 +88,25 @@ describe('paths', () => {
     expect(file).toMatchObject({ metadata: false, ioClass: 4, size: 0 });
   });
 
+  it('an attached process gone before its first event still lends its children its cwd (sky trace --pid)', () => {
+    // A shell attached to by pid runs short commands with relative paths and exits: by the time its events are
+    // handled /proc knows neither it nor its children, so what /proc said at attach time stands in.
+    const system = new FakeSystem();
+    system.addProc(50, '/bin/sh', '/w');
+    system.addFile('/w/r1.bin', 'x');
+    const attached = new InsightEngine({ inspector: system });
+    attached.attached([50]);
+    const bare = new InsightEngine({ inspector: system });
+    system.procs.delete(50);
+    const shell = new Task(new Clock(), 50);
+    const child = new Task(shell.clock, 51);
+    const events = [shell.fork(51), child.open('r1.bin', O_RDONLY, 3), child.close(3), child.unlink('r1.bin')];
+    const names = (engine: InsightEngine) => ofKind(run(engine, events), 'lifetime_ended').map((i) => i.path);
+    expect(names(attached)).toEqual(['/w/r1.bin']);
+    expect(names(bare)).toEqual([]);
+    expect(attached.inspectProcess(50)?.exe).toBe('/bin/sh');
+  });
+
   it('reports a path relative to an unknown cwd as given, flagged uncertain', () => {
     const engine = replayEngine();
     const [opened] = ofKind(run(engine, [new Task(new Clock(), 3).open('rel.txt', CREATE, 3)]), 'file_opened');
