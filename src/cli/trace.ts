@@ -157,7 +157,7 @@ export async function runTrace(command: string[], options: TraceOptions): Promis
       return reportFailure(error);
     }
     signals.attach(session);
-    if (target.kind === 'pid' || target.kind === 'cgroup') engine.attached(attachedPids(target));
+    engine.attached(attachedPids(target));
     try {
       await consume(session, engine, json);
     } catch (error) {

@@ -4,6 +4,7 @@
  * Bounded: closed files beyond `limit` are forgotten oldest first (the summary says how many).
  */
 import assert from 'node:assert/strict';
+import { BLOCK_BYTES } from './content.js';
 import type { FileStat } from './inspector.js';
 import type { LifetimeCause } from './types.js';
 
@@ -31,7 +32,8 @@ export interface FileRecord {
   mappedShared: boolean;
   /**
    * The first 4 bytes (as a little-endian uint32) traced writes last put at offset 0, when the tracer reported them
-   * (rw_summary.writeHead); null when unknown. Like lastLook, a hint that can only make the copy detector miss.
+   * (rw_summary.writeHead); null when unknown or changed since (noteChange). Like lastLook, a hint that can only
+   * make the copy detector miss.
    */
   writtenHead: number | null;
   /** Its other names (hard links a traced process made); `path` is the one insights report. */
@@ -258,8 +260,6 @@ export interface FirstBlock {
   rekey: boolean;
 }
 
-const FIRST_BLOCK_BYTES = 4096;
-
 /** Records what a look at the file saw (see FileRecord.lastLook). */
 export function noteLook(file: FileRecord, stat: { size: number; mtimeNs: number }): void {
   if (file.mappedShared) return;
@@ -270,14 +270,18 @@ export function noteLook(file: FileRecord, stat: { size: number; mtimeNs: number
 }
 
 /**
- * A traced process changed the file's bytes from `start` on (null: somewhere unknown): a cached first block it
- * touched is dropped; one it left alone (a mail server appends to the mails it reads) stays, to be re-keyed.
+ * A traced process changed the file's bytes from `start` on (null: somewhere unknown) — a write, a copy into it, a
+ * truncation, fallocate, O_TRUNC, a shared mapping. The one place the detector's knowledge of a file's start is
+ * invalidated: the written head goes if the change reached it (a write that reports its head sets it again after
+ * this), a cached first block it touched is dropped, and one it left alone (a mail server appends to the mails it
+ * reads) stays, to be re-keyed at the next look.
  */
 export function noteChange(file: FileRecord, start: number | null): void {
   file.lastLook = null;
+  if (start === null || start < HEAD_BYTES) file.writtenHead = null;
   const cached = file.firstBlock;
   if (!cached) return;
-  if (start !== null && start >= FIRST_BLOCK_BYTES && cached.length === FIRST_BLOCK_BYTES) cached.rekey = true;
+  if (start !== null && start >= BLOCK_BYTES && cached.length === BLOCK_BYTES) cached.rekey = true;
   else file.firstBlock = undefined;
 }
 

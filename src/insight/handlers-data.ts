@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
-import { HEAD_BYTES, identityOf, noteChange, type FileRecord } from './files.js';
+import { identityOf, noteChange, type FileRecord } from './files.js';
 import { endLifetimeByTruncate } from './handlers-fd.js';
 import { syscallArgsHint } from './hints.js';
 import { FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE } from './linux.js';
@@ -41,7 +41,6 @@ function recordWrite(
   file.writeBytes += write.bytes;
   noteChange(file, write.start);
   if (write.head !== undefined && !file.mappedShared) file.writtenHead = write.head;
-  else if (write.start === null || write.start < HEAD_BYTES) file.writtenHead = null;
   const io = fileIo(process, file);
   io.writeBytes += write.bytes;
   if (write.start === null || write.start === 0) io.wroteAtStart = true;
@@ -161,7 +160,6 @@ export function onLseek(state: EngineState, ev: Ev<'lseek'>): void {
 
 export function truncateTo(state: EngineState, file: FileRecord, length: number, cause: 'truncate' | 'ftruncate', ts: number, pid: number): void {
   if (file.metadata) return;
-  if (length < HEAD_BYTES) file.writtenHead = null;
   noteChange(file, length);
   endLifetimeByTruncate(state, file, length, ts, pid);
   if (length === 0) {
@@ -197,7 +195,6 @@ export function onFallocate(state: EngineState, ev: Ev<'fallocate'>): void {
   if (!file || file.metadata) return;
   // Anything but plain allocation (punch, zero, collapse, insert) changes bytes from the offset on.
   const changesBytes = (ev.mode & ~FALLOC_FL_KEEP_SIZE) !== 0;
-  if (changesBytes && ev.offset < HEAD_BYTES) file.writtenHead = null;
   noteChange(file, changesBytes ? ev.offset : Number.MAX_SAFE_INTEGER);
   if (file.size === null) return;
   const size = fallocatedSize(file.size, ev.mode, ev.offset, ev.length);
@@ -265,7 +262,6 @@ function copyInto(
   output.writers.add(process);
   file.writeBytes += copy.bytes;
   noteChange(file, copy.start);
-  if (copy.start === null || copy.start < HEAD_BYTES) file.writtenHead = null;
   if (file.bornTs === null) {
     file.bornTs = copy.ts;
     file.bornFrom = 'first-write';

@@ -4,6 +4,7 @@
  * those reports the mapped file range as written back.
  */
 import type { SyscallEvent } from '../trace/events.js';
+import { noteChange } from './files.js';
 import { isSharedWritableMapping } from './linux.js';
 import type { Mapping, Process } from './process.js';
 import type { EngineState } from './state.js';
@@ -21,10 +22,8 @@ export function onMmap(state: EngineState, ev: Ev<'mmap'>): void {
   const process = state.processFor(ev);
   const file = state.fdEntry(process, ev.fd, ev.ts)?.file.file;
   if (!file || file.metadata) return;
-  file.mappedShared = true;
-  file.lastLook = null;
-  file.firstBlock = undefined;
-  file.writtenHead = null;
+  file.mappedShared = true; // stores through it make no syscall: nothing about its bytes is trusted again
+  noteChange(file, null);
   process.mappings.push({ start: ev.ret, length: ev.length, file, fileOffset: ev.offset });
 }
 

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { posix } from 'node:path';
 import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
-import { FileTable, HEAD_BYTES, sameIdentity, type FileRecord, type Identity } from './files.js';
+import { FileTable, sameIdentity, type FileRecord, type Identity } from './files.js';
 import type { FileReader, FileStat, SystemInspector } from './inspector.js';
 import { classifyFile, validateIoClassTable, type IoClass, type IoClassTable } from './ioclass.js';
 import { O_APPEND, O_CLOEXEC, O_DIRECTORY } from './linux.js';
@@ -398,7 +398,6 @@ export class EngineState {
     assert.ok(Number.isSafeInteger(size) && size >= 0, `bad size ${size}`);
     const oldSize = file.size;
     if (oldSize === size) return;
-    if (size < HEAD_BYTES) file.writtenHead = null;
     file.size = size;
     const oldClass = oldSize === null ? null : classifyFile({ metadata: file.metadata, size: oldSize }, this.ioClassTable);
     const ioClass = this.classOf(file);
