@@ -7,7 +7,7 @@ import type { SyscallEvent, SyscallEventKind } from '../trace/events.js';
 import { HINT_MAGIC } from './hint-magic.js';
 import { writesFinished } from './detectors.js';
 import { onClose, onCloseRange, onDup, onFcntl, onOpen } from './handlers-fd.js';
-import { onCopy, onFallocate, onFsync, onFtruncate, onLseek, onRw, onRwSummary, onTruncate } from './handlers-data.js';
+import { onAsyncUnseen, onCopy, onFallocate, onFsync, onFtruncate, onLseek, onRw, onRwSummary, onTruncate } from './handlers-data.js';
 import { onChdir, onExec, onExit, onFchdir, onFork } from './handlers-process.js';
 import { onFadvise, onIoprio } from './hints.js';
 import { NullInspector, ProcInspector, type SystemInspector } from './inspector.js';
@@ -76,6 +76,7 @@ const HANDLERS: { [K in SyscallEventKind]: Handler<K> } = {
   mmap: onMmap,
   msync: onMsync,
   munmap: onMunmap,
+  async_unseen: onAsyncUnseen,
   lost: onLost,
 };
 

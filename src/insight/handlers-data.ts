@@ -10,7 +10,7 @@ import { endLifetimeByTruncate } from './handlers-fd.js';
 import { syscallArgsHint } from './hints.js';
 import { FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE } from './linux.js';
 import { writeBackFile } from './mmap.js';
-import { fileIo, recordProcessRead, type OpenFile, type Process } from './process.js';
+import { doubtAsyncIo, fileIo, recordProcessRead, type OpenFile, type Process } from './process.js';
 import type { EngineState } from './state.js';
 import type { ByteRange, CopyMethod, DataWrittenInsight } from './types.js';
 
@@ -276,3 +276,20 @@ function copyInto(
   io.copiesIn.set(key, pending);
   assert.ok(pending.bytes > 0);
 }
+
+/**
+ * Reads and writes of this process go where the trace cannot follow them (an io_uring or AIO request the backend
+ * does not see): every file it has open, and every one it opens later, has its size re-read at close and its byte
+ * counts flagged. Said once per process.
+ */
+export function onAsyncUnseen(state: EngineState, ev: Ev<'async_unseen'>): void {
+  const process = state.processFor(ev);
+  const known = process.asyncUnseen !== undefined;
+  process.asyncUnseen ??= `${ev.api} requests not followed: ${ev.detail}`;
+  for (const [, entry] of process.fds.entriesOf()) doubtAsyncIo(process, entry.file);
+  if (known) return;
+  const who = `pid ${process.pid}${process.exe ? ` (${process.exe})` : ''}`;
+  const reason = `${who}: ${process.asyncUnseen}; its files' sizes are re-read at close, their byte counts are incomplete`;
+  state.emit({ kind: 'uncertainty', ts: ev.ts, pid: process.pid, reason, lostEvents: 0 });
+}
+

@@ -23,7 +23,7 @@ import {
   O_TRUNC,
   isWritable,
 } from './linux.js';
-import type { OpenFileKind, Process } from './process.js';
+import { doubtAsyncIo, type OpenFileKind, type Process } from './process.js';
 import { guessKind, type EngineState } from './state.js';
 
 type Ev<K extends SyscallEvent['kind']> = Extract<SyscallEvent, { kind: K }>;
@@ -122,6 +122,7 @@ export function onOpen(state: EngineState, ev: Ev<'open'>): void {
     if (probe.stat && probe.atOpen && !isWritable(ev.flags)) noteLook(record, probe.stat);
     applyOpenFlags(state, record, created, probe.stat, ev);
   }
+  doubtAsyncIo(process, openFile);
   state.attach(process, ev.ret, openFile, cloexec(ev.flags), ev.ts);
   if (openFile.file) state.emitOpened(process, ev.ret, openFile, ev.ts, false, doubt);
 }

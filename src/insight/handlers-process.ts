@@ -31,6 +31,7 @@ export function onFork(state: EngineState, ev: Ev<'fork'>): void {
   child.argv = parent.argv;
   child.comm = parent.comm;
   child.uncertain = parent.uncertain;
+  child.asyncUnseen = parent.asyncUnseen; // the ring or AIO context goes with the fds
   child.mappings = parent.mappings.map((mapping) => ({ ...mapping }));
   for (const [fd, entry] of child.fds.entriesOf()) {
     if (entry.file.file) entry.file.file.holder ??= { pid: child.pid, fd };

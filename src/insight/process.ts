@@ -39,6 +39,8 @@ export interface OpenFile {
    */
   carriesIno: number | null;
   uncertain?: string;
+  /** Set when a process holding it does I/O the trace cannot see (Process.asyncUnseen): its byte counts are short. */
+  unseenIo?: string;
 }
 
 export interface FdEntry {
@@ -146,6 +148,11 @@ export interface Process {
   /** fds a discovered process closed before its fork event arrived: the fork must not resurrect them. */
   closedBeforeFork: Set<number>;
   uncertain?: string;
+  /**
+   * Why some of this process's reads and writes are not seen (io_uring or AIO requests the backend does not follow):
+   * its files' sizes are then re-read at close instead of counted, and their byte counts are flagged.
+   */
+  asyncUnseen?: string;
 }
 
 /** Bound on per-process file accounting: a grep over a million files must not keep a million entries. */
@@ -215,4 +222,13 @@ export function recordProcessRead(process: Process, file: FileRecord, bytes: num
 export function forgetIo(process: Process, file: FileRecord): void {
   process.io.delete(file);
   process.readIo.delete(file);
+}
+
+/** A file that `process` may read or write unseen (see onAsyncUnseen). */
+export function doubtAsyncIo(process: Process, openFile: OpenFile): void {
+  if (process.asyncUnseen === undefined) return;
+  openFile.unseenIo ??= process.asyncUnseen;
+  const file = openFile.file;
+  if (!file || file.metadata) return;
+  file.sizeDoubted = true;
 }

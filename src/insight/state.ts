@@ -267,7 +267,7 @@ export class EngineState {
       writeBytes: openFile.writeBytes,
       position: openFile.position,
       cause,
-      ...this.uncertainty(openFile, file),
+      ...this.uncertainty(openFile, { uncertain: openFile.unseenIo }, file),
     });
     for (const writer of openFile.writers) this.hooks.onWritesFinished(this, writer, file, ts, false);
     if (file.opens === 0) this.hooks.onLastClose(this, file, ts, process.pid);

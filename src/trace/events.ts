@@ -186,6 +186,12 @@ export type SyscallEvent =
   | (Base & { kind: 'mmap'; addr: number; length: number; prot: number; flags: number; fd: number; offset: number; ret: number })
   | (Base & { kind: 'msync'; addr: number; length: number; flags: number; ret: number })
   | (Base & { kind: 'munmap'; addr: number; length: number; ret: number })
+  /**
+   * The process submits I/O through io_uring or Linux AIO in a way the backend does not follow (ptrace: any; ebpf:
+   * requests on registered files, vectored AIO, ring opcodes that open, close, rename or resize files). Reported
+   * once per process and API: its files' sizes and byte counts are then re-read rather than counted.
+   */
+  | (Base & { kind: 'async_unseen'; api: 'io_uring' | 'aio'; detail: string })
   /** The backend dropped events (bpftrace "Lost N events"): state derived since then is uncertain. */
   | (Base & { kind: 'lost'; count: number });
 

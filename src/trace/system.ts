@@ -115,6 +115,20 @@ export function kernelInodeHasTimes(btfPath = '/sys/kernel/btf/vmlinux'): boolea
   }
 }
 
+/**
+ * Whether io_uring requests can be followed: the kernel has io_uring's submit and complete tracepoints and its BTF
+ * describes struct io_rw (where a prepared read or write keeps its offset). Call after ensureTracefs.
+ */
+export function kernelIoUringTraceable(btfPath = '/sys/kernel/btf/vmlinux'): boolean {
+  if (!existsSync(`${TRACEFS}/events/io_uring/io_uring_submit_req`) || !existsSync(`${TRACEFS}/events/io_uring/io_uring_complete`)) return false;
+  try {
+    return readFileSync(`${TRACEFS}/events/io_uring/io_uring_submit_req/format`, 'utf8').includes('void * req;') &&
+      readFileSync(btfPath).includes('\0io_rw\0');
+  } catch {
+    return false;
+  }
+}
+
 /** The one-letter state of a process in /proc/PID/stat, or null once it is gone. */
 export function processState(pid: number): string | null {
   try {

@@ -67,6 +67,7 @@ const SCHEMA: Record<SyscallEventKind, KindSchema> = {
   },
   msync: { required: { addr: 'int', length: 'int', flags: 'int', ret: 'int' } },
   munmap: { required: { addr: 'int', length: 'int', ret: 'int' } },
+  async_unseen: { required: { api: 'str', detail: 'str' } },
   lost: { required: { count: 'int' } },
 };
 
@@ -74,6 +75,7 @@ const ENUMS: Record<string, readonly string[]> = {
   op: ['read', 'write'],
   call: ['copy_file_range', 'sendfile', 'splice', 'FICLONE', 'FICLONERANGE'],
   fileType: ['regular', 'directory', 'other'],
+  api: ['io_uring', 'aio'],
 };
 
 function typeError(value: unknown, type: FieldType): string | null {

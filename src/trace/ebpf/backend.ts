@@ -11,7 +11,7 @@ import { LineSplitter } from '../lines.js';
 import { OrderedRelease } from '../order.js';
 import type { EbpfTuning, EventSink, RunningBackend, TraceOptions, TraceTarget } from '../session.js';
 import {
-  ensureTracefs, exitStatus, findExecutable, kernelInodeHasTimes, kernelStackBytes, processState, requireCgroup, requireExecutable,
+  ensureTracefs, exitStatus, findExecutable, kernelInodeHasTimes, kernelIoUringTraceable, kernelStackBytes, processState, requireCgroup, requireExecutable,
   requirePid, requireRoot, requireSyscallTracepoints,
 } from '../system.js';
 import { Collector } from './collect.js';
@@ -142,6 +142,7 @@ class EbpfSession implements RunningBackend {
       reportSetCloexec: this.tuning.reportSetCloexec ?? false,
       fdEvents: this.tuning.fdEvents ?? 'storage',
       inodeTimes: kernelInodeHasTimes(),
+      ioUring: kernelIoUringTraceable(),
     });
     // On the command line rather than in a file: nothing to clean up if this process dies.
     assert.ok(program.length < MAX_ARGUMENT_BYTES, `bpftrace program of ${program.length} bytes`);

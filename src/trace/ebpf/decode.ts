@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import type { FileType, SyscallEvent } from '../events.js';
 import { SKY_HINT_MAGIC } from '../hint-abi.js';
 import { int64At } from './bpf.js';
-import { AGGREGATE_FIELDS, ARGV_MAX as ARGV_LIMIT, COPY_CALLS, Code, RECORD_FIELDS, STRING_BYTES, S_IFDIR, S_IFMT, S_IFREG } from './program.js';
+import { AGGREGATE_FIELDS, ARGV_MAX as ARGV_LIMIT, ASYNC_APIS, ASYNC_UNSEEN, COPY_CALLS, Code, RECORD_FIELDS, STRING_BYTES, S_IFDIR, S_IFMT, S_IFREG } from './program.js';
 
 type Ev<K extends SyscallEvent['kind']> = Extract<SyscallEvent, { kind: K }>;
 type Base = { ts: number; pid: number; tid: number };
@@ -149,6 +149,12 @@ export class RecordDecoder {
       }
       case Code.summary:
         return this.detachedSummary();
+      case Code.asyncUnseen: {
+        const api = ASYNC_APIS[f(0)];
+        const why = ASYNC_UNSEEN[f(1)];
+        assert.ok(api !== undefined && why !== undefined, `async record with api ${f(0)}, why ${f(1)}`);
+        return { kind: 'async_unseen', ...b, api, detail: `${why} (opcode ${f(2)})` };
+      }
       default:
         return this.withStrings(code);
     }

@@ -60,6 +60,8 @@ export const Code = {
   munmap: 19,
   rw: 20,
   closeRange: 21,
+  /** api (ASYNC_APIS), why (ASYNC_UNSEEN), opcode: first async request of a process the program cannot follow. */
+  asyncUnseen: 22,
   fork: 30,
   exit: 31,
   execEnter: 32,
@@ -70,6 +72,19 @@ export const Code = {
 
 /** copy event `call` values, by the number the program stores. */
 export const COPY_CALLS = ['copy_file_range', 'sendfile', 'splice', 'FICLONE', 'FICLONERANGE'] as const;
+
+/** asyncUnseen `api` values. */
+export const ASYNC_APIS = ['aio', 'io_uring'] as const;
+/** asyncUnseen `why` values. */
+export const ASYNC_UNSEEN = [
+  'a request on a registered (fixed) file',
+  'a ring operation that opens, closes, renames, links, unlinks or resizes files',
+  'a request whose completion is not reported (IOSQE_CQE_SKIP_SUCCESS)',
+  'a vectored AIO request',
+  'more AIO requests in one io_submit than are followed',
+] as const;
+/** AIO requests of one io_submit that are followed (a bounded loop in BPF); the rest are reported unseen. */
+export const AIO_BATCH_FOLLOWED = 64;
 
 /** BPFTRACE_STRLEN: the largest bpftrace v0.17 accepts with our tuples on the stack. */
 export const STRING_BYTES = 200;
@@ -107,6 +122,8 @@ export interface ProgramOptions {
    * file's size, type, link count and mtime as the kernel had them at the call, so user space need not stat it.
    */
   inodeTimes: boolean;
+  /** io_uring's tracepoints and struct io_rw are there (system.ts kernelIoUringTraceable): follow ring reads and writes. */
+  ioUring: boolean;
 }
 
 const O_CLOEXEC = 0x80000;
@@ -413,10 +430,18 @@ function aggregate(call: DataCall): string {
     call.offsetArg === null
       ? '$start = $pos - $ret;'
       : `$start = ${arg(call.offsetArg)}; if ($start < 0) { $start = $pos - $ret; }`;
-  const next = call.write
+  return aggregateUpdate(call.write, start, writeHead(call));
+}
+
+/**
+ * Adds one call of `$ret` bytes to the aggregate of ($fd, its file $f): `start` sets $start, `head` adjusts $dev's
+ * upper half (the written head). Expects $fd, $f, $pos and $ret.
+ */
+function aggregateUpdate(write: boolean, start: string, head: string): string {
+  const next = write
     ? `$ws = $a.4; $we = $a.5;
       if ($ret > 0) { if ($a.3 == 0 || $start < $ws) { $ws = $start; } if ($a.3 == 0 || $start + $ret > $we) { $we = $start + $ret; } }
-      ${writeHead(call)}
+      ${head}
       $v = ($a.0, $a.1, $a.2 + 1, $a.3 + $ret, $ws, $we, $pos, $ts, (int64)tid, $dev);`
     : '$v = ($a.0 + 1, $a.1 + $ret, $a.2, $a.3, $a.4, $a.5, $pos, $ts, (int64)tid, $dev);';
   return `$mode = $f->f_inode->i_mode & ${S_IFMT};
@@ -459,6 +484,85 @@ function dataProbes(magic: number): ExitProbe[] {
   });
 }
 
+const IOCB_CMD_PREAD = 0;
+const IOCB_CMD_PWRITE = 1;
+const IOCB_CMD_PREADV = 7;
+const IOCB_CMD_PWRITEV = 8;
+const IORING_READS = [1, 4, 22, 60]; // READV, READ_FIXED, READ, READV_FIXED
+const IORING_WRITES = [2, 5, 23, 61]; // WRITEV, WRITE_FIXED, WRITE, WRITEV_FIXED
+/** FALLOCATE, OPENAT, CLOSE, OPENAT2, SPLICE, TEE, RENAMEAT, UNLINKAT, LINKAT, URING_CMD, FIXED_FD_INSTALL, FTRUNCATE. */
+const IORING_UNFOLLOWED = [17, 18, 19, 28, 30, 33, 35, 36, 39, 46, 54, 55];
+const REQ_F_FIXED_FILE = 1;
+const REQ_F_CQE_SKIP = 1 << 6;
+
+function oneOf(value: string, options: readonly number[]): string {
+  return options.map((option) => `${value} == ${option}`).join(' || ');
+}
+
+/** Reports, once per process and API, a request the program cannot follow (user space then re-reads sizes). */
+function asyncUnseen(api: (typeof ASYNC_APIS)[number], why: number, opcode: string): string {
+  const apiCode = ASYNC_APIS.indexOf(api);
+  return `if (!@q[(int64)pid, ${apiCode}]) { @q[(int64)pid, ${apiCode}] = 1; ${emit(Code.asyncUnseen, [`${apiCode}`, `${why}`, opcode])} }`;
+}
+
+/** A read or write whose offset is known and whose written head is not (its buffer is not read). */
+const FORGET_HEAD = 'if ($start == 0) { $dev = $dev & 0xffffffff; }';
+
+/**
+ * Linux AIO: io_submit returns how many of its iocbs the kernel accepted (each one's fd was checked), so those are
+ * counted, as their requested length, when submitted: a failed AIO request is counted all the same.
+ */
+function aioProbe(): ExitProbe {
+  const count = (write: boolean) => `$ret = $len; ${aggregateUpdate(write, '$start = $off;', FORGET_HEAD)}`;
+  const body = `$n = ${RET};
+    if ($n > ${AIO_BATCH_FOLLOWED}) { $n = ${AIO_BATCH_FOLLOWED}; ${asyncUnseen('aio', 4, '0')} }
+    $i = 0;
+    while ($i < ${AIO_BATCH_FOLLOWED}) {
+      if ($i >= $n) { break; }
+      $cb = *(uint64 *)uptr($r->dx + (uint64)$i * 8);
+      $op = (int64)*(uint16 *)uptr($cb + 16);
+      if ($op == ${IOCB_CMD_PREAD} || $op == ${IOCB_CMD_PWRITE}) {
+        $fd = (int64)*(uint32 *)uptr($cb + 20); $len = *(int64 *)uptr($cb + 32); $off = *(int64 *)uptr($cb + 40);
+        ${fileOf('$fd')} $pos = (int64)$f->f_pos;
+        if ($op == ${IOCB_CMD_PWRITE}) { ${count(true)} } else { ${count(false)} }
+      } else if ($op == ${IOCB_CMD_PREADV} || $op == ${IOCB_CMD_PWRITEV}) { ${asyncUnseen('aio', 3, '$op')} }
+      $i++;
+    }`;
+  return { syscall: 'io_submit', nr: 209, body };
+}
+
+/**
+ * io_uring: a read or write is remembered at submission (after its prep: the fd and the offset, -1 for "the file
+ * position") by request address, and counted at completion with its result; completions run in the submitting
+ * task or one of its io threads, which share its pid and files. The ring's other file operations are not followed.
+ */
+function ioUringProbes(options: ProgramOptions): string {
+  if (!options.ioUring) return '';
+  const submit = `tracepoint:io_uring:io_uring_submit_req ${predicate(options.filter)} {
+  $op = (int64)args->opcode;
+  if (${oneOf('$op', [...IORING_READS, ...IORING_WRITES])}) {
+    $q = (struct io_kiocb *)args->req;
+    if (($q->flags & ${REQ_F_FIXED_FILE}) != 0) { ${asyncUnseen('io_uring', 0, '$op')} }
+    else if (($q->flags & ${REQ_F_CQE_SKIP}) != 0) { ${asyncUnseen('io_uring', 2, '$op')} }
+    else { $w = (struct io_rw *)args->req; @u[(uint64)args->req] = ((int64)pid, (int64)$q->cqe.fd, (int64)$w->kiocb.ki_pos, $op); }
+  } else if (${oneOf('$op', IORING_UNFOLLOWED)}) { ${asyncUnseen('io_uring', 1, '$op')} }
+}`;
+  const start = '$start = $u.2; if ($start < 0) { $start = (int64)$w->kiocb.ki_pos - $ret; }';
+  const complete = `tracepoint:io_uring:io_uring_complete {
+  $u = @u[(uint64)args->req];
+  if ($u.0 != 0) {
+    delete(@u[(uint64)args->req]);
+    if ($u.0 == (int64)pid) {
+      $q = (struct io_kiocb *)args->req; $w = (struct io_rw *)args->req;
+      $f = $q->file; $fd = $u.1; $ret = (int64)args->res; $pos = (int64)$f->f_pos;
+      if (${oneOf('$u.3', IORING_WRITES)}) { ${aggregateUpdate(true, start, FORGET_HEAD)} }
+      else { ${aggregateUpdate(false, start, '')} }
+    }
+  }
+}`;
+  return `${submit}\n${complete}`;
+}
+
 /** exec: path and argv must be read at entry (a successful exec replaces the memory they live in). */
 function execProbes(options: ProgramOptions): string {
   const filter = predicate(options.filter);
@@ -488,7 +592,8 @@ function execProbes(options: ProgramOptions): string {
 function processProbes(options: ProgramOptions): string {
   const filter = predicate(options.filter);
   const follow = options.filter.kind === 'pids' ? 'if (!$thread) { @t[args->pid] = 1; }' : '';
-  const forget = options.filter.kind === 'pids' ? 'delete(@t[pid]); delete(@m[pid]);' : 'delete(@m[pid]);';
+  const forgetAsync = 'delete(@q[(int64)pid, 0]); delete(@q[(int64)pid, 1]);';
+  const forget = options.filter.kind === 'pids' ? `delete(@t[pid]); delete(@m[pid]); ${forgetAsync}` : `delete(@m[pid]); ${forgetAsync}`;
   return `tracepoint:task:task_newtask ${filter} {
   $thread = (args->clone_flags & ${CLONE_THREAD}) != 0;
   ${follow}
@@ -504,7 +609,7 @@ tracepoint:sched:sched_process_exit ${filter} {
 /** bpftrace types a map at its first assignment in program order; the aggregates are read before they are written. */
 function declareMaps(): string {
   const zero = Array(AGGREGATE_FIELDS).fill('(int64)0').join(', ');
-  return `@g = (int64)0; @r[(int64)0, (int64)0, (int64)0, (int64)0] = (${zero}); delete(@r[(int64)0, (int64)0, (int64)0, (int64)0]);`;
+  return `@g = (int64)0; @q[(int64)0, (int64)0] = (int64)0; delete(@q[(int64)0, (int64)0]); @r[(int64)0, (int64)0, (int64)0, (int64)0] = (${zero}); delete(@r[(int64)0, (int64)0, (int64)0, (int64)0]);`;
 }
 
 function beginProbe(options: ProgramOptions): string {
@@ -529,6 +634,7 @@ export function buildProgram(options: ProgramOptions): string {
     ...lifetimeProbes(),
     ...hintAndMappingProbes(),
     ...dataProbes(SKY_HINT_MAGIC),
+    aioProbe(),
   ].map((probe) => exitProbe(options, probe));
-  return [beginProbe(options), processProbes(options), execProbes(options), storageCloseProbe(options), ...probes, ''].join('\n');
+  return [beginProbe(options), processProbes(options), execProbes(options), storageCloseProbe(options), ioUringProbes(options), ...probes, ''].join('\n');
 }

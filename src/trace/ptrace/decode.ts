@@ -56,10 +56,14 @@ export const TRACED_SYSCALLS = [
   'open', 'openat', 'openat2', 'creat', 'close', 'close_range', 'dup', 'dup2', 'dup3', 'fcntl', 'chdir', 'fchdir',
   'lseek', ...Object.keys(DATA_CALLS), 'truncate', 'ftruncate', 'fallocate', 'fsync', 'fdatasync', 'copy_file_range',
   'sendfile', 'splice', 'ioctl', 'unlink', 'unlinkat', 'rmdir', 'rename', 'renameat', 'renameat2', 'link', 'linkat', 'fadvise64',
-  'ioprio_set', 'mmap', 'msync', 'munmap', 'execve', 'execveat', 'clone', 'clone3', 'fork', 'vfork',
+  'ioprio_set', 'mmap', 'msync', 'munmap', 'execve', 'execveat', 'clone', 'clone3', 'fork', 'vfork', 'io_setup',
+  'io_uring_setup',
 ] as const;
 
-export const RAW_SYSCALLS = Object.keys(DATA_CALLS);
+/** strace would print every AIO/io_uring request's buffer; their setup only says such requests will come, unseen. */
+export const RAW_SYSCALLS = [...Object.keys(DATA_CALLS), 'io_setup', 'io_uring_setup'];
+
+const ASYNC_UNSEEN_DETAIL = 'the ptrace backend does not see requests submitted through it';
 
 export class StraceDecoder {
   private readonly resumer = new Resumer();
@@ -256,6 +260,10 @@ export class StraceDecoder {
       case 'fork':
       case 'vfork':
         return this.fork(line, b, ret);
+      case 'io_setup':
+        return ret === 0 ? { kind: 'async_unseen', ...b, api: 'aio', detail: ASYNC_UNSEEN_DETAIL } : null;
+      case 'io_uring_setup':
+        return ret >= 0 ? { kind: 'async_unseen', ...b, api: 'io_uring', detail: ASYNC_UNSEEN_DETAIL } : null;
       default:
         return null;
     }

@@ -12,7 +12,7 @@ import type { SyscallEvent } from '../../../src/trace/events.js';
 import { SKY_HINT_MAGIC, startTrace } from '../../../src/trace/index.js';
 import {
   compileFixtures, isDescendant, killGroup, ofKind, openOf, startOutsider, summariesOf, tempDir, total, traceCommand,
-  type Backend, type Run,
+  type Backend, type Ev, type Run,
 } from './helpers.js';
 
 const O_CREAT = 0o100;
@@ -24,7 +24,7 @@ const CAT_TEXT = 'cat copies this line\n';
 const DD_TEXT = 'dd reads and writes this\n';
 
 const isRoot = process.getuid?.() === 0;
-const hasTools = spawnSync('sh', ['-c', 'command -v bpftrace && command -v strace && command -v gcc']).status === 0;
+const hasTools = spawnSync('sh', ['-c', 'command -v bpftrace && command -v strace && command -v gcc && command -v fio']).status === 0;
 
 function scenario(bin: Record<string, string>): string {
   return `set -e
@@ -38,6 +38,9 @@ mkdir misc.d && ${bin.misc} "$PWD/misc.d"
 ${bin.hint} hint.dat
 env PATH=/sky-nonexistent-a:/sky-nonexistent-b:/usr/bin:/bin true
 ln cat-a.txt cat-a.link && rm cat-a.txt
+fio --output=/dev/null --name=u --filename=uring.dat --rw=write --bs=64k --size=1m --fallocate=none --ioengine=io_uring --iodepth=4
+fio --output=/dev/null --name=a --filename=aio.dat --rw=write --bs=4k --size=256k --fallocate=none --ioengine=libaio --direct=1 --iodepth=8
+fio --output=/dev/null --name=f --filename=fixed.dat --rw=write --bs=4k --size=64k --ioengine=io_uring --registerfiles=1 --iodepth=2
 exit 3
 `;
 }
@@ -108,6 +111,35 @@ describe.each<Backend>(['ebpf', 'ptrace'])('%s backend', (backend) => {
     const unlinked = ofKind(run.events, 'unlink').filter((event) => event.path.endsWith('cat-a.txt') && event.pid !== links[0]!.pid);
     expect(unlinked).toMatchObject([{ ret: 0 }]);
     expect(unlinked[0]!.ts).toBeGreaterThan(links[0]!.ts);
+  });
+
+  /** fio's job process (a child of fio's main process, which lays the file out first): its open of `file`. */
+  function fioJobOpen(file: string): Ev<'open'> {
+    const opens = ofKind(run.events, 'open').filter((event) => event.path === file && event.ret >= 0);
+    expect(opens.length).toBeGreaterThanOrEqual(1);
+    return opens.at(-1)!;
+  }
+
+  it.runIf(ready)('follows io_uring and AIO writes (ebpf), or says it cannot (ptrace)', () => {
+    const uring = fioJobOpen('uring.dat');
+    const aio = fioJobOpen('aio.dat');
+    const unseen = ofKind(run.events, 'async_unseen');
+    const written = (open: Ev<'open'>) => total(summariesOf(run.events, open.pid, open.ret, open.ts));
+    if (backend === 'ebpf') {
+      expect(written(uring)).toMatchObject({ writeBytes: 1 << 20, writeStart: 0, writeEnd: 1 << 20 });
+      expect(written(aio)).toMatchObject({ writeBytes: 256 << 10, writeStart: 0, writeEnd: 256 << 10 });
+      expect(unseen.filter((event) => event.pid === uring.pid || event.pid === aio.pid)).toEqual([]);
+    } else {
+      // strace cannot read the requests out of the ring or the iocbs; the setup says they will come unseen.
+      expect(written(uring).writeBytes).toBe(0);
+      expect(unseen.filter((event) => event.pid === uring.pid).map((event) => event.api)).toEqual(['io_uring']);
+      expect(unseen.filter((event) => event.pid === aio.pid).map((event) => event.api)).toEqual(['aio']);
+    }
+    // Requests on a registered file name no fd: neither backend follows them, both say so.
+    const fixed = fioJobOpen('fixed.dat');
+    const fixedUnseen = unseen.filter((event) => event.pid === fixed.pid);
+    expect(fixedUnseen.map((event) => event.api)).toEqual(['io_uring']);
+    if (backend === 'ebpf') expect(fixedUnseen[0]!.detail).toMatch(/registered \(fixed\) file/);
   });
 
   it.runIf(ready)("pairs each exec of a PATH search with its own path and result (env tries three directories)", () => {

@@ -475,6 +475,33 @@ describe('lost events', () => {
   });
 });
 
+describe('I/O the trace cannot see (io_uring, AIO)', () => {
+  it("says so once per process, and re-reads its files' sizes at close instead of trusting the counts", () => {
+    const system = new FakeSystem();
+    const before = system.addFile('/ring-before');
+    const after = system.addFile('/ring-after');
+    system.addProc(7, '/usr/bin/fio');
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 7);
+    const q = new Task(new Clock(), 8);
+    const unseen = { api: 'io_uring', detail: 'the ptrace backend does not see requests submitted through it' };
+    const first = run(engine, [p.open('/ring-before', CREATE, 3), p.ev('async_unseen', unseen), p.ev('async_unseen', unseen)]);
+    expect(ofKind(first, 'uncertainty')).toMatchObject([{ pid: 7, lostEvents: 0 }]);
+    expect(ofKind(first, 'uncertainty')[0]!.reason).toMatch(/^pid 7 \(\/usr\/bin\/fio\): io_uring requests not followed/);
+    // The ring wrote what no event showed; the file system knows.
+    before.data = Buffer.alloc(8192);
+    after.data = Buffer.alloc(4096);
+    const closed = ofKind(run(engine, [p.open('/ring-after', CREATE, 4), p.close(3), p.close(4)]), 'file_closed');
+    expect(closed.map((c) => [c.path, c.size, c.writeBytes])).toEqual([['/ring-before', 8192, 0], ['/ring-after', 4096, 0]]);
+    for (const c of closed) expect(c.uncertain).toMatch(/io_uring requests not followed/);
+    // Another process is not affected.
+    run(engine, [q.open('/other', CREATE, 3), q.write(3, 10)]);
+    const other = ofKind(run(engine, [q.close(3)]), 'file_closed');
+    expect(other).toMatchObject([{ path: '/other', size: 10, writeBytes: 10 }]);
+    expect(other[0]).not.toHaveProperty('uncertain');
+  });
+});
+
 describe('what the kernel told the backend (ebpf extras)', () => {
   it('execve closes exactly the fds the kernel listed', () => {
     const engine = replayEngine();

@@ -225,6 +225,15 @@ describe('aggregates, strings, numbers', () => {
     expect(int64At(int64s([-(2n ** 62n)]), 0)).toBe(-Number.MAX_SAFE_INTEGER);
   });
 
+  it('an async request the program cannot follow names its API, why and the opcode', () => {
+    const h = new Harness();
+    expect(h.decode(8, 70, Code.asyncUnseen, 8, [1, 0, 23])).toEqual({
+      kind: 'async_unseen', ts: 70, pid: 8, tid: 8, api: 'io_uring', detail: 'a request on a registered (fixed) file (opcode 23)',
+    });
+    expect(h.decode(8, 71, Code.asyncUnseen, 8, [0, 3, 8])).toMatchObject({ api: 'aio', detail: 'a vectored AIO request (opcode 8)' });
+    expect(() => h.decode(8, 72, Code.asyncUnseen, 8, [2, 0, 0])).toThrow(/async record/);
+  });
+
   it('dev_t: kernel encoding to makedev encoding', () => {
     expect(userDev((254 << 20) | 0)).toBe(65024);
     expect(userDev((259 << 20) | 3)).toBe(259 * 256 + 3);
@@ -233,7 +242,7 @@ describe('aggregates, strings, numbers', () => {
 });
 
 describe('buildProgram', () => {
-  const program = buildProgram({ filter: { kind: 'pids', pids: [1234] }, kernelStackBytes: 16384, reportSetCloexec: false, fdEvents: 'all', inodeTimes: true });
+  const program = buildProgram({ filter: { kind: 'pids', pids: [1234] }, kernelStackBytes: 16384, reportSetCloexec: false, fdEvents: 'all', inodeTimes: true, ioUring: true });
 
   it('seeds the traced pids, follows forks and hooks each syscall once at exit', () => {
     expect(program).toContain('@t[1234] = 1;');
@@ -248,7 +257,7 @@ describe('buildProgram', () => {
   });
 
   it("'storage' fd events: closes at entry and dups only of regular files and block devices", () => {
-    const storage = buildProgram({ filter: { kind: 'pids', pids: [1] }, kernelStackBytes: 16384, reportSetCloexec: false, fdEvents: 'storage', inodeTimes: true });
+    const storage = buildProgram({ filter: { kind: 'pids', pids: [1] }, kernelStackBytes: 16384, reportSetCloexec: false, fdEvents: 'storage', inodeTimes: true, ioUring: true });
     expect(storage).toContain('tracepoint:syscalls:sys_enter_close /@t[pid]/');
     expect(storage).not.toContain('sys_exit_close ');
     expect(storage).toContain('$storage = $sm == 32768 || $sm == 24576;');
@@ -257,13 +266,26 @@ describe('buildProgram', () => {
 
   it('reads the inode times only where the kernel has i_mtime_sec (bpftrace refuses a field BTF lacks)', () => {
     expect(program).toContain('$i->i_mtime_sec');
-    const older = buildProgram({ filter: { kind: 'pids', pids: [1] }, kernelStackBytes: 16384, reportSetCloexec: false, fdEvents: 'all', inodeTimes: false });
+    const older = buildProgram({ filter: { kind: 'pids', pids: [1] }, kernelStackBytes: 16384, reportSetCloexec: false, fdEvents: 'all', inodeTimes: false, ioUring: false });
     expect(older).not.toContain('i_mtime');
     expect(older).toContain('$i->i_ino');
   });
 
+  it('follows io_uring reads and writes only where the kernel can say where they go, AIO always', () => {
+    expect(program).toContain('tracepoint:io_uring:io_uring_submit_req /@t[pid]/');
+    expect(program).toContain('tracepoint:io_uring:io_uring_complete {');
+    expect(program).toContain('$w = (struct io_rw *)args->req;');
+    expect(program).toMatch(/tracepoint:syscalls:sys_exit_io_submit \/@t\[pid\]\//);
+    const older = buildProgram({ filter: { kind: 'pids', pids: [1] }, kernelStackBytes: 16384, reportSetCloexec: false, fdEvents: 'all', inodeTimes: false, ioUring: false });
+    expect(older).not.toContain('io_uring');
+    expect(older).not.toContain('io_rw');
+    expect(older).toContain('sys_exit_io_submit');
+    // A process's "cannot follow" record is sent once per API; the flag goes with the process.
+    expect(program).toContain('delete(@q[(int64)pid, 0]); delete(@q[(int64)pid, 1]);');
+  });
+
   it('filters a cgroup target by the ids of the cgroup and those below it', () => {
-    const cgroup = buildProgram({ filter: { kind: 'cgroup', path: '/sys/fs/cgroup/unified/x', ids: [4242, 4343] }, kernelStackBytes: 16384, reportSetCloexec: true, fdEvents: 'all', inodeTimes: false });
+    const cgroup = buildProgram({ filter: { kind: 'cgroup', path: '/sys/fs/cgroup/unified/x', ids: [4242, 4343] }, kernelStackBytes: 16384, reportSetCloexec: true, fdEvents: 'all', inodeTimes: false, ioUring: false });
     expect(cgroup).toContain('tracepoint:syscalls:sys_exit_openat /@cg[cgroup]/');
     expect(cgroup).toContain('@cg[(uint64)4242] = (int64)1; @cg[(uint64)4343] = (int64)1;');
     expect(cgroup).not.toContain('@t[');

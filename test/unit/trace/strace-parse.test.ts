@@ -115,6 +115,19 @@ function decode(lines: string[], threads?: Map<number, number>): SyscallEvent[] 
 }
 
 describe('StraceDecoder', () => {
+  it('an io_uring or AIO setup that succeeded says requests will come unseen; a failed one says nothing', () => {
+    const events = decode([
+      '100 1.000000000 io_uring_setup(0x1, 0x7ffe2a07dc50) = 0x7',
+      '100 1.100000000 io_setup(0x1, 0x55bd25bb9f50) = 0',
+      '100 1.200000000 io_setup(0x1, 0x55bd25bb9f50) = -1 EAGAIN (Resource temporarily unavailable)',
+    ]);
+    const detail = 'the ptrace backend does not see requests submitted through it';
+    expect(events).toEqual([
+      { kind: 'async_unseen', ts: 1e9, pid: 100, tid: 100, api: 'io_uring', detail },
+      { kind: 'async_unseen', ts: 1.1e9, pid: 100, tid: 100, api: 'aio', detail },
+    ]);
+  });
+
   it('orders a child after its fork even when strace printed the child first, and follows exit codes', () => {
     const events = decode([
       '100 1.000000000 execve("/bin/sh", ["sh", "-c", "x"], 0x7ffc /* 3 vars */) = 0',
