@@ -162,6 +162,12 @@ export class FileTable {
     (record.otherNames ??= []).push(path);
   }
 
+  /** `record` is known by `path` from now on, instead of the name it had (an O_TMPFILE file linked into place). */
+  rebind(record: FileRecord, path: string): void {
+    if (this.byPath.get(path) !== record) this.unbind(path);
+    this.bindPath(record, path);
+  }
+
   /** The name is gone (unlink, or replaced by a rename); returns what it named. */
   unbind(path: string): FileRecord | undefined {
     const record = this.byPath.get(path);

@@ -20,6 +20,7 @@ import {
   O_CREAT,
   O_EXCL,
   O_PATH,
+  O_TMPFILE,
   O_TRUNC,
   isWritable,
 } from './linux.js';
@@ -107,6 +108,7 @@ export function onOpen(state: EngineState, ev: Ev<'open'>): void {
     state.attach(process, ev.ret, state.newOpenFile(guessKind(path, ev.flags), path, ev.flags, ev.ts), cloexec(ev.flags), ev.ts);
     return;
   }
+  if ((ev.flags & O_TMPFILE) === O_TMPFILE && path !== null && !isVirtual(path)) return openTmpfile(state, process, ev, path);
   const probe: Probe = isVirtual(path)
     ? { path, stat: null, identity: null, kind: 'other' }
     : probeOpen(state, process.pid, ev, path);
@@ -125,6 +127,28 @@ export function onOpen(state: EngineState, ev: Ev<'open'>): void {
   doubtAsyncIo(process, openFile);
   state.attach(process, ev.ret, openFile, cloexec(ev.flags), ev.ts);
   if (openFile.file) state.emitOpened(process, ev.ret, openFile, ev.ts, false, doubt);
+}
+
+/**
+ * open(dir, O_TMPFILE) makes a new, empty regular file with no name in `dir`: reported under the name the kernel gives
+ * it in /proc ("dir/#inode"), with no links, so its blocks die at its last close unless a linkat names it first.
+ */
+function openTmpfile(state: EngineState, process: Process, ev: Ev<'open'>, dir: string): void {
+  let identity = identityOf(ev.ino, ev.dev);
+  const stat = identity ? null : state.live ? state.inspector.statFd(process.pid, ev.ret) : null;
+  if (stat && stat.kind === 'regular') identity = stat;
+  const name = `${dir === '/' ? '' : dir}/#${identity ? identity.ino : `O_TMPFILE@${ev.ts}`}`;
+  const openFile = state.newOpenFile('regular', name, ev.flags, ev.ts);
+  const { record } = state.files.lookup(name, stat, identity);
+  state.bindFile(openFile, record);
+  record.size = 0;
+  record.nlink = 0;
+  record.bornTs = ev.ts;
+  record.bornFrom = 'created';
+  record.doomed = { ts: ev.ts, pid: process.pid, cause: 'tmpfile' };
+  doubtAsyncIo(process, openFile);
+  state.attach(process, ev.ret, openFile, cloexec(ev.flags), ev.ts);
+  state.emitOpened(process, ev.ret, openFile, ev.ts, false, identity ? undefined : 'O_TMPFILE file gone before inspection; inode unknown');
 }
 
 /** O_TRUNC (writable) and O_CREAT|O_EXCL leave an empty file: the size is known without looking. */

@@ -5,7 +5,8 @@
  */
 import type { SyscallEvent } from '../trace/events.js';
 import { identityOf, type FileRecord } from './files.js';
-import { RENAME_EXCHANGE, AT_REMOVEDIR } from './linux.js';
+import { AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, RENAME_EXCHANGE } from './linux.js';
+import type { Process } from './process.js';
 import type { EngineState } from './state.js';
 import type { LifetimeCause } from './types.js';
 
@@ -49,15 +50,39 @@ export function onRename(state: EngineState, ev: Ev<'rename'>): void {
 export function onLink(state: EngineState, ev: Ev<'link'>): void {
   if (ev.ret !== 0) return;
   const process = state.processFor(ev);
-  const from = state.resolve(process, ev.olddirfd, ev.oldpath, ev.ts, identityOf(ev.oldDirIno, ev.oldDirDev));
   const to = state.resolve(process, ev.newdirfd, ev.newpath, ev.ts, identityOf(ev.newDirIno, ev.newDirDev));
-  const file = from === null || ev.truncated ? undefined : state.files.atPath(from);
+  const file = ev.truncated ? undefined : linkSource(state, process, ev);
   if (!file || to === null) {
     state.counters.unknownNames++;
     return;
   }
+  if (file.nlink === 0) {
+    // An O_TMPFILE file gets its first name: it lives on after its last close, under that name.
+    state.files.rebind(file, to);
+    file.nlink = 1;
+    file.doomed = null;
+    return;
+  }
   file.nlink = (file.nlink ?? 1) + 1;
   state.files.alias(to, file);
+}
+
+/** /proc/self/fd/N, /proc/thread-self/fd/N, /proc/PID/fd/N: magic links to an open file (linkat's AT_SYMLINK_FOLLOW). */
+const PROC_FD_LINK = /^\/proc\/(self|thread-self|\d+)(?:\/task\/\d+)?\/fd\/(\d+)$/;
+
+/**
+ * What linkat links: the file open at olddirfd for AT_EMPTY_PATH with an empty path, the file open at a /proc fd
+ * link followed (how O_TMPFILE files are usually named), else the file at the old path.
+ */
+function linkSource(state: EngineState, process: Process, ev: Ev<'link'>): FileRecord | undefined {
+  if ((ev.flags & AT_EMPTY_PATH) !== 0 && ev.oldpath === '') return state.fdEntry(process, ev.olddirfd, ev.ts)?.file.file ?? undefined;
+  const magic = (ev.flags & AT_SYMLINK_FOLLOW) !== 0 ? PROC_FD_LINK.exec(ev.oldpath) : null;
+  if (magic) {
+    const owner = magic[1] === 'self' || magic[1] === 'thread-self' ? process : state.processes.get(Number(magic[1]));
+    return owner ? state.fdEntry(owner, Number(magic[2]), ev.ts)?.file.file ?? undefined : undefined;
+  }
+  const from = state.resolve(process, ev.olddirfd, ev.oldpath, ev.ts, identityOf(ev.oldDirIno, ev.oldDirDev));
+  return from === null ? undefined : state.files.atPath(from);
 }
 
 /** One name fewer: the blocks die only with the last name and the last open description. */

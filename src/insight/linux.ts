@@ -30,6 +30,8 @@ export const CLOSE_RANGE_UNSHARE = 2;
 export const CLOSE_RANGE_CLOEXEC = 4;
 
 export const AT_REMOVEDIR = 0x200;
+export const AT_SYMLINK_FOLLOW = 0x400;
+export const AT_EMPTY_PATH = 0x1000;
 
 export const RENAME_NOREPLACE = 1;
 export const RENAME_EXCHANGE = 2;

@@ -32,7 +32,8 @@ export interface ByteRange {
 
 export type CopyMethod = 'copy_file_range' | 'sendfile' | 'splice' | 'FICLONE' | 'FICLONERANGE' | 'read-write';
 export type HintSource = 'syscall-args' | 'fadvise' | 'rw_hint' | 'ioprio';
-export type LifetimeCause = 'unlink' | 'rename-over' | 'truncate';
+/** 'tmpfile': an O_TMPFILE file closed without ever being given a name (linkat): its blocks die at that close. */
+export type LifetimeCause = 'unlink' | 'rename-over' | 'truncate' | 'tmpfile';
 export type SizeChangeCause = 'write' | 'truncate' | 'ftruncate' | 'fallocate' | 'copy' | 'open-truncate' | 'observed';
 export type CloseCause = 'close' | 'exit' | 'exec' | 'replaced';
 export type WritebackTrigger = 'msync' | 'munmap' | 'fsync' | 'exit' | 'exec';

@@ -25,7 +25,7 @@ import {
   type TraceResult,
 } from './helpers.js';
 
-const FD_MODES = ['dup2', 'paths', 'append', 'threads', 'fork', 'lifetime', 'mmap', 'apphints'] as const;
+const FD_MODES = ['dup2', 'paths', 'append', 'threads', 'fork', 'lifetime', 'mmap', 'apphints', 'tmpfile'] as const;
 /** Nested shells: the innermost file is written three execs and two forks below the traced command. */
 const NESTED = 'mkdir nested && cd nested && sh -c "printf 12345 > inner.out; sh -c \\"printf 1234567 > deepest.out\\""; printf 12 > outer.out';
 const TRACED_EXIT = 7;
@@ -149,13 +149,33 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
   });
 
   it('measures lifetimes ended by unlink and truncate', () => {
-    const ended = ofKind(fd.insights, 'lifetime_ended');
+    const ended = ofKind(fd.insights, 'lifetime_ended').filter((l) => !l.path.includes('/tmpfile/'));
     expect(ended.map((l) => [l.path, l.cause, l.bytes, l.bornFrom])).toEqual([
       [at('fd', 'lifetime', 'doomed.out'), 'unlink', 8192, 'created'],
       [at('fd', 'lifetime', 'shrunk.out'), 'truncate', 9000, 'created'],
     ]);
     expect(ended[0].livedMs).toBeGreaterThanOrEqual(100);
     expect(ended[1].livedMs).toBeGreaterThanOrEqual(50);
+  });
+
+  it('follows O_TMPFILE files: named by linkat (AT_EMPTY_PATH or a /proc fd link), or dying unnamed at close', () => {
+    const ended = ofKind(fd.insights, 'lifetime_ended').filter((l) => l.path.includes('/tmpfile/'));
+    const unnamed = ended.find((l) => l.cause === 'tmpfile');
+    expect(unnamed?.path).toMatch(new RegExp(`^${at('fd', 'tmpfile')}/#`));
+    expect(ended.map((l) => [l.path, l.cause, l.bytes, l.bornFrom])).toEqual([
+      [unnamed?.path, 'tmpfile', 3000, 'created'],
+      [at('fd', 'tmpfile', 'linked-empty.out'), 'unlink', 6000, 'created'],
+      [at('fd', 'tmpfile', 'linked-proc.out'), 'unlink', 7000, 'created'],
+    ]);
+    const closed = ofKind(fd.insights, 'file_closed').filter((c) => c.path.includes('/tmpfile/'));
+    expect(closed.map((c) => [c.path.replace(/#[^/]+$/, '#'), c.size, c.writeBytes])).toEqual([
+      [at('fd', 'tmpfile', 'linked-empty.out'), 6000, 6000],
+      [at('fd', 'tmpfile', 'linked-proc.out'), 7000, 7000],
+      [`${at('fd', 'tmpfile')}/#`, 3000, 3000],
+    ]);
+    // The directory the files were made in is still itself.
+    const opened = ofKind(fd.insights, 'file_opened').filter((o) => o.path === at('fd', 'tmpfile'));
+    expect(opened).toEqual([]);
   });
 
   it('surfaces writes through a shared mapping at msync, munmap and fsync', () => {
