@@ -36,11 +36,21 @@ export function onRename(state: EngineState, ev: Ev<'rename'>): void {
     return;
   }
   if ((ev.flags & RENAME_EXCHANGE) !== 0) {
+    const first = state.files.atPath(from);
+    const second = state.files.atPath(to);
     state.files.exchange(from, to);
+    if (first) renamed(state, first, from, ev);
+    if (second) renamed(state, second, to, ev);
     return;
   }
+  const moved = state.files.atPath(from);
   const replaced = state.files.rename(from, to);
   if (replaced && !replaced.metadata) nameRemoved(state, replaced, 'rename-over', ev.ts, process.pid);
+  if (moved && moved.path === to) renamed(state, moved, from, ev);
+}
+
+function renamed(state: EngineState, file: FileRecord, from: string, ev: { ts: number; pid: number }): void {
+  state.emit({ kind: 'file_renamed', ts: ev.ts, pid: ev.pid, ...state.fileRef(file), from, metadata: file.metadata, ...state.uncertainty(file) });
 }
 
 /**
@@ -58,7 +68,9 @@ export function onLink(state: EngineState, ev: Ev<'link'>): void {
   }
   if (file.nlink === 0) {
     // An O_TMPFILE file gets its first name: it lives on after its last close, under that name.
+    const from = file.path;
     state.files.rebind(file, to);
+    renamed(state, file, from, ev);
     file.nlink = 1;
     file.doomed = null;
     return;

@@ -108,6 +108,19 @@ export type LifetimeEndedInsight = InsightBase &
     cause: LifetimeCause;
   };
 
+/**
+ * A file (or directory) is known by another name: rename, renameat, renameat2 (an exchange reports both), or the
+ * first name an O_TMPFILE file gets from linkat. Later insights use `path`; a file replaced by the rename gets a
+ * lifetime_ended (rename-over).
+ */
+export type FileRenamedInsight = InsightBase &
+  FileRef & {
+    kind: 'file_renamed';
+    /** The name it had. */
+    from: string;
+    metadata: boolean;
+  };
+
 export type AppHintInsight = InsightBase & {
   kind: 'app_hint';
   /** null for process-wide hints (ioprio_set). */
@@ -164,6 +177,7 @@ export type Insight =
   | CopyDetectedInsight
   | EncryptionDetectedInsight
   | LifetimeEndedInsight
+  | FileRenamedInsight
   | AppHintInsight
   | MmapWritebackInsight
   | DataWrittenInsight

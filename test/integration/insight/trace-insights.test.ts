@@ -173,6 +173,11 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
       [at('fd', 'tmpfile', 'linked-proc.out'), 7000, 7000],
       [`${at('fd', 'tmpfile')}/#`, 3000, 3000],
     ]);
+    const named = ofKind(fd.insights, 'file_renamed').filter((r) => r.path.includes('/tmpfile/'));
+    expect(named.map((r) => [r.from.replace(/#[^/]+$/, '#'), r.path])).toEqual([
+      [`${at('fd', 'tmpfile')}/#`, at('fd', 'tmpfile', 'linked-empty.out')],
+      [`${at('fd', 'tmpfile')}/#`, at('fd', 'tmpfile', 'linked-proc.out')],
+    ]);
     // The directory the files were made in is still itself.
     const opened = ofKind(fd.insights, 'file_opened').filter((o) => o.path === at('fd', 'tmpfile'));
     expect(opened).toEqual([]);

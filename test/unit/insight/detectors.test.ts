@@ -375,10 +375,20 @@ describe('lifetimes', () => {
     const engine = new InsightEngine({ inspector: 'none' });
     const p = new Task(new Clock(), 1);
     run(engine, [p.open('/t/cfg', CREATE, 3), p.write(3, 77), p.close(3), p.open('/t/cfg.new', CREATE, 3), p.write(3, 80), p.close(3)]);
-    const ended = ofKind(run(engine, [p.rename('/t/cfg.new', '/t/cfg')]), 'lifetime_ended');
-    expect(ended).toMatchObject([{ path: '/t/cfg', bytes: 77, cause: 'rename-over' }]);
+    const insights = run(engine, [p.rename('/t/cfg.new', '/t/cfg')]);
+    expect(ofKind(insights, 'lifetime_ended')).toMatchObject([{ path: '/t/cfg', bytes: 77, cause: 'rename-over' }]);
+    expect(ofKind(insights, 'file_renamed')).toMatchObject([{ path: '/t/cfg', from: '/t/cfg.new', metadata: false, pid: 1 }]);
     expect(engine.inspectFile('/t/cfg')?.size).toBe(80);
     expect(engine.inspectFile('/t/cfg.new')).toBeNull();
+  });
+
+  it('a rename is reported with both names (an exchange as two); a name never seen is not', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 1);
+    run(engine, [p.open('/t/a', CREATE, 3), p.close(3), p.open('/t/b', CREATE, 3), p.close(3)]);
+    const exchanged = ofKind(run(engine, [p.rename('/t/a', '/t/b', 2 /* RENAME_EXCHANGE */)]), 'file_renamed');
+    expect(exchanged.map((r) => [r.from, r.path])).toEqual([['/t/a', '/t/b'], ['/t/b', '/t/a']]);
+    expect(ofKind(run(engine, [p.rename('/t/unknown', '/t/c')]), 'file_renamed')).toEqual([]);
   });
 
   it('truncation ends the life of the bytes cut off; O_TRUNC of a known file too', () => {
