@@ -17,11 +17,14 @@ export function onUnlink(state: EngineState, ev: Ev<'unlink'>): void {
   const process = state.processFor(ev);
   // A path the tracer cut short names some other file, if any: better unknown than wrong.
   const path = ev.truncated ? null : state.resolve(process, ev.dirfd, ev.path, ev.ts, identityOf(ev.dirIno, ev.dirDev));
+  const reportedAs = path === null ? undefined : state.files.atPath(path)?.path;
   const file = path === null ? undefined : state.files.unbind(path);
   if (!file) {
     state.counters.unknownNames++;
     return;
   }
+  // The name it was reported by is gone, another link remains (git links each object from a temporary name).
+  if (reportedAs !== undefined && file.path !== reportedAs) renamed(state, file, reportedAs, ev);
   if ((ev.flags & AT_REMOVEDIR) !== 0 || file.metadata) return;
   nameRemoved(state, file, 'unlink', ev.ts, process.pid);
 }
