@@ -107,7 +107,7 @@ export function onRw(state: EngineState, ev: Ev<'rw'>): void {
 /** Where a plain read/write began: the kernel's position after the call (ebpf) tells it exactly, O_APPEND included. */
 function callStart(openFile: OpenFile, ev: Ev<'rw'>): number | null {
   if (ev.position !== undefined && ev.position >= 0) return ev.position - ev.ret;
-  if (ev.op === 'write' && openFile.append) return openFile.file?.size ?? null;
+  if (ev.op === 'write' && openFile.append) return openFile.file && !openFile.file.sizeDoubted ? openFile.file.size : null;
   return openFile.position;
 }
 
@@ -140,8 +140,8 @@ function summaryPosition(openFile: OpenFile, ev: Ev<'rw_summary'>): number | nul
 /** The backend's writeEnd when it knows it; for O_APPEND the bytes went to the end, wherever that was. */
 function summaryWriteEnd(openFile: OpenFile, ev: Ev<'rw_summary'>): number | null {
   if (ev.writeEnd >= 0) return ev.writeEnd;
-  const size = openFile.file?.size ?? null;
-  if (openFile.append && size !== null) return size + ev.writeBytes;
+  const file = openFile.file;
+  if (openFile.append && file && file.size !== null && !file.sizeDoubted) return file.size + ev.writeBytes;
   return null;
 }
 

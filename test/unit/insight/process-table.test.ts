@@ -281,6 +281,21 @@ describe('offsets and sizes', () => {
     expect(engine.inspectFile('/log')?.size).toBe(506);
   });
 
+  it('an O_APPEND open inspected late does not count its appends twice (the late look already has them)', () => {
+    const system = new FakeSystem();
+    system.addFile('/l/log', 'x'.repeat(127)); // git's reflog line, already appended when we look
+    system.addProc(4, '/usr/bin/git'); // the fd is gone: the open is inspected by path
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 4);
+    const insights = run(engine, [
+      p.open('/l/log', O_WRONLY | O_CREAT | O_APPEND, 3),
+      p.summary(3, { writeCalls: 1, writeBytes: 127, writeStart: -1, writeEnd: -1, position: -1 }),
+      p.close(3),
+    ]);
+    expect(ofKind(insights, 'file_closed')).toMatchObject([{ path: '/l/log', size: 127, writeBytes: 127 }]);
+    expect(ofKind(insights, 'file_size_changed').map((c) => c.size)).not.toContain(254);
+  });
+
   it('lseek moves the offset; a write past EOF grows the file', () => {
     const engine = replayEngine();
     const p = new Task(new Clock(), 1);
