@@ -34,6 +34,8 @@ export interface FdInfo {
 }
 
 export interface SystemInspector {
+  /** The open fd numbers of a process (/proc/PID/fd), or null when it is gone. */
+  openFds(pid: number): number[] | null;
   /** readlink /proc/PID/fd/N; `deleted` when the kernel appended " (deleted)". */
   fdTarget(pid: number, fd: number): { path: string; deleted: boolean } | null;
   fdInfo(pid: number, fd: number): FdInfo | null;
@@ -52,6 +54,9 @@ export interface SystemInspector {
 
 /** Inspects nothing: for replays of another machine's log and for unit tests of pure event logic. */
 export class NullInspector implements SystemInspector {
+  openFds(): null {
+    return null;
+  }
   fdTarget(): null {
     return null;
   }
@@ -148,6 +153,11 @@ class DescriptorReader implements FileReader {
 export class ProcInspector implements SystemInspector {
   /** CLOCK_MONOTONIC and wall clock sampled together once; both backends' `ts` are monotonic nanoseconds. */
   private readonly wallMinusMonotonicNs = Date.now() * 1e6 - Number(process.hrtime.bigint());
+
+  openFds(pid: number): number[] | null {
+    const names = attempt(() => fs.readdirSync(`/proc/${pid}/fd`));
+    return names === null ? null : names.map(Number).filter(Number.isSafeInteger);
+  }
 
   fdTarget(pid: number, fd: number): { path: string; deleted: boolean } | null {
     const target = attempt(() => fs.readlinkSync(`/proc/${pid}/fd/${fd}`));

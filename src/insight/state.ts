@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { posix } from 'node:path';
 import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
 import { FileTable, sameIdentity, type FileRecord, type Identity } from './files.js';
-import type { FileReader, FileStat, SystemInspector } from './inspector.js';
+import type { FdInfo, FileReader, FileStat, SystemInspector } from './inspector.js';
 import { classifyFile, validateIoClassTable, type IoClass, type IoClassTable } from './ioclass.js';
 import { O_APPEND, O_CLOEXEC, O_DIRECTORY } from './linux.js';
 import { FdTable, newProcess, type FdEntry, type OpenFile, type OpenFileKind, type Process } from './process.js';
@@ -56,12 +56,28 @@ const DEV_ALIASES_MAX = 256;
 
 /** Attached processes remembered at start (a large cgroup's beyond this are read from /proc when first seen). */
 const ATTACHED_REMEMBERED_MAX = 4096;
+/** Regular files remembered per attached process (a database server may hold thousands; the rest come from /proc). */
+const ATTACHED_FDS_MAX = 4096;
+
+interface AttachedFd {
+  fd: number;
+  path: string;
+  stat: FileStat;
+  info: FdInfo | null;
+}
+
+interface AttachedProcess {
+  cwd: string | null;
+  exe: string | null;
+  argv: string[] | null;
+  fds: AttachedFd[];
+}
 
 export class EngineState {
   readonly processes = new Map<number, Process>();
   private readonly devAliases = new Map<number, number>();
   /** rememberAttached: attached processes not seen yet. */
-  private readonly attached = new Map<number, { cwd: string | null; exe: string | null; argv: string[] | null }>();
+  private readonly attached = new Map<number, AttachedProcess>();
   readonly files: FileTable;
   readonly counters: Counters = {
     events: 0,
@@ -112,7 +128,7 @@ export class EngineState {
   // ---- processes
 
   processFor(ev: SyscallEvent): Process {
-    const process = this.processes.get(ev.pid) ?? this.discoverProcess(ev.pid);
+    const process = this.processes.get(ev.pid) ?? this.discoverProcess(ev.pid, ev.ts);
     process.threads.add(ev.tid);
     if (ev.comm) process.comm = ev.comm;
     return process;
@@ -121,10 +137,32 @@ export class EngineState {
   /** InsightEngineOptions.attached: what /proc says of an attached process now, for discoverProcess. */
   rememberAttached(pid: number): void {
     if (this.attached.size >= ATTACHED_REMEMBERED_MAX) return;
-    this.attached.set(pid, { cwd: this.inspector.cwd(pid), exe: this.inspector.exe(pid), argv: this.inspector.cmdline(pid) });
+    const fds: AttachedFd[] = [];
+    for (const fd of this.inspector.openFds(pid) ?? []) {
+      if (fds.length >= ATTACHED_FDS_MAX) break;
+      const stat = this.inspector.statFd(pid, fd);
+      const target = stat?.kind === 'regular' ? this.inspector.fdTarget(pid, fd) : null;
+      if (stat && target) fds.push({ fd, path: target.path, stat, info: this.inspector.fdInfo(pid, fd) });
+    }
+    this.attached.set(pid, { cwd: this.inspector.cwd(pid), exe: this.inspector.exe(pid), argv: this.inspector.cmdline(pid), fds });
   }
 
-  private discoverProcess(pid: number): Process {
+  /**
+   * The files an attached process had open when tracing started. Every later open, dup and close is an event, so
+   * this is the table's starting state, truer than a look at /proc when its first event is handled (by then the
+   * process may have closed them, or exited).
+   */
+  private adoptAttachedFds(process: Process, fds: readonly AttachedFd[], ts: number): void {
+    for (const { fd, path, stat, info } of fds) {
+      const openFile = this.newOpenFile('regular', path, info?.flags ?? 0, ts);
+      openFile.position = info?.pos ?? null;
+      this.bindFile(openFile, this.files.lookup(path, stat).record);
+      this.attach(process, fd, openFile, ((info?.flags ?? 0) & O_CLOEXEC) !== 0, ts);
+      this.emitOpened(process, fd, openFile, ts, true, undefined);
+    }
+  }
+
+  private discoverProcess(pid: number, ts: number): Process {
     const process = newProcess(pid, new FdTable(), true);
     this.counters.processes++;
     if (this.live) {
@@ -132,7 +170,7 @@ export class EngineState {
       process.exe = this.inspector.exe(pid);
       process.argv = this.inspector.cmdline(pid);
     }
-    // Attached to at start and gone from /proc since: what it was then (a later chdir comes as an event).
+    // Attached to when tracing started: what it was then (a later chdir comes as an event), and its open files.
     const seen = this.attached.get(pid);
     if (seen) {
       this.attached.delete(pid);
@@ -145,6 +183,7 @@ export class EngineState {
     if (process.cwd === null && this.commandCwd !== null) process.cwd = this.commandCwd;
     this.commandCwd = null;
     this.processes.set(pid, process);
+    if (seen) this.adoptAttachedFds(process, seen.fds, ts);
     return process;
   }
 

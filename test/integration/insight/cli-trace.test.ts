@@ -106,6 +106,30 @@ describe.each(BACKENDS)('sky trace --backend %s on a live command', (backend) =>
     expect(closed(live.stdout)).toEqual([3]);
   });
 
+  it('--pid: files the process had open before tracing are followed to their close, even after it exits', async () => {
+    const go = path.join(dir, 'go');
+    // fd 3 is opened before the trace starts; the sleeps' execs show when tracing runs.
+    const script = `exec 3>>pre.log; while [ ! -e ${go} ]; do sleep 0.1; done; printf 12345 >&3; exec 3>&-; exit 0`;
+    const target = spawn('sh', ['-c', script], { cwd: dir, stdio: 'ignore' });
+    const child = spawn(process.execPath, [SKY, 'trace', '--backend', backend, '--pid', String(target.pid), '--json'], { cwd: dir });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await waitFor(() => stdout.includes('\n'), 60_000);
+      fs.writeFileSync(go, '');
+      expect(await exited).toBe(0);
+      const insights = stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+      const pre = insights.filter((i) => i.path === path.join(dir, 'pre.log'));
+      expect(pre.filter((i) => i.kind === 'file_opened')).toMatchObject([{ pid: target.pid, fd: 3, discovered: true }]);
+      expect(pre.filter((i) => i.kind === 'file_closed')).toMatchObject([{ pid: target.pid, size: 5, writeBytes: 5 }]);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      if (target.exitCode === null) target.kill('SIGKILL');
+      fs.rmSync(go, { force: true });
+    }
+  });
+
   it('stops cleanly on Ctrl-C (to the whole process group, as a terminal sends it) and prints the summary', async () => {
     const marker = path.join(dir, 'started');
     const script = `printf go > ${marker}; sleep 30`;

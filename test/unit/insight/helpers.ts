@@ -144,6 +144,11 @@ export class FakeSystem implements SystemInspector {
     return { dev: file.dev, ino: file.ino, size: file.data.length, mtimeNs: file.mtimeNs ?? 0, kind: file.kind, nlink: file.nlink };
   }
 
+  openFds(pid: number): number[] | null {
+    const fds = this.procs.get(pid)?.fds;
+    return fds ? [...fds.keys()] : null;
+  }
+
   fdTarget(pid: number, fd: number): { path: string; deleted: boolean } | null {
     const path = this.procs.get(pid)?.fds.get(fd);
     return path === undefined ? null : { path, deleted: !this.files.has(path) };
