@@ -6,6 +6,7 @@
  */
 import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
 import { identityOf } from './files.js';
+import { O_CLOEXEC } from './linux.js';
 import { endMappings } from './mmap.js';
 import { newProcess, type Process } from './process.js';
 import type { EngineState } from './state.js';
@@ -32,6 +33,7 @@ export function onFork(state: EngineState, ev: Ev<'fork'>): void {
   child.comm = parent.comm;
   child.uncertain = parent.uncertain;
   child.asyncUnseen = parent.asyncUnseen; // the ring or AIO context goes with the fds
+  if (parent.attachedFds) child.attachedFds = new Map(parent.attachedFds);
   child.mappings = parent.mappings.map((mapping) => ({ ...mapping }));
   for (const [fd, entry] of child.fds.entriesOf()) {
     if (entry.file.file) entry.file.file.holder ??= { pid: child.pid, fd };
@@ -57,6 +59,10 @@ export function onExec(state: EngineState, ev: Ev<'exec'>): void {
   // The kernel's own list (ebpf) beats our FD_CLOEXEC bookkeeping, which lost events or untraced fcntls can skew.
   const closing = ev.closedFds ?? process.fds.fds().filter((fd) => process.fds.get(fd)?.cloexec);
   for (const fd of closing) state.release(process, fd, 'exec', ev.ts);
+  const attached = process.attachedFds;
+  if (attached) {
+    for (const [fd, seen] of attached) if (ev.closedFds ? ev.closedFds.includes(fd) : ((seen.info?.flags ?? 0) & O_CLOEXEC) !== 0) attached.delete(fd);
+  }
   endMappings(state, process, 'exec', ev.ts);
   process.threads = new Set([process.pid]);
   process.exe = state.resolve(process, AT_FDCWD, ev.path, ev.ts) ?? ev.path;

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import type { FileRecord } from './files.js';
+import type { FdInfo, FileStat } from './inspector.js';
 import type { CopyMethod } from './types.js';
 
 export type OpenFileKind = 'regular' | 'directory' | 'other';
@@ -153,6 +154,16 @@ export interface Process {
    * its files' sizes are then re-read at close instead of counted, and their byte counts are flagged.
    */
   asyncUnseen?: string;
+  /** Regular files it had open when tracing attached to it, by fd, until an event first uses that fd. */
+  attachedFds?: Map<number, AttachedFd>;
+}
+
+/** What /proc said of an attached process's fd when tracing started. */
+export interface AttachedFd {
+  fd: number;
+  path: string;
+  stat: FileStat;
+  info: FdInfo | null;
 }
 
 /** Bound on per-process file accounting: a grep over a million files must not keep a million entries. */

@@ -10,7 +10,7 @@ import { FileTable, sameIdentity, type FileRecord, type Identity } from './files
 import type { FdInfo, FileReader, FileStat, SystemInspector } from './inspector.js';
 import { classifyFile, validateIoClassTable, type IoClass, type IoClassTable } from './ioclass.js';
 import { O_APPEND, O_CLOEXEC, O_DIRECTORY } from './linux.js';
-import { FdTable, newProcess, type FdEntry, type OpenFile, type OpenFileKind, type Process } from './process.js';
+import { FdTable, newProcess, type AttachedFd, type FdEntry, type OpenFile, type OpenFileKind, type Process } from './process.js';
 import type { CloseCause, FileRef, Insight, SizeChangeCause } from './types.js';
 
 export interface Counters {
@@ -58,13 +58,6 @@ const DEV_ALIASES_MAX = 256;
 const ATTACHED_REMEMBERED_MAX = 4096;
 /** Regular files remembered per attached process (a database server may hold thousands; the rest come from /proc). */
 const ATTACHED_FDS_MAX = 4096;
-
-interface AttachedFd {
-  fd: number;
-  path: string;
-  stat: FileStat;
-  info: FdInfo | null;
-}
 
 interface AttachedProcess {
   cwd: string | null;
@@ -128,7 +121,7 @@ export class EngineState {
   // ---- processes
 
   processFor(ev: SyscallEvent): Process {
-    const process = this.processes.get(ev.pid) ?? this.discoverProcess(ev.pid, ev.ts);
+    const process = this.processes.get(ev.pid) ?? this.discoverProcess(ev.pid);
     process.threads.add(ev.tid);
     if (ev.comm) process.comm = ev.comm;
     return process;
@@ -147,22 +140,7 @@ export class EngineState {
     this.attached.set(pid, { cwd: this.inspector.cwd(pid), exe: this.inspector.exe(pid), argv: this.inspector.cmdline(pid), fds });
   }
 
-  /**
-   * The files an attached process had open when tracing started. Every later open, dup and close is an event, so
-   * this is the table's starting state, truer than a look at /proc when its first event is handled (by then the
-   * process may have closed them, or exited).
-   */
-  private adoptAttachedFds(process: Process, fds: readonly AttachedFd[], ts: number): void {
-    for (const { fd, path, stat, info } of fds) {
-      const openFile = this.newOpenFile('regular', path, info?.flags ?? 0, ts);
-      openFile.position = info?.pos ?? null;
-      this.bindFile(openFile, this.files.lookup(path, stat).record);
-      this.attach(process, fd, openFile, ((info?.flags ?? 0) & O_CLOEXEC) !== 0, ts);
-      this.emitOpened(process, fd, openFile, ts, true, undefined);
-    }
-  }
-
-  private discoverProcess(pid: number, ts: number): Process {
+  private discoverProcess(pid: number): Process {
     const process = newProcess(pid, new FdTable(), true);
     this.counters.processes++;
     if (this.live) {
@@ -183,7 +161,7 @@ export class EngineState {
     if (process.cwd === null && this.commandCwd !== null) process.cwd = this.commandCwd;
     this.commandCwd = null;
     this.processes.set(pid, process);
-    if (seen) this.adoptAttachedFds(process, seen.fds, ts);
+    if (seen && seen.fds.length > 0) process.attachedFds = new Map(seen.fds.map((fd) => [fd.fd, fd]));
     return process;
   }
 
@@ -370,6 +348,11 @@ export class EngineState {
 
   private discoverFd(process: Process, fd: number, ts: number, seen?: FdSeen): FdEntry {
     if (seen?.path === '') return this.notStorage(process, fd, ts);
+    const attached = process.attachedFds?.get(fd);
+    if (attached) {
+      process.attachedFds!.delete(fd);
+      if (!seen || agrees(seen, attached.path, attached.stat)) return this.adoptAttachedFd(process, attached, ts);
+    }
     const target = this.live ? this.inspector.fdTarget(process.pid, fd) : null;
     if (!target) return this.placeholder(process, fd, ts);
     const stat = this.inspector.statFd(process.pid, fd);
@@ -384,6 +367,22 @@ export class EngineState {
     if (kind !== 'other') this.bindFile(openFile, this.files.lookup(target.path, stat).record);
     this.attach(process, fd, openFile, ((info?.flags ?? 0) & O_CLOEXEC) !== 0, ts);
     if (openFile.file) this.emitOpened(process, fd, openFile, ts, true, undefined);
+    const entry = process.fds.get(fd);
+    assert.ok(entry);
+    return entry;
+  }
+
+  /**
+   * An fd the process had when tracing started (read from /proc then): every later open, dup and close is an event,
+   * so an fd used without one is still this, even when the process has exited by the time its events are handled.
+   */
+  private adoptAttachedFd(process: Process, attached: AttachedFd, ts: number): FdEntry {
+    const { fd, path, stat, info } = attached;
+    const openFile = this.newOpenFile('regular', path, info?.flags ?? 0, ts);
+    openFile.position = info?.pos ?? null;
+    this.bindFile(openFile, this.files.lookup(path, stat).record);
+    this.attach(process, fd, openFile, ((info?.flags ?? 0) & O_CLOEXEC) !== 0, ts);
+    this.emitOpened(process, fd, openFile, ts, true, undefined);
     const entry = process.fds.get(fd);
     assert.ok(entry);
     return entry;

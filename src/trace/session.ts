@@ -1,6 +1,6 @@
 /** Types shared by the public API and the backends. */
 import type { SyscallEvent } from './events.js';
-import { cgroupMembers } from './system.js';
+import { cgroupMembers, processTree } from './system.js';
 
 export type TraceTarget =
   | {
@@ -20,7 +20,7 @@ export type TraceTarget =
  * needs of them from /proc now, before their first events reach it, by which time they may be gone.
  */
 export function attachedPids(target: TraceTarget): number[] {
-  if (target.kind === 'pid') return [target.pid];
+  if (target.kind === 'pid') return processTree(target.pid);
   if (target.kind === 'cgroup') return cgroupMembers(target.path);
   return [];
 }

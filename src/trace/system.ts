@@ -91,6 +91,36 @@ export function cgroupMembers(path: string): number[] {
   return pids;
 }
 
+/** Bound on the processes of one attached tree. */
+const PROCESS_TREE_MAX = 4096;
+
+/**
+ * A process and every process below it now, the root first (parents from each /proc/PID/stat). Attaching to a
+ * server's main process must take the children it already has: PostgreSQL's postmaster writes nothing itself.
+ */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (name.charCodeAt(0) < 48 || name.charCodeAt(0) > 57) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+    } catch {
+      continue; // exited while we looked
+    }
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (!Number.isSafeInteger(ppid)) continue;
+    const siblings = children.get(ppid);
+    if (siblings) siblings.push(Number(name));
+    else children.set(ppid, [Number(name)]);
+  }
+  const tree = [root];
+  for (let i = 0; i < tree.length && tree.length < PROCESS_TREE_MAX; i++) {
+    for (const child of children.get(tree[i]!) ?? []) if (tree.length < PROCESS_TREE_MAX) tree.push(child);
+  }
+  return tree;
+}
+
 /** Bound on the cgroups walked for one target. */
 const CGROUP_TREE_MAX = 4096;
 

@@ -11,9 +11,10 @@ import { LineSplitter } from '../lines.js';
 import { OrderedRelease } from '../order.js';
 import type { EbpfTuning, EventSink, RunningBackend, TraceOptions, TraceTarget } from '../session.js';
 import {
-  ensureTracefs, exitStatus, findExecutable, kernelInodeHasTimes, kernelIoUringTraceable, kernelStackBytes, processState, requireCgroup, requireExecutable,
+  ensureTracefs, exitStatus, findExecutable, kernelInodeHasTimes, kernelIoUringTraceable, kernelStackBytes, processState, processTree, requireCgroup, requireExecutable,
   requirePid, requireRoot, requireSyscallTracepoints,
 } from '../system.js';
+import { BpfMap, mapIdsOf } from './bpf.js';
 import { Collector } from './collect.js';
 import { STRING_BYTES, buildProgram, type ProgramFilter } from './program.js';
 import { CgroupFollower, cgroupTreeIds } from './cgroup.js';
@@ -67,7 +68,7 @@ function filterFor(target: TraceTarget, wrapper: Wrapper | null): ProgramFilter 
       return { kind: 'pids', pids: [wrapper!.child.pid!] };
     case 'pid':
       requirePid(target.pid);
-      return { kind: 'pids', pids: [target.pid] };
+      return { kind: 'pids', pids: processTree(target.pid) };
     case 'cgroup':
       requireCgroup(target.path);
       return { kind: 'cgroup', path: target.path, ids: cgroupTreeIds(target.path).ids };
@@ -164,6 +165,7 @@ class EbpfSession implements RunningBackend {
     });
     this.timer = setInterval(() => this.collect(), this.tuning.collectMs ?? 100);
     if (filter.kind === 'cgroup') this.followCgroups(child.pid!, filter.path, filter.ids);
+    if (this.options.target.kind === 'pid') addTracedPids(child.pid!, processTree(this.options.target.pid), filter.kind === 'pids' ? filter.pids : []);
     this.wrapper?.child.kill('SIGCONT');
     this.wrapper?.exited.then(() => this.stop());
   }
@@ -295,5 +297,35 @@ export async function startEbpf(options: TraceOptions, sink: EventSink): Promise
   } catch (error) {
     wrapper?.child.kill('SIGKILL');
     throw error;
+  }
+}
+
+/**
+ * Children the attached tree forked while bpftrace compiled (seconds) were not in the program's seed: they join the
+ * traced set now. One forked between this scan and its insert is missed, as is one forked before the seed's scan
+ * by a process that exited since.
+ */
+function addTracedPids(bpftracePid: number, pids: readonly number[], seeded: readonly number[]): void {
+  const known = new Set(seeded);
+  const late = pids.filter((pid) => !known.has(pid));
+  if (late.length === 0) return;
+  let traced: BpfMap | null = null;
+  for (const id of mapIdsOf(bpftracePid)) {
+    const map = BpfMap.open(id);
+    if (traced === null && map.info.name === 'AT_t') traced = map;
+    else map.close();
+  }
+  if (traced === null) throw new Error('bpftrace has no map AT_t');
+  try {
+    const key = Buffer.alloc(traced.info.keySize);
+    const one = Buffer.alloc(traced.info.valueSize);
+    one.writeUIntLE(1, 0, Math.min(6, one.length));
+    for (const pid of late) {
+      key.fill(0);
+      key.writeUIntLE(pid, 0, Math.min(6, key.length));
+      traced.update(key, one);
+    }
+  } finally {
+    traced.close();
   }
 }

@@ -14,7 +14,7 @@ import { TraceError } from '../errors.js';
 import type { SyscallEvent } from '../events.js';
 import { LineSplitter } from '../lines.js';
 import type { EventSink, RunningBackend, TraceOptions } from '../session.js';
-import { cgroupMembers, exitStatus, requireExecutable, requirePid, wallMinusMonotonicNs } from '../system.js';
+import { cgroupMembers, exitStatus, processState, processTree, requireExecutable, requirePid, wallMinusMonotonicNs } from '../system.js';
 import { RAW_SYSCALLS, StraceDecoder, TRACED_SYSCALLS } from './decode.js';
 
 /** strace's string limit: paths are never cut in practice (PATH_MAX is 4096). */
@@ -102,7 +102,9 @@ class PtraceSession implements RunningBackend {
   /** strace -p returns before it has attached; a tracee's TracerPid says when it has. */
   async attached(pids: readonly number[]): Promise<void> {
     const deadline = Date.now() + 10_000;
-    while (!pids.every((pid) => tracerOf(pid) === this.strace?.pid)) {
+    // A child of an attached tree may exit between the scan and strace's attach: only the living must be ours.
+    const ours = (pid: number) => tracerOf(pid) === this.strace?.pid || ['Z', 'X', null].includes(processState(pid));
+    while (!pids.every(ours)) {
       if (this.failure || this.strace?.exitCode !== null || Date.now() > deadline) {
         await this.stop();
         const detail = this.stderr.trim();
@@ -193,9 +195,11 @@ function targetArguments(options: TraceOptions, warn: (message: string) => void)
     case 'command':
       if (target.argv.length === 0) throw new TraceError('the command to trace is empty');
       return { args: ['--', ...target.argv], pids: [] };
-    case 'pid':
+    case 'pid': {
       requirePid(target.pid);
-      return { args: ['-p', String(target.pid)], pids: [target.pid] };
+      const pids = processTree(target.pid); // the children it already has: strace -p takes only the named ones
+      return { args: pids.flatMap((pid) => ['-p', String(pid)]), pids };
+    }
     case 'cgroup': {
       const pids = cgroupMembers(target.path);
       if (pids.length === 0) throw new TraceError(`cgroup ${target.path} has no processes to attach to`);

@@ -106,11 +106,15 @@ describe.each(BACKENDS)('sky trace --backend %s on a live command', (backend) =>
     expect(closed(live.stdout)).toEqual([3]);
   });
 
-  it('--pid: files the process had open before tracing are followed to their close, even after it exits', async () => {
+  it('--pid: the tree is traced (children it already had too), and files opened before tracing are followed to their close', async () => {
     const go = path.join(dir, 'go');
-    // fd 3 is opened before the trace starts; the sleeps' execs show when tracing runs.
-    const script = `exec 3>>pre.log; while [ ! -e ${go} ]; do sleep 0.1; done; printf 12345 >&3; exec 3>&-; exit 0`;
+    // fd 3 is opened before the trace starts, in the process and in a child it already has; the sleeps' execs show
+    // when tracing runs.
+    const wait = `while [ ! -e ${go} ]; do sleep 0.1; done`;
+    const script = `(exec 3>>child.log; ${wait}; printf abc >&3) & exec 3>>pre.log; ${wait}; printf 12345 >&3; exec 3>&-; wait; exit 0`;
+    for (const log of ['pre.log', 'child.log']) fs.rmSync(path.join(dir, log), { force: true });
     const target = spawn('sh', ['-c', script], { cwd: dir, stdio: 'ignore' });
+    await waitFor(() => fs.existsSync(path.join(dir, 'pre.log')) && fs.existsSync(path.join(dir, 'child.log')), 10_000);
     const child = spawn(process.execPath, [SKY, 'trace', '--backend', backend, '--pid', String(target.pid), '--json'], { cwd: dir });
     let stdout = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -123,6 +127,10 @@ describe.each(BACKENDS)('sky trace --backend %s on a live command', (backend) =>
       const pre = insights.filter((i) => i.path === path.join(dir, 'pre.log'));
       expect(pre.filter((i) => i.kind === 'file_opened')).toMatchObject([{ pid: target.pid, fd: 3, discovered: true }]);
       expect(pre.filter((i) => i.kind === 'file_closed')).toMatchObject([{ pid: target.pid, size: 5, writeBytes: 5 }]);
+      const child = insights.filter((i) => i.path === path.join(dir, 'child.log') && i.kind === 'file_closed');
+      expect(child).toHaveLength(1);
+      expect(child[0]).toMatchObject({ size: 3, writeBytes: 3 });
+      expect(child[0]!.pid).not.toBe(target.pid);
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
       if (target.exitCode === null) target.kill('SIGKILL');

@@ -107,6 +107,31 @@ describe('paths', () => {
     expect(attached.inspectProcess(50)?.exe).toBe('/bin/sh');
   });
 
+  it("an attached process's files open at attach time are its fd table's start, used only for fds no event opened", () => {
+    const system = new FakeSystem();
+    system.addProc(60, '/usr/bin/app', '/w');
+    system.addFile('/w/old.log', 'x'.repeat(100));
+    system.addFile('/w/new.log');
+    system.procs.get(60)!.fds.set(3, '/w/old.log');
+    system.procs.get(60)!.fds.set(4, '/w/new.log'); // opened after tracing started: its open is an event
+    const engine = new InsightEngine({ inspector: system });
+    engine.attached([60]);
+    system.procs.delete(60); // gone before its events are handled
+    const p = new Task(new Clock(), 60);
+    const insights = run(engine, [
+      p.open('/w/new.log', O_WRONLY, 4),
+      p.summary(3, { writeCalls: 1, writeBytes: 20, writeStart: 100, writeEnd: 120, position: 120 }),
+      p.summary(4, { writeCalls: 1, writeBytes: 7, writeStart: 0, writeEnd: 7, position: 7 }),
+      p.close(3),
+      p.close(4),
+    ]);
+    expect(ofKind(insights, 'file_opened').map((o) => [o.path, o.fd, o.discovered])).toEqual([['/w/new.log', 4, false], ['/w/old.log', 3, true]]);
+    expect(ofKind(insights, 'file_closed').map((c) => [c.path, c.size, c.writeBytes, c.cause])).toEqual([
+      ['/w/old.log', 120, 20, 'close'],
+      ['/w/new.log', 7, 7, 'close'],
+    ]);
+  });
+
   it('reports a path relative to an unknown cwd as given, flagged uncertain', () => {
     const engine = replayEngine();
     const [opened] = ofKind(run(engine, [new Task(new Clock(), 3).open('rel.txt', CREATE, 3)]), 'file_opened');
