@@ -39,7 +39,8 @@ export const FS_TYPES = ['ext4', 'xfs', 'btrfs'] as const;
 export type FsType = (typeof FS_TYPES)[number];
 /** In this order: each kernel-tree workload builds on the tree the previous left, so partial runs are useful. */
 export const ACCURACY_WORKLOADS = ['untar', 'find', 'cp', 'smallfiles', 'db'] as const;
-export type AccuracyWorkload = (typeof ACCURACY_WORKLOADS)[number];
+/** 'command': a workload of the user's (--command), run after the built-in ones. */
+export type AccuracyWorkload = (typeof ACCURACY_WORKLOADS)[number] | 'command';
 export const TARGET_PERCENT = 99;
 
 const KiB = 1024;
@@ -62,6 +63,8 @@ export interface AccuracyConfig {
   tarball: string | null;
   smallfiles: { nfiles: number; loops: number; nthreads: number; seed: number };
   pgScale: number;
+  /** --command: a shell command run as one more workload, in the mounted volume. */
+  command: string | null;
   timeoutSeconds: number;
   /** How long `sky agent` may take to flush and exit after its command ended before the bench stops it. */
   agentLingerSeconds: number;
@@ -658,6 +661,15 @@ function planWorkload(id: AccuracyWorkload, mnt: string, state: VolumeState, too
         script: `${shq(tools.varmail)} run ${shq(dir)} --nfiles ${s.nfiles} --seed ${s.seed} --loops ${s.loops} --nthreads ${s.nthreads}`,
       };
     }
+    case 'command': {
+      const command = config.command;
+      if (command === null) throw new Error('the command workload needs --command');
+      return {
+        description: `\`${command}\`, run by sh in the mounted volume (its working directory; $SKY_MNT names it), cold cache.`,
+        setup: async () => {},
+        script: `cd ${shq(mnt)} && SKY_MNT=${shq(mnt)} exec sh -c ${shq(command)}`,
+      };
+    }
     case 'db': {
       const pgBin = tools.pgBin;
       if (!pgBin) throw new Error('PostgreSQL binaries not found under /usr/lib/postgresql/*/bin');
@@ -1178,9 +1190,17 @@ export function parseList<T extends string>(text: string, known: readonly T[], w
   return known.filter((k) => items.includes(k));
 }
 
+/** The built-in workloads asked for (all, unless only --command is given), then --command's. */
+function workloadsOf(options: Pick<CliOptions, 'workloads' | 'command'>): AccuracyWorkload[] {
+  if (options.command !== undefined && options.command.trim() === '') throw new Error('--command is empty');
+  const builtIn: AccuracyWorkload[] = options.workloads !== undefined ? parseList(options.workloads, ACCURACY_WORKLOADS, 'workload') : options.command !== undefined ? [] : [...ACCURACY_WORKLOADS];
+  return options.command !== undefined ? [...builtIn, 'command'] : builtIn;
+}
+
 interface CliOptions {
   fs: string;
-  workloads: string;
+  workloads?: string;
+  command?: string;
   out?: string;
   size: string;
   volumeDir: string;
@@ -1207,7 +1227,7 @@ export function resolveAccuracyConfig(options: CliOptions): AccuracyConfig {
   const docs = options.docs === true ? path.join(REPO_ROOT, 'docs', 'benchmarks.md') : typeof options.docs === 'string' ? path.resolve(options.docs) : null;
   return {
     fsTypes: parseList(options.fs, FS_TYPES, 'file system'),
-    workloads: parseList(options.workloads, ACCURACY_WORKLOADS, 'workload'),
+    workloads: workloadsOf(options),
     outDir: path.resolve(options.out ?? path.join(REPO_ROOT, 'bench', 'accuracy', 'results')),
     volumeBytes,
     volumeDir: path.resolve(options.volumeDir),
@@ -1221,6 +1241,7 @@ export function resolveAccuracyConfig(options: CliOptions): AccuracyConfig {
       seed: 1,
     },
     pgScale: positiveInt(options.pgScale, 'pg-scale', 20),
+    command: options.command ?? null,
     timeoutSeconds: positiveInt(options.timeout, 'timeout', 3600),
     agentLingerSeconds: positiveInt(options.agentLinger, 'agent-linger', 300),
     docs,
@@ -1235,7 +1256,8 @@ export function registerBenchAccuracy(bench: Command): void {
     .command('accuracy')
     .description('tag accuracy on a real Sky volume: workloads under `sky agent`, ground truth from the file system (ext4, xfs, btrfs)')
     .option('--fs <list>', `file systems: ${FS_TYPES.join(',')} (or all)`, 'all')
-    .option('--workloads <list>', `workloads, run in this order: ${ACCURACY_WORKLOADS.join(',')} (or all)`, 'all')
+    .option('--workloads <list>', `workloads, run in this order: ${ACCURACY_WORKLOADS.join(',')} (or all; default all, or none with --command)`)
+    .option('--command <shell>', 'one more workload: a shell command run in the mounted volume (cwd and $SKY_MNT), traced like the others')
     .option('--out <dir>', 'results directory (default bench/accuracy/results); writes accuracy-<date>.{md,json,svg}')
     .option('--size <size>', 'volume size (a sparse file)', '8G')
     .option('--volume-dir <dir>', 'where the sparse volume file lives', '/dev/shm')

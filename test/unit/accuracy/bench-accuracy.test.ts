@@ -14,6 +14,7 @@ import {
   parseList,
   renderSummaryTable,
   renderSvg,
+  resolveAccuracyConfig,
   scoreWindow,
   updateDocs,
   type AccuracyBenchReport,
@@ -130,6 +131,17 @@ describe('parseList', () => {
     expect(parseList('db,untar', ACCURACY_WORKLOADS, 'workload')).toEqual(['untar', 'db']);
     expect(parseList('all', ACCURACY_WORKLOADS, 'workload')).toEqual(['untar', 'find', 'cp', 'smallfiles', 'db']);
     expect(() => parseList('untar,tar', ACCURACY_WORKLOADS, 'workload')).toThrow(/unknown workload "tar"/);
+  });
+});
+
+describe('--command (a workload of the user\'s)', () => {
+  const base = { fs: 'ext4', size: '1G', volumeDir: '/dev/shm', agent: true, install: false };
+  it('runs alone unless built-in workloads are named, and after them', () => {
+    expect(resolveAccuracyConfig({ ...base, command: 'git init x' })).toMatchObject({ workloads: ['command'], command: 'git init x' });
+    expect(resolveAccuracyConfig({ ...base, workloads: 'db,untar', command: 'true' }).workloads).toEqual(['untar', 'db', 'command']);
+    expect(resolveAccuracyConfig({ ...base }).workloads).toEqual([...ACCURACY_WORKLOADS]);
+    expect(resolveAccuracyConfig({ ...base }).command).toBeNull();
+    expect(() => resolveAccuracyConfig({ ...base, command: '  ' })).toThrow(/--command is empty/);
   });
 });
 
