@@ -112,6 +112,8 @@ export interface InformerStats {
   mapsSettled: number;
   /** Files or processes gone before they could be read (normal for short-lived files). */
   vanished: number;
+  /** Files found again under a new name (file_renamed) after a readback or mapping found them gone. */
+  foundRenamed: number;
   /** Insights about files whose identity (dev, ino) was unknown. */
   unidentified: number;
   extentsTruncated: number;
@@ -150,6 +152,11 @@ interface TrackedFile {
   lastExtents: string;
   /** The I/O class of the last AppHint sent (null before any). */
   appClass: number | null;
+  /**
+   * A readback or a mapping found the file gone from its path (and from its holders' fds): the work waits for a
+   * file_renamed naming where it went (rsync and editors write a temporary name and rename it over the real one).
+   */
+  lostPath: boolean;
 }
 
 /** Background readback of synced writes (deferSynced): bound, slice, pace. */
@@ -229,6 +236,7 @@ export class Informer {
     maps: 0,
     mapsSettled: 0,
     vanished: 0,
+    foundRenamed: 0,
     unidentified: 0,
     extentsTruncated: 0,
     refreshesDropped: 0,
@@ -343,6 +351,17 @@ export class Informer {
         file.syncedClean = true;
         return;
       }
+      case 'file_renamed': {
+        if (insight.metadata) return;
+        const file = this.track(insight, insight.pid);
+        if (!file || !file.lostPath) return;
+        // What could not be read or mapped under the old name, now under the new one.
+        file.lostPath = false;
+        this.counters.foundRenamed++;
+        if (file.ranges.length > 0) this.readBack(file);
+        this.scheduleRefresh(file);
+        return;
+      }
       case 'file_size_changed': {
         const file = this.track(insight, insight.pid);
         if (file) this.send({ type: 'FileClass', fileId: file.id, size: insight.size, ioClass: insight.ioClass }, file);
@@ -425,6 +444,7 @@ export class Informer {
       syncedClean: false,
       readbackDue: 0,
       appClass: null,
+      lostPath: false,
       lastExtents: this.prefetcher?.signatureOf(id) ?? '',
     };
     if (pid !== null) this.setProcess(file, pid);
@@ -554,7 +574,10 @@ export class Informer {
    */
   private sendExtents(file: TrackedFile): void {
     const opened = this.openTracked(file);
-    if (!opened) return;
+    if (!opened) {
+      file.lostPath = true;
+      return;
+    }
     let placed: ReturnType<typeof placedExtents>;
     try {
       placed = placedExtents(opened, this.extentsMax);
@@ -779,7 +802,13 @@ export class Informer {
   private readRanges(file: TrackedFile, ranges: readonly number[]): number {
     if (ranges.length === 0) return 0;
     const opened = this.openTracked(file);
-    if (!opened) return 0;
+    if (!opened) {
+      // Kept for a rename that says where the file went (file_renamed); a deletion forgets the file instead.
+      for (let k = 0; k < ranges.length; k += 2) file.ranges = insertRange(file.ranges, ranges[k]!, ranges[k + 1]!);
+      file.ranges = boundRanges(file.ranges);
+      file.lostPath = true;
+      return 0;
+    }
     const started = performance.now();
     let bytes = 0;
     try {

@@ -16,7 +16,7 @@ export function renderAgentSummary(stats: AgentStats, extra: { delivered?: boole
     `fingerprinted: ${formatBytes(i.bytesFingerprinted)} in ${i.blocksFingerprinted} blocks (${i.zeroBlocks} zero blocks not sent), ${i.readbacks} readbacks, ${rate}${i.bytesSyncedRead + i.bytesSyncedUnread > 0 ? `; synced before read: ${formatBytes(i.bytesSyncedRead)} read in the background, ${formatBytes(i.bytesSyncedUnread)} not` : ''}`,
     `extent maps: ${i.maps} (${i.mapsSettled} found the file wholly placed)`,
     ...(stats.backend === 'replay' || stats.lag.count === 0 ? [] : [lagLine(stats.lag)]),
-    `vanished before reading: ${i.vanished}; unidentified: ${i.unidentified}; errors: ${i.errors}${i.lastError ? ` (last: ${i.lastError})` : ''}`,
+    `vanished before reading: ${i.vanished} (${i.foundRenamed} found again renamed); unidentified: ${i.unidentified}; errors: ${i.errors}${i.lastError ? ` (last: ${i.lastError})` : ''}`,
   ];
   if (i.prefetch && i.prefetch.walks > 0) {
     const p = i.prefetch;

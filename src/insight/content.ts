@@ -62,16 +62,26 @@ export function entropyBitsPerByte(data: Buffer): number {
   return Math.min(8, bits + correction);
 }
 
-const ARMOR = /^-----BEGIN (PGP MESSAGE|AGE ENCRYPTED FILE)-----\r?\n/;
+const ARMOR = /^-----BEGIN (PGP MESSAGE|AGE ENCRYPTED FILE|ENCRYPTED [A-Z ]+)-----\r?\n/;
+/** Bare base64 lines (`openssl enc -a`, `age -a` bodies): every line at most 76 characters of the alphabet. */
+const BASE64_LINES = /^(?:[A-Za-z0-9+/]{0,76}={0,2}\r?\n)+(?:[A-Za-z0-9+/]{0,76}={0,2})?$/;
 
-/** ASCII armour hides ciphertext behind base64 (6 bits/byte); measure what it encodes instead. */
+/**
+ * ASCII armour hides ciphertext behind base64 (6 bits/byte); measure what it encodes instead: a PGP/age/PEM armour
+ * block, or text that is nothing but base64 lines. Returns `sample` itself when it is neither.
+ */
 export function unarmor(sample: Buffer): Buffer {
   const text = sample.toString('latin1');
-  if (!ARMOR.test(text)) return sample;
-  const body = text
-    .split(/\r?\n/)
-    .filter((line) => line.length > 0 && !line.startsWith('-----') && !/^[\w-]+: /.test(line) && !line.startsWith('='));
-  return Buffer.from(body.join(''), 'base64');
+  if (ARMOR.test(text)) {
+    const body = text
+      .split(/\r?\n/)
+      .filter((line) => line.length > 0 && !line.startsWith('-----') && !/^[\w-]+: /.test(line) && !line.startsWith('='));
+    return Buffer.from(body.join(''), 'base64');
+  }
+  // A cut-off sample may end inside a line: only whole lines are judged and decoded.
+  const whole = text.slice(0, text.lastIndexOf('\n') + 1);
+  if (whole.length >= 64 && BASE64_LINES.test(whole)) return Buffer.from(whole.replace(/\r?\n/g, ''), 'base64');
+  return sample;
 }
 
 /** Reads an evenly spread sample of up to SAMPLE_BLOCKS_MAX blocks of a file of `sizeBytes`. */

@@ -338,6 +338,12 @@ describe('encryption detection', () => {
     expect(ofKind(encrypt('/usr/bin/gpg', '/w/plain.asc', armored), 'encryption_detected')).toHaveLength(1);
   });
 
+  it('decodes bare base64 lines too (openssl enc -a), but not text that only looks like it', () => {
+    const lines = (data: Buffer) => Buffer.from(data.toString('base64').replace(/.{64}/g, '$&\n') + '\n');
+    expect(ofKind(encrypt('/usr/bin/ccrypt', '/w/plain.b64', lines(pseudoRandom(12_000, 'openssl -a'))), 'encryption_detected')).toHaveLength(1);
+    expect(ofKind(encrypt('/usr/bin/ccrypt', '/w/plain.b64', lines(Buffer.from('plain text '.repeat(1200)))), 'encryption_detected')).toEqual([]);
+  });
+
   it('does not call low-entropy output of gpg (a trust database) or high-entropy gzip output encryption', () => {
     expect(ofKind(encrypt('/usr/bin/gpg', '/w/trustdb.gpg', Buffer.alloc(20_000, 1)), 'encryption_detected')).toEqual([]);
     expect(ofKind(encrypt('/usr/bin/gzip', '/w/plain.gz', pseudoRandom(20_000, 'z')), 'encryption_detected')).toEqual([]);
