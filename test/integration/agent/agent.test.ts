@@ -124,6 +124,21 @@ describe('sky agent over the hint channel, on ext4 through nbdfuse + loop', () =
     expect(index.file(`${st.dev}:${st.ino}`)).toMatchObject({ path: d, size: 1 * MiB, extents: truth });
   }, 120_000);
 
+  it('a file written under a temporary name and renamed at once (rsync, sed -i) is read back and mapped under its new name', async () => {
+    const temporary = path.join(mnt, '.r.tmp');
+    const final = path.join(mnt, 'r');
+    const before = engine.semantics.get('v')!.stats().blocks.matched;
+    // mv runs within milliseconds of dd's close, long before the agent gets to the close (tens of ms at least).
+    const result = await agent(['--token', TOKEN, '--backend', 'ebpf'], `dd if=/dev/urandom of=${temporary} bs=64k count=16 status=none && mv ${temporary} ${final} && sleep 2 && sync`);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/\(1 found again renamed\)/);
+    const index = engine.semantics.get('v')!;
+    expect(index.stats().blocks.matched - before).toBe(256);
+    const st = statSync(final);
+    const truth = mergeExtents(fileVolumeMap(final, { sync: false }).extents.map((e) => ({ volumeOffset: e.volumeOffset, length: e.length })));
+    expect(index.file(`${st.dev}:${st.ino}`)).toMatchObject({ path: final, size: 1 * MiB, extents: truth });
+  }, 120_000);
+
   it('maps the files around a file the workload reads before it reads them (extent read-ahead); --no-read-ahead does not', async () => {
     // Trees written by an untraced process and on disk: the engine has heard nothing of them.
     const layout = ['a/f0', 'a/f1', 'a/sub/f2', 'b/f3', 'b/f4', 'top'];
