@@ -57,12 +57,11 @@ export function onExec(state: EngineState, ev: Ev<'exec'>): void {
   if (ev.ret !== 0) return;
   const process = state.processFor(ev);
   // The kernel's own list (ebpf) beats our FD_CLOEXEC bookkeeping, which lost events or untraced fcntls can skew.
-  const closing = ev.closedFds ?? process.fds.fds().filter((fd) => process.fds.get(fd)?.cloexec);
+  const closing = ev.closedFds ?? [
+    ...process.fds.fds().filter((fd) => process.fds.get(fd)?.cloexec),
+    ...[...(process.attachedFds?.values() ?? [])].filter((seen) => ((seen.info?.flags ?? 0) & O_CLOEXEC) !== 0).map((seen) => seen.fd),
+  ];
   for (const fd of closing) state.release(process, fd, 'exec', ev.ts);
-  const attached = process.attachedFds;
-  if (attached) {
-    for (const [fd, seen] of attached) if (ev.closedFds ? ev.closedFds.includes(fd) : ((seen.info?.flags ?? 0) & O_CLOEXEC) !== 0) attached.delete(fd);
-  }
   endMappings(state, process, 'exec', ev.ts);
   process.threads = new Set([process.pid]);
   process.exe = state.resolve(process, AT_FDCWD, ev.path, ev.ts) ?? ev.path;

@@ -243,6 +243,7 @@ export class EngineState {
 
   attach(process: Process, fd: number, openFile: OpenFile, cloexec: boolean, ts: number): void {
     openFile.refs++;
+    process.attachedFds?.delete(fd); // an event put something else there: what /proc said at attach is history
     process.closedBeforeFork.delete(fd);
     const displaced = process.fds.install(fd, { file: openFile, cloexec });
     if (displaced) this.drop(process, fd, displaced, 'replaced', ts);
@@ -250,7 +251,7 @@ export class EngineState {
   }
 
   release(process: Process, fd: number, cause: CloseCause, ts: number): void {
-    const entry = process.fds.remove(fd);
+    const entry = process.fds.remove(fd) ?? this.attachedEntry(process, fd, ts);
     if (process.discovered) process.closedBeforeFork.add(fd);
     if (!entry) return;
     this.drop(process, fd, entry, cause, ts);
@@ -370,6 +371,14 @@ export class EngineState {
     const entry = process.fds.get(fd);
     assert.ok(entry);
     return entry;
+  }
+
+  /** The entry of an fd the process had at attach and no event has used yet (a close must still report it). */
+  private attachedEntry(process: Process, fd: number, ts: number): FdEntry | undefined {
+    const attached = process.attachedFds?.get(fd);
+    if (!attached) return undefined;
+    this.adoptAttachedFd(process, attached, ts);
+    return process.fds.remove(fd);
   }
 
   /**

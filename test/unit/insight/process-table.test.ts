@@ -114,6 +114,8 @@ describe('paths', () => {
     system.addFile('/w/new.log');
     system.procs.get(60)!.fds.set(3, '/w/old.log');
     system.procs.get(60)!.fds.set(4, '/w/new.log'); // opened after tracing started: its open is an event
+    system.addFile('/w/idle.log', 'y'.repeat(10));
+    system.procs.get(60)!.fds.set(5, '/w/idle.log'); // only closed
     const engine = new InsightEngine({ inspector: system });
     engine.attached([60]);
     system.procs.delete(60); // gone before its events are handled
@@ -124,11 +126,17 @@ describe('paths', () => {
       p.summary(4, { writeCalls: 1, writeBytes: 7, writeStart: 0, writeEnd: 7, position: 7 }),
       p.close(3),
       p.close(4),
+      p.close(5),
     ]);
-    expect(ofKind(insights, 'file_opened').map((o) => [o.path, o.fd, o.discovered])).toEqual([['/w/new.log', 4, false], ['/w/old.log', 3, true]]);
+    expect(ofKind(insights, 'file_opened').map((o) => [o.path, o.fd, o.discovered])).toEqual([
+      ['/w/new.log', 4, false],
+      ['/w/old.log', 3, true],
+      ['/w/idle.log', 5, true],
+    ]);
     expect(ofKind(insights, 'file_closed').map((c) => [c.path, c.size, c.writeBytes, c.cause])).toEqual([
       ['/w/old.log', 120, 20, 'close'],
       ['/w/new.log', 7, 7, 'close'],
+      ['/w/idle.log', 10, 0, 'close'],
     ]);
   });
 
