@@ -69,11 +69,37 @@ function reportExplicitCopies(state: EngineState, process: Process, target: File
  * file out of it), the COPY_CANDIDATES_MAX closest in size, most recently read first among equals.
  */
 function copyCandidates(process: Process, target: FileRecord, written: number, ruledOut: ReadonlySet<FileRecord> | null): FileRecord[] {
-  const chosen: FileRecord[] = [];
-  const distances: number[] = [];
-  for (const file of process.readIo) {
+  const ioOf = (file: FileRecord) => {
     const io = process.io.get(file);
     assert.ok(io !== undefined, 'readIo holds only files of process.io (both are changed through forgetIo)');
+    return io;
+  };
+  return closestReads(process.readIo, ioOf, target, written, ruledOut);
+}
+
+/**
+ * When the writer read nothing like it, the files other traced processes read last: rsync's receiver writes what
+ * its sender read, `tar c | tar x` and `cat a | cat > b` likewise. Content decides, as for the writer's own reads.
+ */
+function otherReadersCandidates(state: EngineState, process: Process, target: FileRecord, written: number, ruledOut: ReadonlySet<FileRecord> | null): FileRecord[] {
+  const files: FileRecord[] = [];
+  for (const [file, reader] of state.recentReads) if (reader !== process) files.push(file); // gone readers too: `tar c` exits first
+  return closestReads(files, (file) => state.recentReads.get(file)?.io.get(file), target, written, ruledOut);
+}
+
+/** Up to COPY_CANDIDATES_MAX of `files` whose read bytes are closest to `written` (within a factor of 2). */
+function closestReads(
+  files: Iterable<FileRecord>,
+  ioOf: (file: FileRecord) => FileIo | undefined,
+  target: FileRecord,
+  written: number,
+  ruledOut: ReadonlySet<FileRecord> | null,
+): FileRecord[] {
+  const chosen: FileRecord[] = [];
+  const distances: number[] = [];
+  for (const file of files) {
+    const io = ioOf(file);
+    if (io === undefined) continue;
     if (file === target || file.metadata || io.readBytes * 2 < written || io.readBytes > written * 2 || ruledOut?.has(file)) continue;
     const distance = Math.abs(io.readBytes - written);
     // Insertion into a list of at most COPY_CANDIDATES_MAX; `<=` puts a later (more recent) read before an equal one.
@@ -95,7 +121,8 @@ function detectReadWriteCopy(state: EngineState, process: Process, target: FileR
   // Below one whole block a "copy" means nothing to the block layer, and small files repeat by chance (gpg
   // writes its lock file with the same pid line it just read from another): only block-sized copies count.
   if (written < READ_WRITE_COPY_BYTES_MIN || !io.wroteAtStart) return false;
-  const candidates = ruleOutByHead(io, target, copyCandidates(process, target, written, io.ruledOut));
+  let candidates = ruleOutByHead(io, target, copyCandidates(process, target, written, io.ruledOut));
+  if (candidates.length === 0) candidates = ruleOutByHead(io, target, otherReadersCandidates(state, process, target, written, io.ruledOut));
   if (candidates.length === 0) return false;
   // The target is always read (its first block at least): opened at once, fstat through it is its stat.
   const targetSeen = state.openOf(target);

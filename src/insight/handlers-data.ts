@@ -16,12 +16,13 @@ import type { ByteRange, CopyMethod, DataWrittenInsight } from './types.js';
 
 type Ev<K extends SyscallEvent['kind']> = Extract<SyscallEvent, { kind: K }>;
 
-function recordRead(process: Process, openFile: OpenFile, bytes: number): void {
+function recordRead(state: EngineState, process: Process, openFile: OpenFile, bytes: number): void {
   openFile.readBytes += bytes;
   const file = openFile.file;
   if (!file || file.metadata) return;
   file.readBytes += bytes;
   recordProcessRead(process, file, bytes);
+  state.noteRead(process, file);
 }
 
 /**
@@ -95,7 +96,7 @@ export function onRw(state: EngineState, ev: Ev<'rw'>): void {
   const openFile = entry.file;
   const start = ev.offset ?? callStart(openFile, ev);
   if (ev.offset === null) openFile.position = start === null ? null : start + ev.ret;
-  if (ev.op === 'read') recordRead(process, openFile, ev.ret);
+  if (ev.op === 'read') recordRead(state, process, openFile, ev.ret);
   else if (ev.ret > 0) {
     const end = start === null ? null : start + ev.ret;
     recordWrite(state, process, openFile, { bytes: ev.ret, start, end, bornBy: ev.ts, ts: ev.ts, quiet: true });
@@ -116,7 +117,7 @@ export function onRwSummary(state: EngineState, ev: Ev<'rw_summary'>): void {
   const entry = state.fdEntryFor(process, ev.fd, ev.ts, identityOf(ev.ino, ev.dev));
   if (!entry) return;
   const openFile = entry.file;
-  if (ev.readBytes > 0) recordRead(process, openFile, ev.readBytes);
+  if (ev.readBytes > 0) recordRead(state, process, openFile, ev.readBytes);
   if (ev.writeBytes > 0) {
     const end = summaryWriteEnd(openFile, ev);
     const range = summaryWriteRange(ev, end);

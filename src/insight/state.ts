@@ -10,7 +10,7 @@ import { FileTable, sameIdentity, type FileRecord, type Identity } from './files
 import type { FdInfo, FileReader, FileStat, SystemInspector } from './inspector.js';
 import { classifyFile, validateIoClassTable, type IoClass, type IoClassTable } from './ioclass.js';
 import { O_APPEND, O_CLOEXEC, O_DIRECTORY } from './linux.js';
-import { FdTable, newProcess, type AttachedFd, type FdEntry, type OpenFile, type OpenFileKind, type Process } from './process.js';
+import { COPY_SOURCES_RECENT, FdTable, newProcess, type AttachedFd, type FdEntry, type OpenFile, type OpenFileKind, type Process } from './process.js';
 import type { CloseCause, FileRef, Insight, SizeChangeCause } from './types.js';
 
 export interface Counters {
@@ -69,6 +69,11 @@ interface AttachedProcess {
 export class EngineState {
   readonly processes = new Map<number, Process>();
   private readonly devAliases = new Map<number, number>();
+  /**
+   * The files read last by any traced process, with who read them (at most COPY_SOURCES_RECENT, oldest first): a
+   * copy's reader and writer can be two processes (rsync's sender and receiver, `tar c | tar x`).
+   */
+  readonly recentReads = new Map<FileRecord, Process>();
   /** rememberAttached: attached processes not seen yet. */
   private readonly attached = new Map<number, AttachedProcess>();
   readonly files: FileTable;
@@ -125,6 +130,12 @@ export class EngineState {
     process.threads.add(ev.tid);
     if (ev.comm) process.comm = ev.comm;
     return process;
+  }
+
+  noteRead(process: Process, file: FileRecord): void {
+    this.recentReads.delete(file); // re-inserted: the map stays in order of last read
+    this.recentReads.set(file, process);
+    if (this.recentReads.size > COPY_SOURCES_RECENT) this.recentReads.delete(this.recentReads.keys().next().value!);
   }
 
   /** InsightEngineOptions.attached: what /proc says of an attached process now, for discoverProcess. */

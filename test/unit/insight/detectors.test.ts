@@ -186,6 +186,32 @@ describe('copy detection', () => {
     expect(ofKind(insights, 'copy_detected')).toMatchObject([{ srcPath: '/w/a', dstPath: '/w/b', bytes: 4096, method: 'splice' }]);
   });
 
+  it("finds a copy whose reader and writer are two processes (rsync's sender and receiver), by content only", () => {
+    const data = pseudoRandom(40_000, 'rsync');
+    const system = systemWith('/usr/bin/rsync', { '/src/f': data, '/w/.f.tmp': Buffer.from(data), '/src/g': pseudoRandom(40_000, 'g'), '/w/.g.tmp': pseudoRandom(40_000, 'other') });
+    system.addProc(51, '/usr/bin/rsync', '/w');
+    const engine = new InsightEngine({ inspector: system });
+    const sender = new Task(new Clock(), 50);
+    const receiver = new Task(sender.clock, 51);
+    const insights = run(engine, [
+      sender.open('/src/f', O_RDONLY, 3),
+      sender.summary(3, { readCalls: 1, readBytes: 40_000, position: 40_000 }),
+      sender.close(3),
+      receiver.open('/w/.f.tmp', CREATE, 4),
+      receiver.summary(4, { writeCalls: 1, writeBytes: 40_000, writeStart: 0, writeEnd: 40_000, position: 40_000 }),
+      receiver.close(4),
+      sender.open('/src/g', O_RDONLY, 3),
+      sender.summary(3, { readCalls: 1, readBytes: 40_000, position: 40_000 }),
+      sender.close(3),
+      receiver.open('/w/.g.tmp', CREATE, 4),
+      receiver.summary(4, { writeCalls: 1, writeBytes: 40_000, writeStart: 0, writeEnd: 40_000, position: 40_000 }),
+      receiver.close(4),
+    ]);
+    expect(ofKind(insights, 'copy_detected').map((c) => [c.srcPath, c.dstPath, c.pid, c.bytes, c.method])).toEqual([
+      ['/src/f', '/w/.f.tmp', 51, 40_000, 'read-write'],
+    ]);
+  });
+
   it('does not compare appends with what was read: the detector matches files from their start', () => {
     // A mail server reads one mail and appends the same buffer to another: the appended bytes may equal the
     // read ones, but a copy the detector could confirm starts at offset 0 of both files.
