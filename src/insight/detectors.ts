@@ -121,8 +121,9 @@ function detectReadWriteCopy(state: EngineState, process: Process, target: FileR
   // Below one whole block a "copy" means nothing to the block layer, and small files repeat by chance (gpg
   // writes its lock file with the same pid line it just read from another): only block-sized copies count.
   if (written < READ_WRITE_COPY_BYTES_MIN || !io.wroteAtStart) return false;
-  let candidates = ruleOutByHead(io, target, copyCandidates(process, target, written, io.ruledOut));
-  if (candidates.length === 0) candidates = ruleOutByHead(io, target, otherReadersCandidates(state, process, target, written, io.ruledOut));
+  let read = copyCandidates(process, target, written, io.ruledOut);
+  if (read.length === 0) read = otherReadersCandidates(state, process, target, written, io.ruledOut);
+  const candidates = ruleOutByHead(io, target, read);
   if (candidates.length === 0) return false;
   // The target is always read (its first block at least): opened at once, fstat through it is its stat.
   const targetSeen = state.openOf(target);
