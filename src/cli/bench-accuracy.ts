@@ -1004,7 +1004,9 @@ async function runOne(
     const doneFile = path.join(scratch, 'workload.done');
     await fsp.writeFile(scriptFile, plan.script + '\n');
     await fsp.rm(doneFile, { force: true });
-    const wrapped = `sh ${shq(scriptFile)}; rc=$?; echo $rc > ${shq(doneFile)}; exit $rc`;
+    // The workload's own stderr goes to a file too: a failure is reported with its words, not the agent's summary.
+    const workloadErr = path.join(scratch, 'workload.err');
+    const wrapped = `sh ${shq(scriptFile)} 2> ${shq(workloadErr)}; rc=$?; echo $rc > ${shq(doneFile)}; exit $rc`;
     const argv = config.agent
       ? [...config.skyArgv, 'agent', '--engine', `unix:${engine.hintsSocket}`, '--volume', EXPORT_NAME, '--token', engine.token, ...(config.backend ? ['--backend', config.backend] : []), '--', 'sh', '-c', wrapped]
       : ['sh', '-c', wrapped];
@@ -1021,7 +1023,10 @@ async function runOne(
     run.agent = { exitCode: traced.code, summary: await tail(agentErr, 6000) };
     plan.after?.(traced.code === 0);
     if (plan.cleanup) await plan.cleanup();
-    if (traced.code !== 0) throw new Error(`the traced command failed (${traced.timedOut ? 'timed out' : `exit ${traced.code ?? traced.signal}`}): ${(await tail(agentErr, 600)).trim()}`);
+    if (traced.code !== 0) {
+      const said = fs.existsSync(workloadErr) ? (await tail(workloadErr, 600)).trim() : '';
+      throw new Error(`the traced command failed (${traced.timedOut ? 'timed out' : `exit ${traced.code ?? traced.signal}`}): ${said || (await tail(agentErr, 600)).trim()}`);
+    }
     step(`traced phase done in ${traced.wallSeconds.toFixed(1)} s; umount (writes the rest back)`);
     const umountBegan = Date.now();
     await progress.during(`${fsType} ${id} umount`, attachment.umount());
