@@ -24,6 +24,8 @@ const STDERR_KEPT_BYTES = 16_384;
 const CGROUP_SCAN_MS = 250;
 /** Linux's limit on one argument (MAX_ARG_STRLEN). */
 const MAX_ARGUMENT_BYTES = 128 * 1024;
+/** Pids written into the program itself (~16 bytes each); more are inserted into its map after it starts. */
+const SEEDED_PIDS_MAX = 256;
 
 interface Wrapper {
   child: ChildProcess;
@@ -68,7 +70,9 @@ function filterFor(target: TraceTarget, wrapper: Wrapper | null): ProgramFilter 
       return { kind: 'pids', pids: [wrapper!.child.pid!] };
     case 'pid':
       requirePid(target.pid);
-      return { kind: 'pids', pids: processTree(target.pid) };
+      // The rest of a large tree is added to the map once the program runs (addTracedPids): the program is one
+      // command-line argument, at most 128 KiB.
+      return { kind: 'pids', pids: processTree(target.pid).slice(0, SEEDED_PIDS_MAX) };
     case 'cgroup':
       requireCgroup(target.path);
       return { kind: 'cgroup', path: target.path, ids: cgroupTreeIds(target.path).ids };
@@ -301,9 +305,9 @@ export async function startEbpf(options: TraceOptions, sink: EventSink): Promise
 }
 
 /**
- * Children the attached tree forked while bpftrace compiled (seconds) were not in the program's seed: they join the
- * traced set now. One forked between this scan and its insert is missed, as is one forked before the seed's scan
- * by a process that exited since.
+ * Processes of the attached tree that are not in the program's seed join the traced set now: those beyond
+ * SEEDED_PIDS_MAX, and children forked while bpftrace compiled (seconds). One forked between this scan and its
+ * insert is missed, as is one whose parent exited before the scan (it is then init's child, not the tree's).
  */
 function addTracedPids(bpftracePid: number, pids: readonly number[], seeded: readonly number[]): void {
   const known = new Set(seeded);
