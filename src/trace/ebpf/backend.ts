@@ -24,7 +24,7 @@ const STDERR_KEPT_BYTES = 16_384;
 const CGROUP_SCAN_MS = 250;
 /** Linux's limit on one argument (MAX_ARG_STRLEN). */
 const MAX_ARGUMENT_BYTES = 128 * 1024;
-/** Pids written into the program itself (~16 bytes each); more are inserted into its map after it starts. */
+/** Pids or cgroup ids written into the program itself (16–30 bytes each); more go into its map once it runs. */
 const SEEDED_PIDS_MAX = 256;
 
 interface Wrapper {
@@ -75,7 +75,8 @@ function filterFor(target: TraceTarget, wrapper: Wrapper | null): ProgramFilter 
       return { kind: 'pids', pids: processTree(target.pid).slice(0, SEEDED_PIDS_MAX) };
     case 'cgroup':
       requireCgroup(target.path);
-      return { kind: 'cgroup', path: target.path, ids: cgroupTreeIds(target.path).ids };
+      // As for pids: a large tree's other cgroups join at the follower's first scan, as soon as the program runs.
+      return { kind: 'cgroup', path: target.path, ids: cgroupTreeIds(target.path).ids.slice(0, SEEDED_PIDS_MAX) };
     case 'replay':
       throw new TraceError('the ebpf backend traces live processes; use the replay backend for a recorded log');
   }
@@ -177,6 +178,7 @@ class EbpfSession implements RunningBackend {
   /** Cgroups created under the target later join the traced set (a quarter-second scan of the tree). */
   private followCgroups(bpftracePid: number, root: string, seeded: readonly number[]): void {
     const follower = new CgroupFollower(bpftracePid, root, seeded, (message) => this.sink.warning(message));
+    follower.refresh(); // the cgroups beyond the program's seed, and any made while it compiled
     const timer = setInterval(() => {
       try {
         follower.refresh();
