@@ -56,8 +56,12 @@ const DEV_ALIASES_MAX = 256;
 
 /** Attached processes remembered at start (a large cgroup's beyond this are read from /proc when first seen). */
 const ATTACHED_REMEMBERED_MAX = 4096;
-/** Regular files remembered per attached process (a database server may hold thousands; the rest come from /proc). */
+/**
+ * Regular files remembered per attached process, and over all of them (a database server may hold thousands; each
+ * costs a readlink, a stat and an fdinfo read at attach): fds beyond are looked up in /proc when first used, as before.
+ */
 const ATTACHED_FDS_MAX = 4096;
+const ATTACHED_FDS_TOTAL_MAX = 65_536;
 
 interface AttachedProcess {
   cwd: string | null;
@@ -76,6 +80,7 @@ export class EngineState {
   readonly recentReads = new Map<FileRecord, Process>();
   /** rememberAttached: attached processes not seen yet. */
   private readonly attached = new Map<number, AttachedProcess>();
+  private attachedFdsTotal = 0;
   readonly files: FileTable;
   readonly counters: Counters = {
     events: 0,
@@ -143,7 +148,8 @@ export class EngineState {
     if (this.attached.size >= ATTACHED_REMEMBERED_MAX) return;
     const fds: AttachedFd[] = [];
     for (const fd of this.inspector.openFds(pid) ?? []) {
-      if (fds.length >= ATTACHED_FDS_MAX) break;
+      if (fds.length >= ATTACHED_FDS_MAX || this.attachedFdsTotal >= ATTACHED_FDS_TOTAL_MAX) break;
+      this.attachedFdsTotal++;
       const stat = this.inspector.statFd(pid, fd);
       const target = stat?.kind === 'regular' ? this.inspector.fdTarget(pid, fd) : null;
       if (stat && target) fds.push({ fd, path: target.path, stat, info: this.inspector.fdInfo(pid, fd) });
