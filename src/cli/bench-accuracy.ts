@@ -611,6 +611,48 @@ async function compileVarmail(workDir: string, scratch: string): Promise<string>
   return binary;
 }
 
+/** Processes with their cwd, root or an open fd under `dir` (not this one). */
+function processesUsing(dir: string): number[] {
+  const inside = (target: string | null) => target !== null && (target === dir || target.startsWith(`${dir}/`));
+  const link = (at: string): string | null => {
+    try {
+      return fs.readlinkSync(at);
+    } catch {
+      return null;
+    }
+  };
+  const found: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) continue;
+    let fds: string[] = [];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      // gone, or a kernel thread
+    }
+    if (inside(link(`/proc/${pid}/cwd`)) || inside(link(`/proc/${pid}/root`)) || fds.some((fd) => inside(link(`/proc/${pid}/fd/${fd}`)))) found.push(pid);
+  }
+  return found;
+}
+
+/** SIGTERM to every process using `dir`, SIGKILL to those left after 10 s. */
+async function stopProcessesUsing(dir: string): Promise<void> {
+  for (const [signal, ms] of [['SIGTERM', 10_000], ['SIGKILL', 5000]] as const) {
+    const pids = processesUsing(dir);
+    if (pids.length === 0) return;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // exited meanwhile
+      }
+    }
+    const deadline = Date.now() + ms;
+    while (pids.some(pidAlive) && Date.now() < deadline) await sleep(100);
+  }
+}
+
 function planWorkload(id: AccuracyWorkload, mnt: string, state: VolumeState, tools: Tools, config: AccuracyConfig, scratch: string, socketDir: string): WorkloadPlan {
   const tree = path.join(mnt, 'src');
   const untarTree = async (): Promise<void> => {
@@ -667,6 +709,8 @@ function planWorkload(id: AccuracyWorkload, mnt: string, state: VolumeState, too
       return {
         description: `\`${command}\`, run by sh in the mounted volume (its working directory; $SKY_MNT names it), cold cache.`,
         setup: async () => {},
+        // A server the command started and left running (or a command that failed half-way) holds the volume.
+        cleanup: () => stopProcessesUsing(mnt),
         script: `cd ${shq(mnt)} && SKY_MNT=${shq(mnt)} exec sh -c ${shq(command)}`,
       };
     }
