@@ -636,10 +636,15 @@ function processesUsing(dir: string): number[] {
   return found;
 }
 
-/** SIGTERM to every process using `dir`, SIGKILL to those left after 10 s. */
-async function stopProcessesUsing(dir: string): Promise<void> {
-  for (const [signal, ms] of [['SIGTERM', 10_000], ['SIGKILL', 5000]] as const) {
-    const pids = processesUsing(dir);
+type SignalLadder = readonly (readonly [NodeJS.Signals, number])[];
+
+/**
+ * Sends each signal of the ladder to the processes `find` names (asked again before each step), waiting up to its
+ * time for them to go; stops when none is left.
+ */
+async function stopProcesses(find: () => number[], ladder: SignalLadder): Promise<void> {
+  for (const [signal, ms] of ladder) {
+    const pids = find().filter(pidAlive);
     if (pids.length === 0) return;
     for (const pid of pids) {
       try {
@@ -651,6 +656,11 @@ async function stopProcessesUsing(dir: string): Promise<void> {
     const deadline = Date.now() + ms;
     while (pids.some(pidAlive) && Date.now() < deadline) await sleep(100);
   }
+}
+
+/** SIGTERM to every process using `dir`, SIGKILL to those left after 10 s. */
+function stopProcessesUsing(dir: string): Promise<void> {
+  return stopProcesses(() => processesUsing(dir), [['SIGTERM', 10_000], ['SIGKILL', 5000]]);
 }
 
 function planWorkload(id: AccuracyWorkload, mnt: string, state: VolumeState, tools: Tools, config: AccuracyConfig, scratch: string, socketDir: string): WorkloadPlan {
@@ -731,17 +741,9 @@ function planWorkload(id: AccuracyWorkload, mnt: string, state: VolumeState, too
         } catch {
           return;
         }
-        if (!(pid > 0) || !pidAlive(pid)) return;
-        for (const [signal, ms] of [['SIGINT', 60_000], ['SIGQUIT', 10_000], ['SIGKILL', 5000]] as const) {
-          try {
-            process.kill(pid, signal);
-          } catch {
-            return;
-          }
-          const deadline = Date.now() + ms;
-          while (pidAlive(pid) && Date.now() < deadline) await sleep(100);
-          if (!pidAlive(pid)) return;
-        }
+        if (!(pid > 0)) return;
+        // PostgreSQL's own ladder: smart shutdown, then immediate, then kill.
+        await stopProcesses(() => [pid], [['SIGINT', 60_000], ['SIGQUIT', 10_000], ['SIGKILL', 5000]]);
       };
       return {
         description: `PostgreSQL (${path.basename(path.dirname(pgBin))}): initdb with the data directory on the volume, server on a private unix socket, \`pgbench -i -s ${config.pgScale}\`, server stopped — all traced (server included), cold cache.`,

@@ -14,7 +14,7 @@ import {
   ensureTracefs, exitStatus, findExecutable, kernelInodeHasTimes, kernelIoUringTraceable, kernelStackBytes, processState, processTree, requireCgroup, requireExecutable,
   requirePid, requireRoot, requireSyscallTracepoints,
 } from '../system.js';
-import { BpfMap, mapIdsOf } from './bpf.js';
+import { openMapNamed } from './bpf.js';
 import { Collector } from './collect.js';
 import { STRING_BYTES, buildProgram, type ProgramFilter } from './program.js';
 import { CgroupFollower, cgroupTreeIds } from './cgroup.js';
@@ -315,13 +315,7 @@ function addTracedPids(bpftracePid: number, pids: readonly number[], seeded: rea
   const known = new Set(seeded);
   const late = pids.filter((pid) => !known.has(pid));
   if (late.length === 0) return;
-  let traced: BpfMap | null = null;
-  for (const id of mapIdsOf(bpftracePid)) {
-    const map = BpfMap.open(id);
-    if (traced === null && map.info.name === 'AT_t') traced = map;
-    else map.close();
-  }
-  if (traced === null) throw new Error('bpftrace has no map AT_t');
+  const traced = openMapNamed(bpftracePid, 'AT_t');
   try {
     const key = Buffer.alloc(traced.info.keySize);
     const one = Buffer.alloc(traced.info.valueSize);

@@ -69,6 +69,18 @@ export function mapIdsOf(pid: number): number[] {
 }
 
 /** Number of possible CPUs: per-CPU maps hold one value slot per possible CPU. */
+/** Our own fd to the map bpftrace made under `name` (@x is "AT_x" in the kernel); throws if it has none. */
+export function openMapNamed(bpftracePid: number, name: string): BpfMap {
+  let found: BpfMap | null = null;
+  for (const id of mapIdsOf(bpftracePid)) {
+    const map = BpfMap.open(id);
+    if (found === null && map.info.name === name) found = map;
+    else map.close();
+  }
+  if (found === null) throw new Error(`bpftrace has no map ${name}`);
+  return found;
+}
+
 export function possibleCpus(): number {
   const text = readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim();
   let count = 0;

@@ -6,7 +6,7 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfMap, mapIdsOf } from './bpf.js';
+import { openMapNamed, type BpfMap } from './bpf.js';
 
 /** Bound on the cgroups followed under one target (a tree this big is not a container). */
 export const CGROUPS_MAX = 4096;
@@ -48,14 +48,7 @@ export class CgroupFollower {
   ) {
     this.known = new Set(seeded);
     this.one.writeBigInt64LE(1n);
-    let found: BpfMap | null = null;
-    for (const id of mapIdsOf(bpftracePid)) {
-      const map = BpfMap.open(id);
-      if (found === null && map.info.name === MAP_NAME) found = map;
-      else map.close();
-    }
-    if (found === null) throw new Error(`bpftrace has no map ${MAP_NAME}`);
-    this.map = found;
+    this.map = openMapNamed(bpftracePid, MAP_NAME);
   }
 
   /** One scan of the tree; returns how many cgroups were added. */
