@@ -193,20 +193,16 @@ describe('copy detection', () => {
     const engine = new InsightEngine({ inspector: system });
     const sender = new Task(new Clock(), 50);
     const receiver = new Task(sender.clock, 51);
-    const insights = run(engine, [
-      sender.open('/src/f', O_RDONLY, 3),
+    // The sender reads a file whole, then the receiver writes one of the same size.
+    const transfer = (source: string, target: string) => [
+      sender.open(source, O_RDONLY, 3),
       sender.summary(3, { readCalls: 1, readBytes: 40_000, position: 40_000 }),
       sender.close(3),
-      receiver.open('/w/.f.tmp', CREATE, 4),
+      receiver.open(target, CREATE, 4),
       receiver.summary(4, { writeCalls: 1, writeBytes: 40_000, writeStart: 0, writeEnd: 40_000, position: 40_000 }),
       receiver.close(4),
-      sender.open('/src/g', O_RDONLY, 3),
-      sender.summary(3, { readCalls: 1, readBytes: 40_000, position: 40_000 }),
-      sender.close(3),
-      receiver.open('/w/.g.tmp', CREATE, 4),
-      receiver.summary(4, { writeCalls: 1, writeBytes: 40_000, writeStart: 0, writeEnd: 40_000, position: 40_000 }),
-      receiver.close(4),
-    ]);
+    ];
+    const insights = run(engine, [...transfer('/src/f', '/w/.f.tmp'), ...transfer('/src/g', '/w/.g.tmp')]);
     expect(ofKind(insights, 'copy_detected').map((c) => [c.srcPath, c.dstPath, c.pid, c.bytes, c.method])).toEqual([
       ['/src/f', '/w/.f.tmp', 51, 40_000, 'read-write'],
     ]);
