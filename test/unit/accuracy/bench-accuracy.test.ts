@@ -132,6 +132,11 @@ describe('parseList', () => {
     expect(parseList('all', ACCURACY_WORKLOADS, 'workload')).toEqual(['untar', 'find', 'cp', 'smallfiles', 'db']);
     expect(() => parseList('untar,tar', ACCURACY_WORKLOADS, 'workload')).toThrow(/unknown workload "tar"/);
   });
+  it('runs the issue\'s three file systems for "all", and ext2/ext3 when named', () => {
+    expect(resolveAccuracyConfig({ fs: 'all', size: '1G', volumeDir: '/dev/shm', agent: true, install: false }).fsTypes).toEqual(['ext4', 'xfs', 'btrfs']);
+    expect(resolveAccuracyConfig({ fs: 'ext3,xfs,ext2', size: '1G', volumeDir: '/dev/shm', agent: true, install: false }).fsTypes).toEqual(['xfs', 'ext2', 'ext3']);
+    expect(() => resolveAccuracyConfig({ fs: 'vfat', size: '1G', volumeDir: '/dev/shm', agent: true, install: false })).toThrow(/unknown file system "vfat" \(known: ext4, xfs, btrfs, ext2, ext3\)/);
+  });
 });
 
 describe('--command (a workload of the user\'s)', () => {
