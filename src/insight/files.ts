@@ -67,11 +67,51 @@ function identityKey(dev: number, ino: number): string {
   return `${dev}:${ino}`;
 }
 
+/**
+ * Files by name, knowing which directories have named files below them: a rename of a directory no file was seen
+ * under (most renames of names never opened) costs one lookup instead of a scan of every name.
+ */
+class PathMap {
+  private readonly records = new Map<string, FileRecord>();
+  /** Directory → how many names lie below it. */
+  private readonly below = new Map<string, number>();
+
+  get(path: string): FileRecord | undefined {
+    return this.records.get(path);
+  }
+
+  set(path: string, record: FileRecord): void {
+    if (!this.records.has(path)) this.countAncestors(path, 1);
+    this.records.set(path, record);
+  }
+
+  delete(path: string): void {
+    if (this.records.delete(path)) this.countAncestors(path, -1);
+  }
+
+  /** The names strictly below directory `dir`. */
+  namesBelow(dir: string): Array<[string, FileRecord]> {
+    const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+    if (!this.below.has(prefix.length > 1 ? prefix.slice(0, -1) : prefix)) return [];
+    return [...this.records.entries()].filter(([path]) => path.startsWith(prefix));
+  }
+
+  private countAncestors(path: string, delta: number): void {
+    for (let slash = path.lastIndexOf('/'); slash >= 0; slash = slash === 0 ? -1 : path.lastIndexOf('/', slash - 1)) {
+      const dir = slash === 0 ? '/' : path.slice(0, slash);
+      const count = (this.below.get(dir) ?? 0) + delta;
+      assert.ok(count >= 0, `names below ${dir} went negative`);
+      if (count === 0) this.below.delete(dir);
+      else this.below.set(dir, count);
+    }
+  }
+}
+
 export class FileTable {
   private nextId = 1;
   private readonly byId = new Map<number, FileRecord>();
   private readonly byIdentity = new Map<string, FileRecord>();
-  private readonly byPath = new Map<string, FileRecord>();
+  private readonly byPath = new PathMap();
   forgotten = 0;
 
   constructor(private readonly limit: number) {
@@ -182,16 +222,19 @@ export class FileTable {
     return record;
   }
 
-  /** Moves `from` (and, for a directory, everything below it) to `to`; returns the record `to` used to name. */
-  rename(from: string, to: string): FileRecord | undefined {
+  /**
+   * Moves `from` (and, for a directory, everything below it) to `to`. Returns the record `to` used to name, and the
+   * files below a directory that are now reported by another name (`from`: the name they were reported by).
+   */
+  rename(from: string, to: string): { replaced: FileRecord | undefined; movedBelow: Array<{ record: FileRecord; from: string }> } {
     const moved = this.byPath.get(from);
     const replaced = this.byPath.get(to);
-    if (replaced === moved) return undefined;
+    if (replaced === moved && moved !== undefined) return { replaced: undefined, movedBelow: [] };
     if (replaced) this.unbind(to);
     if (moved && moved.path !== from) this.renameOtherName(moved, from, to);
     else if (moved) this.bindPath(moved, to);
-    if (!moved || moved.metadata) this.renameBelow(from, to);
-    return replaced;
+    const movedBelow = !moved || moved.metadata ? this.renameBelow(from, to) : [];
+    return { replaced, movedBelow };
   }
 
   exchange(a: string, b: string): void {
@@ -224,10 +267,21 @@ export class FileTable {
     if (at >= 0) others[at] = to;
   }
 
-  private renameBelow(from: string, to: string): void {
+  private renameBelow(from: string, to: string): Array<{ record: FileRecord; from: string }> {
     const prefix = from.endsWith('/') ? from : `${from}/`;
-    const moves = [...this.byPath.entries()].filter(([path]) => path.startsWith(prefix));
-    for (const [path, record] of moves) this.bindPath(record, to + path.slice(prefix.length - 1));
+    const moves = this.byPath.namesBelow(from);
+    const reported: Array<{ record: FileRecord; from: string }> = [];
+    for (const [path, record] of moves) {
+      const newPath = to + path.slice(prefix.length - 1);
+      // A second (hard-link) name below the directory moves without changing the name the file is reported by.
+      if (record.path !== path) {
+        this.renameOtherName(record, path, newPath);
+        continue;
+      }
+      this.bindPath(record, newPath);
+      reported.push({ record, from: path });
+    }
+    return reported;
   }
 
   private evictBeyondLimit(): void {

@@ -47,9 +47,11 @@ export function onRename(state: EngineState, ev: Ev<'rename'>): void {
     return;
   }
   const moved = state.files.atPath(from);
-  const replaced = state.files.rename(from, to);
+  const { replaced, movedBelow } = state.files.rename(from, to);
   if (replaced && !replaced.metadata) nameRemoved(state, replaced, 'rename-over', ev.ts, process.pid);
   if (moved && moved.path === to) renamed(state, moved, from, ev);
+  // A directory renamed (a staging directory moved into place): each file below it is now reported by a new name.
+  for (const below of movedBelow) if (!below.record.metadata) renamed(state, below.record, below.from, ev);
 }
 
 function renamed(state: EngineState, file: FileRecord, from: string, ev: { ts: number; pid: number }): void {

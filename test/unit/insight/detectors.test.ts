@@ -419,6 +419,25 @@ describe('lifetimes', () => {
     expect(ofKind(run(engine, [p.rename('/t/unknown', '/t/c')]), 'file_renamed')).toEqual([]);
   });
 
+  it('a directory renamed reports each file below it by its new name; a hard-link name below moves quietly', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 1);
+    run(engine, [p.open('/t/stage/a', CREATE, 3), p.write(3, 10), p.close(3), p.open('/t/stage/sub/b', CREATE, 3), p.close(3), p.open('/t/other', CREATE, 3), p.close(3)]);
+    run(engine, [p.link('/t/other', '/t/stage/other-link')]);
+    const insights = run(engine, [p.rename('/t/stage', '/t/final')]);
+    expect(ofKind(insights, 'file_renamed').map((r) => [r.from, r.path]).sort()).toEqual([['/t/stage/a', '/t/final/a'], ['/t/stage/sub/b', '/t/final/sub/b']]);
+    expect(engine.inspectFile('/t/final/sub/b')).not.toBeNull();
+    expect(engine.inspectFile('/t/stage/a')).toBeNull();
+    // The link's file is still reported by its first name; its second name followed the directory.
+    expect(engine.inspectFile('/t/other')).not.toBeNull();
+    run(engine, [p.unlink('/t/final/other-link')]);
+    expect(ofKind(run(engine, [p.unlink('/t/other')]), 'lifetime_ended')).toMatchObject([{ path: '/t/other', cause: 'unlink' }]);
+    // A sibling whose name merely starts with the directory's is not below it.
+    run(engine, [p.open('/t/final2/c', CREATE, 3), p.close(3)]);
+    expect(ofKind(run(engine, [p.rename('/t/final', '/t/done')]), 'file_renamed')).toHaveLength(2);
+    expect(engine.inspectFile('/t/final2/c')).not.toBeNull();
+  });
+
   it('truncation ends the life of the bytes cut off; O_TRUNC of a known file too', () => {
     const engine = new InsightEngine({ inspector: 'none' });
     const p = new Task(new Clock(), 1);
