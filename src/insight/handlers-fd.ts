@@ -76,6 +76,20 @@ function probeOpen(state: EngineState, pid: number, ev: Ev<'open'>, path: string
   return { path: named, stat: null, identity: null, kind: guess, doubt: 'process and file gone before inspection' };
 }
 
+/**
+ * A file opened through a symbolic link is reported by the name the link leads to: the link's own name is no name
+ * of the file (unlinking or renaming it leaves the file alone), and the agent maps the file it leads to. Asked once
+ * per new name of a file, so a file opened again by the name it is known by costs nothing. A link in a directory
+ * component is not looked for (that would be a look per component); unlinking through one does remove the file.
+ */
+function throughSymlink(state: EngineState, probe: Probe): Probe {
+  if (!state.live || probe.path === null || probe.kind === 'other' || probe.kind === 'directory') return probe;
+  const known = probe.identity ? state.files.withIdentity(probe.identity) : undefined;
+  if (known !== undefined && state.files.atPath(probe.path) === known) return probe;
+  const target = state.inspector.symlinkTarget(probe.path);
+  return target === null ? probe : { ...probe, path: target };
+}
+
 /** What a stat would have said, from the ebpf backend's view of the inode at the open (absent on older kernels). */
 function kernelStat(ev: Ev<'open'>, identity: Identity): FileStat | null {
   if (ev.size === undefined || ev.fileType === undefined || ev.nlink === undefined || ev.mtimeUs === undefined) return null;
@@ -111,7 +125,7 @@ export function onOpen(state: EngineState, ev: Ev<'open'>): void {
   if ((ev.flags & O_TMPFILE) === O_TMPFILE && path !== null && !isVirtual(path)) return openTmpfile(state, process, ev, path);
   const probe: Probe = isVirtual(path)
     ? { path, stat: null, identity: null, kind: 'other' }
-    : probeOpen(state, process.pid, ev, path);
+    : throughSymlink(state, probeOpen(state, process.pid, ev, path));
   // Better the name as the process gave it, flagged, than no insight at all (a replay knows no cwd to start from).
   const named = probe.path ?? ev.path;
   const doubt = probe.path === null ? 'relative to a directory we do not know; path as the process gave it' : sizeSetByOpen(ev.flags) ? undefined : probe.doubt;

@@ -41,6 +41,8 @@ export interface SystemInspector {
   fdInfo(pid: number, fd: number): FdInfo | null;
   statFd(pid: number, fd: number): FileStat | null;
   statPath(path: string): FileStat | null;
+  /** When the last component of `path` is a symbolic link: the path with every link resolved (realpath); else null. */
+  symlinkTarget(path: string): string | null;
   cwd(pid: number): string | null;
   exe(pid: number): string | null;
   cmdline(pid: number): string[] | null;
@@ -67,6 +69,9 @@ export class NullInspector implements SystemInspector {
     return null;
   }
   statPath(): null {
+    return null;
+  }
+  symlinkTarget(): null {
     return null;
   }
   cwd(): null {
@@ -184,6 +189,11 @@ export class ProcInspector implements SystemInspector {
     // ENOENT costs twice the stat itself.
     const stat = attempt(() => fs.statSync(path, { bigint: true, throwIfNoEntry: false }));
     return stat ? toFileStat(stat) : null;
+  }
+
+  symlinkTarget(path: string): string | null {
+    const link = attempt(() => fs.lstatSync(path, { throwIfNoEntry: false }));
+    return link?.isSymbolicLink() ? attempt(() => fs.realpathSync.native(path)) : null;
   }
 
   cwd(pid: number): string | null {

@@ -448,6 +448,20 @@ describe('lifetimes', () => {
     expect(reopened).toMatchObject([{ bytes: 1000, cause: 'truncate' }]);
   });
 
+  it('a file opened through a symbolic link is reported by the name the link leads to; removing the link ends nothing', () => {
+    const system = new FakeSystem();
+    system.addFile('/t/a', 'abc');
+    system.addSymlink('/t/l', '/t/a');
+    system.addProc(1, '/bin/sh');
+    system.procs.get(1)?.fds.set(3, '/t/a');
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 1);
+    const opened = run(engine, [p.open('/t/l', O_RDONLY, 3), p.close(3)]);
+    expect(ofKind(opened, 'file_opened')).toMatchObject([{ path: '/t/a', size: 3 }]);
+    expect(ofKind(run(engine, [p.unlink('/t/l')]), 'lifetime_ended')).toEqual([]);
+    expect(ofKind(run(engine, [p.unlink('/t/a')]), 'lifetime_ended')).toMatchObject([{ path: '/t/a', bytes: 3, cause: 'unlink' }]);
+  });
+
   it('unlinking one of two hard links ends nothing', () => {
     const system = new FakeSystem();
     system.addFile('/t/a', 'abc').nlink = 2;

@@ -125,6 +125,8 @@ interface FakeFile {
 export class FakeSystem implements SystemInspector {
   readonly files = new Map<string, FakeFile>();
   readonly procs = new Map<number, { cwd: string; exe: string; argv: string[]; fds: Map<number, string> }>();
+  /** Symbolic link → the path it resolves to. */
+  readonly symlinks = new Map<string, string>();
   /** Files opened through openFd/openPath and not closed yet (every look must close what it opened). */
   opened = 0;
   private nextIno = 100;
@@ -133,6 +135,13 @@ export class FakeSystem implements SystemInspector {
     const file = { dev: 8, ino: this.nextIno++, data: Buffer.from(data), kind, nlink: 1 };
     this.files.set(path, file);
     return file;
+  }
+
+  /** A symbolic link: stat and opens of `path` reach `target`'s file. */
+  addSymlink(path: string, target: string): void {
+    this.symlinks.set(path, target);
+    const file = this.files.get(target);
+    if (file) this.files.set(path, file);
   }
 
   addProc(pid: number, exe: string, cwd = '/'): void {
@@ -162,6 +171,9 @@ export class FakeSystem implements SystemInspector {
   }
   statPath(path: string): FileStat | null {
     return this.stat(this.files.get(path));
+  }
+  symlinkTarget(path: string): string | null {
+    return this.symlinks.get(path) ?? null;
   }
   cwd(pid: number): string | null {
     return this.procs.get(pid)?.cwd ?? null;
