@@ -29,6 +29,11 @@ export interface VolumePlacement {
   readonly label: string;
   /** Where the file system is mounted (extent read-ahead walks no higher); unknown for some placements. */
   readonly mountPoint?: string;
+  /**
+   * Present for file systems that keep file data apart from metadata by construction (btrfs data block groups):
+   * those volume ranges, read now. Throws when they cannot be read.
+   */
+  dataRegions?(): VolumeExtent[];
 }
 
 export interface DirectoryEntry {
@@ -78,9 +83,11 @@ export function isGone(error: unknown): boolean {
 
 class LocalPlacement implements VolumePlacement {
   readonly mountPoint: string;
+  readonly dataRegions?: () => VolumeExtent[];
 
   constructor(readonly volume: FileSystemVolume, readonly label: string) {
     this.mountPoint = volume.mount.mountPoint;
+    if (volume.fsType === 'btrfs') this.dataRegions = () => volume.btrfsDataRegions();
   }
 }
 

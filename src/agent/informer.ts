@@ -35,11 +35,13 @@ import {
   quickKey,
 } from '../semantics/fingerprint.js';
 import {
+  DATA_REGIONS_MAX,
   EXTENTS_PER_MESSAGE_MAX,
   FINGERPRINTS_PER_MESSAGE_MAX,
   SEMANTIC_MESSAGE_TYPES,
   type SemanticMessage,
   type SemanticMessageType,
+  type VolumeExtent,
 } from '../semantics/messages.js';
 import { opensExistingForReading } from '../insight/index.js';
 import { extentSignature, isGone, placedExtents, type AgentFileSystem, type OpenedFile, type VolumePlacement } from './fs.js';
@@ -67,6 +69,8 @@ export interface InformerOptions {
    * file found wholly placed drops the rest.
    */
   refreshDelaysMs?: number[];
+  /** How often a btrfs's data regions are read again. Default DATA_REGIONS_REFRESH_MS. */
+  dataRegionsRefreshMs?: number;
   /** Files waiting in each refresh queue; beyond, the oldest are dropped (counted). Default 16384. */
   refreshFilesMax?: number;
   /** Files with a pending readback; beyond, the oldest is read back at once. Default 4096. */
@@ -114,6 +118,8 @@ export interface InformerStats {
   vanished: number;
   /** Files found again under a new name (file_renamed) after a readback or mapping found them gone. */
   foundRenamed: number;
+  /** Bytes of the volume last announced as holding only file data (DataRegions: btrfs data block groups). */
+  dataRegionBytes: number;
   /** Insights about files whose identity (dev, ino) was unknown. */
   unidentified: number;
   extentsTruncated: number;
@@ -168,6 +174,8 @@ const SYNC_WAIT_MS_DEFAULT = 75;
 /** A process that synced within this long is expected to sync again. */
 const SYNC_HABIT_MS = 10_000;
 const REFRESH_SLICE_MS = 10;
+/** How often the data regions of a btrfs on the volume are read again (block groups allocated as it fills). */
+const DATA_REGIONS_REFRESH_MS = 1000;
 const HOLDERS_MAX = 4;
 const RANGES_MAX = 64;
 const PROCESSES_MAX = 4096;
@@ -190,6 +198,11 @@ export class Informer {
   private readonly prefetcher: ExtentPrefetcher | null;
 
   private readonly devices = new Map<number, VolumePlacement | null>();
+  /** Placements that say where their file system keeps only file data, and what the engine was last told. */
+  private readonly dataRegionSources: VolumePlacement[] = [];
+  private dataRegionsKey = '';
+  private dataRegionsTimer: NodeJS.Timeout | null = null;
+  private readonly dataRegionsRefreshMs: number;
   private readonly files = new Map<string, TrackedFile>();
   private readonly pathIds = new Map<string, string>();
   private readonly processes = new Map<number, string>();
@@ -237,6 +250,7 @@ export class Informer {
     mapsSettled: 0,
     vanished: 0,
     foundRenamed: 0,
+    dataRegionBytes: 0,
     unidentified: 0,
     extentsTruncated: 0,
     refreshesDropped: 0,
@@ -254,6 +268,7 @@ export class Informer {
     this.syncedBacklogBytes = options.syncedBacklogBytes ?? SYNCED_BACKLOG_BYTES_MAX;
     this.syncWaitMs = Math.max(this.debounceMs, options.syncWaitMs ?? SYNC_WAIT_MS_DEFAULT);
     this.refreshDelaysMs = options.refreshDelaysMs ?? [1_000, 5_000, 35_000];
+    this.dataRegionsRefreshMs = options.dataRegionsRefreshMs ?? DATA_REGIONS_REFRESH_MS;
     this.refreshFilesMax = options.refreshFilesMax ?? 16_384;
     this.pendingFilesMax = options.pendingFilesMax ?? 4096;
     this.filesMax = options.filesMax ?? 65_536;
@@ -475,8 +490,43 @@ export class Informer {
     if (placement) {
       this.counters.devices.onVolume++;
       this.log(`on the volume: ${placement.label}`);
+      if (placement.dataRegions) this.watchDataRegions(placement);
     } else this.counters.devices.elsewhere++;
     return placement;
+  }
+
+  /**
+   * A file system that keeps file data apart (btrfs): the engine is told where, so a block there that no file
+   * described yet owns is tagged data, not metadata (btrfs writes data back within a second, often before the
+   * agent has read the file). Block groups come and go, so the set is re-read every DATA_REGIONS_REFRESH_MS.
+   */
+  private watchDataRegions(placement: VolumePlacement): void {
+    if (this.dataRegionSources.includes(placement)) return;
+    this.dataRegionSources.push(placement);
+    this.refreshDataRegions();
+    if (this.dataRegionsTimer === null) {
+      this.dataRegionsTimer = setInterval(() => this.refreshDataRegions(), this.dataRegionsRefreshMs);
+      this.dataRegionsTimer.unref();
+    }
+  }
+
+  private refreshDataRegions(): void {
+    const regions: VolumeExtent[] = [];
+    for (const source of this.dataRegionSources) {
+      try {
+        regions.push(...(source.dataRegions?.() ?? []));
+      } catch (error) {
+        // Keep what the engine has: a set missing this file system's regions would turn its data into metadata.
+        this.fail(error, `reading where ${source.label} keeps file data`);
+        return;
+      }
+    }
+    regions.sort((a, b) => a.volumeOffset - b.volumeOffset);
+    const key = regions.map((r) => `${r.volumeOffset}+${r.length}`).join(',');
+    if (key === this.dataRegionsKey) return;
+    this.dataRegionsKey = key;
+    this.counters.dataRegionBytes = regions.reduce((sum, r) => sum + r.length, 0);
+    this.send({ type: 'DataRegions', regions: regions.slice(0, DATA_REGIONS_MAX), source: 'btrfs data block groups' }, null);
   }
 
   private onVolume(dev: number, path: string): boolean {
@@ -913,6 +963,8 @@ export class Informer {
    */
   async flush(): Promise<void> {
     this.prefetcher?.stop();
+    if (this.dataRegionsTimer !== null) clearInterval(this.dataRegionsTimer);
+    this.dataRegionsTimer = null;
     this.flushing = true;
     if (this.debounce) {
       clearTimeout(this.debounce);

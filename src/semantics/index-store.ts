@@ -19,6 +19,8 @@
  *    in-place overwrite of a known extent stays data of its file, and a write nobody announced is metadata).
  *    Writes with no whole block inside (sub-4 KiB or unaligned small writes) are tagged like a read.
  *  - A matched write teaches the LBA map that those blocks belong to the file (learnFromWrites).
+ *  - Inside a DataRegions range (btrfs data block groups), what would be metadata is data of no described file: the
+ *    file system puts nothing else there. Its extents, when they come, re-tag it as that file's.
  */
 import assert from 'node:assert/strict';
 import type { IoTag } from '../volume/types.js';
@@ -114,6 +116,8 @@ export interface SemanticIndexStats {
   writes: { data: number; metadata: number; unknown: number };
   blocks: { matched: number; unmatched: number };
   retagRanges: number;
+  /** Bytes of the volume the sender said hold only file data (DataRegions). */
+  dataRegionBytes: number;
 }
 
 /** Bound on the bitmap of seen granules (re-tags name only ranges that layers below may hold). */
@@ -182,9 +186,14 @@ export class SemanticIndex {
   private readonly facts: ClassifyFacts = { metadata: false, file: null, requestBytes: 0, direction: 'read', sector: 0 };
   private readonly metadataTags: (IoTag | undefined)[] = [];
   private readonly unknownTags: (IoTag | undefined)[] = [];
+  /** Data of a file not described yet (a block in a data region, see DataRegions), by class. */
+  private readonly anonymousDataTags: (IoTag | undefined)[] = [];
+  /** DataRegions: sorted, disjoint [start, end) pairs of volume bytes that hold only file data. */
+  private dataRegions = new Float64Array(0);
   private readonly goneTag: IoTag;
   private readonly fileOnlyMetadataTag: IoTag;
   private readonly fileOnlyUnknownTag: IoTag;
+  private readonly fileOnlyAnonymousDataTag: IoTag;
   private readonly counters = {
     messages: Object.fromEntries(SEMANTIC_MESSAGE_TYPES.map((t) => [t, 0])) as Record<SemanticMessageType, number>,
     rejected: 0,
@@ -213,6 +222,7 @@ export class SemanticIndex {
     // With file-only rules the class of metadata and unknown blocks never depends on the request.
     this.fileOnlyMetadataTag = this.requestTag('metadata', 0, 0, 'read');
     this.fileOnlyUnknownTag = this.requestTag('unknown', 0, 0, 'read');
+    this.fileOnlyAnonymousDataTag = this.requestTag('data', 0, 0, 'read');
   }
 
   /** True once any message arrived: from then on, bytes outside known files are metadata. */
@@ -260,7 +270,33 @@ export class SemanticIndex {
       case 'FileGone': return this.onFileGone(m.fileId);
       case 'CopyFingerprints': return this.onCopyFingerprints(m.sourceFileId, m.targetFileId, m.ttlMs ?? this.options.copyTtlMs);
       case 'Tracing': return { ok: true }; // applying any message turns insight on; this one carries nothing else
+      case 'DataRegions': return this.onDataRegions(m.regions);
     }
+  }
+
+  private onDataRegions(regions: readonly VolumeExtent[]): ApplyResult {
+    const sorted = regions.map((r) => [r.volumeOffset, r.volumeOffset + r.length] as const).sort((a, b) => a[0] - b[0]);
+    const merged: number[] = [];
+    for (const [start, end] of sorted) {
+      const last = merged.length - 1;
+      if (last > 0 && start <= merged[last]!) merged[last] = Math.max(merged[last]!, end);
+      else merged.push(start, end);
+    }
+    this.dataRegions = Float64Array.from(merged);
+    return { ok: true };
+  }
+
+  /** Whether [offset, offset + length) lies inside one data region (binary search; no allocation). */
+  private inDataRegion(offset: number, length: number): boolean {
+    const regions = this.dataRegions;
+    let low = 0;
+    let high = regions.length / 2 - 1;
+    while (low <= high) {
+      const middle = (low + high) >>> 1;
+      if (regions[2 * middle]! <= offset) low = middle + 1;
+      else high = middle - 1;
+    }
+    return high >= 0 && offset + length <= regions[2 * high + 1]!;
   }
 
   private onFileExtents(m: Extract<SemanticMessage, { type: 'FileExtents' }>): ApplyResult {
@@ -468,6 +504,11 @@ export class SemanticIndex {
       return this.fileTag(owner, offset, length, direction);
     }
     if (owner === GAP) {
+      // Where the file system keeps only file data, a block no described file owns is a file's not described yet.
+      if (this.dataRegions.length > 0 && this.inDataRegion(offset, length)) {
+        this.outcome = OUTCOME_DATA;
+        return this.fileOnly ? this.fileOnlyAnonymousDataTag : this.requestTag('data', offset, length, direction);
+      }
       this.outcome = OUTCOME_METADATA;
       return this.fileOnly ? this.fileOnlyMetadataTag : this.requestTag('metadata', offset, length, direction);
     }
@@ -487,10 +528,10 @@ export class SemanticIndex {
     return (file.tagsByClass[ioClass] ??= this.buildFileTag(file, ioClass));
   }
 
-  /** Tag for metadata or unknown blocks under the request's facts (cached per class). */
-  private requestTag(origin: 'metadata' | 'unknown', offset: number, length: number, direction: IoDirection): IoTag {
+  /** Tag for metadata, unknown blocks or data of no described file, under the request's facts (cached per class). */
+  private requestTag(origin: 'metadata' | 'unknown' | 'data', offset: number, length: number, direction: IoDirection): IoTag {
     const ioClass = this.rules.classify(this.factsFor(origin === 'metadata', null, offset, length, direction));
-    const cache = origin === 'metadata' ? this.metadataTags : this.unknownTags;
+    const cache = origin === 'metadata' ? this.metadataTags : origin === 'data' ? this.anonymousDataTags : this.unknownTags;
     return (cache[ioClass] ??= Object.freeze({ origin, ioClass, hints: new Set<string>() }));
   }
 
@@ -754,7 +795,14 @@ export class SemanticIndex {
       writes: { data: this.outcomes[3]!, metadata: this.outcomes[4]!, unknown: this.outcomes[5]! },
       blocks: { ...c.blocks },
       retagRanges: c.retagRanges,
+      dataRegionBytes: this.dataRegionBytes(),
     };
+  }
+
+  private dataRegionBytes(): number {
+    let bytes = 0;
+    for (let k = 0; k < this.dataRegions.length; k += 2) bytes += this.dataRegions[k + 1]! - this.dataRegions[k]!;
+    return bytes;
   }
 }
 

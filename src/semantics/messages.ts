@@ -19,6 +19,8 @@ export const SEMANTIC_MESSAGE_VERSION = 1;
 export const FINGERPRINTS_PER_MESSAGE_MAX = 8192;
 /** Largest number of extents in one FileExtents message. */
 export const EXTENTS_PER_MESSAGE_MAX = 65536;
+/** Largest number of regions in one DataRegions message (a btrfs data block group is 1 GiB: 4 PiB of them). */
+export const DATA_REGIONS_MAX = 4096;
 /** Longest fingerprint lifetime the engine accepts; longer TTLs are clamped by the index. */
 export const FINGERPRINT_TTL_MS_MAX = 24 * 60 * 60 * 1000;
 
@@ -110,6 +112,18 @@ export interface TracingMessage extends MessageBase {
   tracer?: string;
 }
 
+/**
+ * Volume ranges where the file system keeps nothing but file data (btrfs data block groups): a block there that no
+ * known file owns is data of a file not described yet, not metadata. Replaces the previous set; an empty list
+ * withdraws it. Only for file systems that separate the two by construction: a wrong region tags metadata as data.
+ */
+export interface DataRegionsMessage extends MessageBase {
+  type: 'DataRegions';
+  regions: VolumeExtent[];
+  /** Where the regions come from, e.g. "btrfs data block groups"; informative. */
+  source?: string;
+}
+
 /** A copy without data through user space (copy_file_range, sendfile, FICLONE…): the target's blocks will carry the source's content. */
 export interface CopyFingerprintsMessage extends MessageBase {
   type: 'CopyFingerprints';
@@ -127,12 +141,13 @@ export type SemanticMessage =
   | FileGoneMessage
   | AppHintMessage
   | CopyFingerprintsMessage
-  | TracingMessage;
+  | TracingMessage
+  | DataRegionsMessage;
 
 export type SemanticMessageType = SemanticMessage['type'];
 
 export const SEMANTIC_MESSAGE_TYPES: readonly SemanticMessageType[] = [
-  'FileExtents', 'WriteFingerprints', 'FileClass', 'FilePattern', 'FileGone', 'AppHint', 'CopyFingerprints', 'Tracing',
+  'FileExtents', 'WriteFingerprints', 'FileClass', 'FilePattern', 'FileGone', 'AppHint', 'CopyFingerprints', 'Tracing', 'DataRegions',
 ];
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -178,6 +193,12 @@ const schemas = {
   FileGone: z.object({ v: version, type: z.literal('FileGone'), fileId, cause: z.string().max(256) }),
   AppHint: z.object({ v: version, type: z.literal('AppHint'), fileId, ioClass }),
   Tracing: z.object({ v: version, type: z.literal('Tracing'), tracer: z.string().max(256).optional() }),
+  DataRegions: z.object({
+    v: version,
+    type: z.literal('DataRegions'),
+    regions: z.array(z.object({ volumeOffset: u64, length: u64.refine((n) => n > 0, 'regions are not empty') })).max(DATA_REGIONS_MAX),
+    source: z.string().max(256).optional(),
+  }),
   CopyFingerprints: z.object({
     v: version,
     type: z.literal('CopyFingerprints'),

@@ -13,6 +13,7 @@
  *
  * btrfs reports an anonymous st_dev (0:N); its block device is the mount's source.
  */
+import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,7 +21,7 @@ import { localHost, decodeDev, formatDev, parseDev, sameDev, type DeviceNumber, 
 import { isFuseMount, mountOf, mountsOfDev, readMountInfo, type MountEntry } from './mountinfo.js';
 import { nbdfuseServing, type NbdServerAddress } from './nbdfuse.js';
 import { fileExtentReport, type ExtentLocation, type FileExtent, type FileExtentOptions } from './fiemap.js';
-import { chunkDevids, logicalToDevice, parseDumpTreeChunks, readChunksByIoctl, type BtrfsChunk, type DeviceRange } from './btrfs.js';
+import { BlockGroupType, chunkDevids, logicalToDevice, parseDumpTreeChunks, readChunksByIoctl, type BtrfsChunk, type DeviceRange } from './btrfs.js';
 
 const SECTOR_BYTES = 512;
 /** Bound on links in one chain (partition → loop → file → loop … cannot be longer in practice). */
@@ -261,6 +262,21 @@ export class FileSystemVolume {
       }
       return { volumeOffset: this.volume.offsetInExport + piece.deviceOffset, length: piece.length, deviceOffset: piece.deviceOffset, physical: piece.logical };
     });
+  }
+
+  /**
+   * btrfs only: the volume ranges of block groups that hold nothing but file data (not mixed with metadata), from
+   * the chunk tree read now (block groups come and go as the file system fills and empties).
+   */
+  btrfsDataRegions(): Array<{ volumeOffset: number; length: number }> {
+    assert.equal(this.fsType, 'btrfs', 'data regions are a btrfs notion');
+    this.chunks = this.readChunks();
+    const regions: Array<{ volumeOffset: number; length: number }> = [];
+    for (const chunk of this.chunks) {
+      if ((chunk.type & BlockGroupType.DATA) === 0 || (chunk.type & (BlockGroupType.METADATA | BlockGroupType.SYSTEM)) !== 0) continue;
+      for (const stripe of chunk.stripes) regions.push({ volumeOffset: this.volume.offsetInExport + stripe.offset, length: chunk.length });
+    }
+    return regions.sort((a, b) => a.volumeOffset - b.volumeOffset);
   }
 
   /** btrfs only: the chunk map (read on first use). */

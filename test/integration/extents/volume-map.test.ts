@@ -28,7 +28,7 @@ import {
   type LoopAttachment,
   type NbdServer,
 } from '../../helpers/index.js';
-import { fileVolumeMap, traceVolume, type FileVolumeMap } from '../../../src/insight/extents/volume-map.js';
+import { FileSystemVolume, fileVolumeMap, traceVolume, type FileVolumeMap } from '../../../src/insight/extents/volume-map.js';
 import { GroundTruth } from '../../../src/insight/extents/ground-truth.js';
 import { fileExtents } from '../../../src/insight/extents/fiemap.js';
 import { scoreTags, type TaggedRequest } from '../../../src/insight/extents/score.js';
@@ -212,6 +212,7 @@ describe.each<FsType>(['ext4', 'xfs', 'btrfs'])('%s on a Sky volume through nbdf
     if (type === 'ext4') await checkExt4(attachment!.device, GroundTruth.fromMount(root), maps.get('hundred-kib.bin')!, statSync(join(root, 'hundred-kib.bin')).ino);
     if (type === 'xfs') for (const file of FILES) await checkXfsBmap(join(root, file.name), maps.get(file.name)!);
     if (type === 'btrfs') for (const name of ['dir/three-mb.bin', 'dir/twenty-mb.bin']) await checkBtrfsMapLogical(attachment!.device, join(root, name), maps.get(name)!);
+    if (type === 'btrfs') checkBtrfsDataRegions(FileSystemVolume.open(root), GroundTruth.fromMount(root), [...maps.values()]);
   });
 });
 
@@ -246,6 +247,24 @@ async function checkXfsBmap(path: string, map: FileVolumeMap): Promise<void> {
     const ours = map.extents.find((extent) => extent.fileOffset <= fileOffset && fileOffset < extent.fileOffset + extent.length);
     expect(ours, `${path} @${fileOffset}`).toBeDefined();
     expect(ours!.volumeOffset + (fileOffset - ours!.fileOffset)).toBe(deviceOffset);
+  }
+}
+
+/**
+ * btrfs: the data regions the agent announces (data block groups) hold every file byte placed in the volume and
+ * nothing the ground truth calls metadata (the superblock, metadata and system block groups).
+ */
+function checkBtrfsDataRegions(volume: FileSystemVolume, truth: GroundTruth, maps: FileVolumeMap[]): void {
+  const regions = volume.btrfsDataRegions();
+  expect(regions.length).toBeGreaterThan(0);
+  const inside = (offset: number, length: number) => regions.some((r) => r.volumeOffset <= offset && offset + length <= r.volumeOffset + r.length);
+  for (const map of maps) for (const extent of map.extents) expect(inside(extent.volumeOffset, extent.length), `${map.path} @${extent.fileOffset}`).toBe(true);
+  expect(inside(64 * KiB, 4 * KiB), 'the superblock').toBe(false);
+  for (const region of regions) {
+    for (let offset = region.volumeOffset; offset < region.volumeOffset + region.length; offset += 4 * MiB) {
+      const verdict = truth.classify(offset, 4 * KiB);
+      expect(verdict.origin, `region byte ${offset}: ${verdict.kind}`).not.toBe('metadata');
+    }
   }
 }
 

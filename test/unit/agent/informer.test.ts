@@ -26,6 +26,16 @@ class FakeFs implements AgentFileSystem {
   readonly locates: number[] = [];
   readonly opened: string[] = [];
   private readonly placement: VolumePlacement = { label: 'fake volume' };
+  /** Set: the file system keeps file data apart (like btrfs's data block groups), in these ranges. */
+  dataRegions: VolumeExtent[] | null = null;
+  dataRegionsFail = false;
+  private readonly regionPlacement: VolumePlacement = {
+    label: 'fake btrfs',
+    dataRegions: () => {
+      if (this.dataRegionsFail) throw new Error('BTRFS_IOC_TREE_SEARCH failed: EIO');
+      return (this.dataRegions ?? []).map((r) => ({ ...r }));
+    },
+  };
 
   add(path: string, ino: number, data: Buffer, extents: VolumeExtent[] = [], dev = ON): FakeFile {
     const file = { dev, ino, data, extents };
@@ -35,7 +45,7 @@ class FakeFs implements AgentFileSystem {
 
   locate(dev: number): VolumePlacement | null {
     this.locates.push(dev);
-    return dev === ON ? this.placement : null;
+    return dev === ON ? (this.dataRegions ? this.regionPlacement : this.placement) : null;
   }
 
   // No directories: its placement names no mount point, so extent read-ahead never walks it.
@@ -123,6 +133,29 @@ describe('Informer', () => {
     expect(stats.files).toBe(1);
     expect(stats.skippedFiles).toBe(2);
     expect(stats.devices).toEqual({ onVolume: 1, elsewhere: 1 });
+  });
+
+  it('tells the engine where a file system keeps only file data, again when that changes, and keeps the last set when it cannot read it', async () => {
+    const { fs, sent, informer } = setup({ dataRegionsRefreshMs: 20 });
+    fs.dataRegions = [{ volumeOffset: 64 << 20, length: 1 << 30 }, { volumeOffset: 8 << 20, length: 8 << 20 }];
+    fs.add('/mnt/a', 10, Buffer.alloc(10), []);
+    informer.handle(opened('/mnt/a', 10, 3));
+    const regions = () => sent.filter((m) => m.type === 'DataRegions');
+    expect(regions()).toEqual([
+      { type: 'DataRegions', regions: [{ volumeOffset: 8 << 20, length: 8 << 20 }, { volumeOffset: 64 << 20, length: 1 << 30 }], source: 'btrfs data block groups' },
+    ]);
+    await sleep(60);
+    expect(regions()).toHaveLength(1); // unchanged: not sent again
+    fs.dataRegions.push({ volumeOffset: 2 * 2 ** 30, length: 2 ** 30 }); // a block group allocated as the file system fills
+    await sleep(60);
+    expect(regions()).toHaveLength(2);
+    expect(regions()[1]).toMatchObject({ regions: [{}, {}, { volumeOffset: 2 * 2 ** 30 }] });
+    expect(informer.stats().dataRegionBytes).toBe((8 << 20) + 2 * 2 ** 30);
+    fs.dataRegionsFail = true;
+    await sleep(60);
+    expect(regions()).toHaveLength(2);
+    expect(informer.stats().lastError).toMatch(/where fake btrfs keeps file data: BTRFS_IOC_TREE_SEARCH failed: EIO/);
+    await informer.flush();
   });
 
   it('maps nothing at an open that created or truncated the file (size 0), and maps it once written and closed', async () => {

@@ -110,6 +110,37 @@ describe('classify: reads', () => {
   });
 });
 
+describe('classify: data regions (btrfs data block groups)', () => {
+  it('tags what no described file owns inside a data region as data of no file; extents re-tag it; an empty list withdraws', async () => {
+    const { apply, read, write, index, recorder } = await setup();
+    apply({ type: 'Tracing' });
+    apply({ type: 'DataRegions', regions: [{ volumeOffset: 8 * MiB, length: 8 * MiB }, { volumeOffset: 32 * MiB, length: 4 * MiB }], source: 'test' });
+    expect(index.stats().dataRegionBytes).toBe(12 * MiB);
+    const anonymous = await write(9 * MiB, blocks(4, 1));
+    expect(anonymous).toMatchObject({ origin: 'data', hints: new Set() });
+    expect(anonymous.fileId).toBeUndefined();
+    expect(anonymous.fileSize).toBeUndefined();
+    expect(await read(33 * MiB, 4096)).toMatchObject({ origin: 'data' });
+    // Outside every region, and across a region's end, it is metadata as before.
+    expect(await read(16 * MiB, 4096)).toMatchObject({ origin: 'metadata', ioClass: 5 });
+    expect(await read(16 * MiB - 4096, 8192)).toMatchObject({ origin: 'metadata' });
+    expect(await read(7 * MiB, 4096)).toMatchObject({ origin: 'metadata' });
+    // A described file's extents inside the region win, and re-tag what was seen there.
+    apply(extentsOf('A', 16 * KiB, [9 * MiB, 16 * KiB]));
+    expect(await read(9 * MiB, 4096)).toMatchObject({ origin: 'data', fileId: 'A', ioClass: 4 });
+    expect(recorder.retags.at(-1)?.ranges[0]).toMatchObject({ offset: 9 * MiB, tag: { fileId: 'A' } });
+    apply({ type: 'DataRegions', regions: [] });
+    expect(await read(33 * MiB, 4096)).toMatchObject({ origin: 'metadata' });
+  });
+
+  it('refuses a region of no bytes and more regions than it keeps', () => {
+    const index = new SemanticIndex();
+    expect(index.accept({ type: 'DataRegions', regions: [{ volumeOffset: 0, length: 0 }] })).toMatchObject({ ok: false, error: expect.stringMatching(/DataRegions.regions.0.length/) });
+    const many = Array.from({ length: 4097 }, (_, k) => ({ volumeOffset: k * 4096, length: 4096 }));
+    expect(index.accept({ type: 'DataRegions', regions: many })).toMatchObject({ ok: false });
+  });
+});
+
 describe('classify: writes', () => {
   it('fingerprints each whole aligned 4 KiB block once into req.fingerprints (for a layer below that wants them)', async () => {
     const { write, recorder } = await setup({}, { wantsFingerprints: true });

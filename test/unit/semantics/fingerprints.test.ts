@@ -250,7 +250,7 @@ describe('parseSemanticMessage', () => {
   it('names the field that is wrong', () => {
     expect(parseSemanticMessage({ type: 'Nope' })).toEqual({
       ok: false,
-      error: 'unknown message type "Nope" (known: FileExtents, WriteFingerprints, FileClass, FilePattern, FileGone, AppHint, CopyFingerprints, Tracing)',
+      error: 'unknown message type "Nope" (known: FileExtents, WriteFingerprints, FileClass, FilePattern, FileGone, AppHint, CopyFingerprints, Tracing, DataRegions)',
     });
     const bad = parseSemanticMessage({ type: 'FileExtents', fileId: 'f', path: '/a', size: 10, extents: [{ volumeOffset: 0, length: 0 }] });
     expect(bad).toEqual({ ok: false, error: 'FileExtents.extents.0.length: extents are not empty' });
