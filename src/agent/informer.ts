@@ -175,7 +175,7 @@ const SYNC_WAIT_MS_DEFAULT = 75;
 const SYNC_HABIT_MS = 10_000;
 const REFRESH_SLICE_MS = 10;
 /** How often the data regions of a btrfs on the volume are read again (block groups allocated as it fills). */
-const DATA_REGIONS_REFRESH_MS = 1000;
+const DATA_REGIONS_REFRESH_MS = 250;
 const HOLDERS_MAX = 4;
 const RANGES_MAX = 64;
 const PROCESSES_MAX = 4096;
