@@ -73,36 +73,46 @@ function identityKey(dev: number, ino: number): string {
  */
 class PathMap {
   private readonly records = new Map<string, FileRecord>();
-  /** Directory → how many names lie below it. */
-  private readonly below = new Map<string, number>();
+  /**
+   * Directory → its entries that lead to a name: names directly in it, and subdirectories with such entries. A
+   * directory is here exactly when some name lies below it; adding a name in a directory that has one already
+   * touches that directory only.
+   */
+  private readonly entries = new Map<string, number>();
 
   get(path: string): FileRecord | undefined {
     return this.records.get(path);
   }
 
   set(path: string, record: FileRecord): void {
-    if (!this.records.has(path)) this.countAncestors(path, 1);
+    if (!this.records.has(path)) this.countEntry(path, 1);
     this.records.set(path, record);
   }
 
   delete(path: string): void {
-    if (this.records.delete(path)) this.countAncestors(path, -1);
+    if (this.records.delete(path)) this.countEntry(path, -1);
   }
 
   /** The names strictly below directory `dir`. */
   namesBelow(dir: string): Array<[string, FileRecord]> {
     const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-    if (!this.below.has(prefix.length > 1 ? prefix.slice(0, -1) : prefix)) return [];
+    if (!this.entries.has(prefix.length > 1 ? prefix.slice(0, -1) : prefix)) return [];
     return [...this.records.entries()].filter(([path]) => path.startsWith(prefix));
   }
 
-  private countAncestors(path: string, delta: number): void {
-    for (let slash = path.lastIndexOf('/'); slash >= 0; slash = slash === 0 ? -1 : path.lastIndexOf('/', slash - 1)) {
-      const dir = slash === 0 ? '/' : path.slice(0, slash);
-      const count = (this.below.get(dir) ?? 0) + delta;
-      assert.ok(count >= 0, `names below ${dir} went negative`);
-      if (count === 0) this.below.delete(dir);
-      else this.below.set(dir, count);
+  /** `child` appeared in (delta 1) or left (delta -1) its directory; a directory that became (non-)empty likewise. */
+  private countEntry(child: string, delta: 1 | -1): void {
+    for (;;) {
+      const slash = child.lastIndexOf('/');
+      if (slash < 0) return;
+      const dir = slash === 0 ? '/' : child.slice(0, slash);
+      const count = (this.entries.get(dir) ?? 0) + delta;
+      assert.ok(count >= 0, `entries of ${dir} went negative`);
+      if (count === 0) this.entries.delete(dir);
+      else this.entries.set(dir, count);
+      const emptinessChanged = delta > 0 ? count === 1 : count === 0;
+      if (!emptinessChanged || dir === '/') return;
+      child = dir;
     }
   }
 }

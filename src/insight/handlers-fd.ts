@@ -82,8 +82,10 @@ function probeOpen(state: EngineState, pid: number, ev: Ev<'open'>, path: string
  * per new name of a file, so a file opened again by the name it is known by costs nothing. A link in a directory
  * component is not looked for (that would be a look per component); unlinking through one does remove the file.
  */
-function throughSymlink(state: EngineState, probe: Probe): Probe {
+function throughSymlink(state: EngineState, probe: Probe, flags: number): Probe {
   if (!state.live || probe.path === null || probe.kind === 'other' || probe.kind === 'directory') return probe;
+  // O_CREAT | O_EXCL fails on a symbolic link: what it opened is a new file by that very name (tar, cp).
+  if ((flags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL)) return probe;
   const known = probe.identity ? state.files.withIdentity(probe.identity) : undefined;
   if (known !== undefined && state.files.atPath(probe.path) === known) return probe;
   const target = state.inspector.symlinkTarget(probe.path);
@@ -125,7 +127,7 @@ export function onOpen(state: EngineState, ev: Ev<'open'>): void {
   if ((ev.flags & O_TMPFILE) === O_TMPFILE && path !== null && !isVirtual(path)) return openTmpfile(state, process, ev, path);
   const probe: Probe = isVirtual(path)
     ? { path, stat: null, identity: null, kind: 'other' }
-    : throughSymlink(state, probeOpen(state, process.pid, ev, path));
+    : throughSymlink(state, probeOpen(state, process.pid, ev, path), ev.flags);
   // Better the name as the process gave it, flagged, than no insight at all (a replay knows no cwd to start from).
   const named = probe.path ?? ev.path;
   const doubt = probe.path === null ? 'relative to a directory we do not know; path as the process gave it' : sizeSetByOpen(ev.flags) ? undefined : probe.doubt;

@@ -436,6 +436,12 @@ describe('lifetimes', () => {
     run(engine, [p.open('/t/final2/c', CREATE, 3), p.close(3)]);
     expect(ofKind(run(engine, [p.rename('/t/final', '/t/done')]), 'file_renamed')).toHaveLength(2);
     expect(engine.inspectFile('/t/final2/c')).not.toBeNull();
+    // A directory whose names lie only in a subdirectory; once they are gone, renaming it moves nothing.
+    run(engine, [p.open('/u/d/x/y', CREATE, 3), p.close(3)]);
+    expect(ofKind(run(engine, [p.rename('/u/d', '/u/e')]), 'file_renamed').map((r) => r.path)).toEqual(['/u/e/x/y']);
+    run(engine, [p.unlink('/u/e/x/y'), p.open('/u/f', CREATE, 3), p.close(3)]);
+    expect(ofKind(run(engine, [p.rename('/u/e', '/u/g')]), 'file_renamed')).toEqual([]);
+    expect(engine.inspectFile('/u/f')).not.toBeNull();
   });
 
   it('truncation ends the life of the bytes cut off; O_TRUNC of a known file too', () => {
