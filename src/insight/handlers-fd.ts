@@ -88,6 +88,11 @@ function throughSymlink(state: EngineState, probe: Probe, flags: number): Probe 
   if ((flags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL)) return probe;
   const known = probe.identity ? state.files.withIdentity(probe.identity) : undefined;
   if (known !== undefined && state.files.atPath(probe.path) === known) return probe;
+  // Known by another name that still leads to it (a look made late, when the link may be gone already): that name.
+  if (known !== undefined && probe.identity !== null && (probe.stat?.nlink ?? 1) < 2) {
+    const atKnownName = state.inspector.statPath(known.path);
+    if (atKnownName !== null && state.isKernelIdentity(atKnownName, probe.identity)) return { ...probe, path: known.path };
+  }
   const target = state.inspector.symlinkTarget(probe.path);
   return target === null ? probe : { ...probe, path: target };
 }

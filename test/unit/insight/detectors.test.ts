@@ -468,6 +468,23 @@ describe('lifetimes', () => {
     expect(ofKind(run(engine, [p.unlink('/t/a')]), 'lifetime_ended')).toMatchObject([{ path: '/t/a', bytes: 3, cause: 'unlink' }]);
   });
 
+  it('a file known by its name and opened through a link gone by the time the open is handled keeps that name (ebpf)', () => {
+    const system = new FakeSystem();
+    const file = system.addFile('/t/a', 'abc');
+    system.addProc(1, '/bin/sh');
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 1);
+    // The ebpf backend's open: the kernel's view of the inode at the call (the fd is closed before we look).
+    const open = (path: string) => ({ ...p.open(path, O_RDONLY, 3), ino: file.ino, dev: file.dev, size: 3, fileType: 'regular', nlink: 1, mtimeUs: 0 }) as SyscallEvent;
+    run(engine, [open('/t/a'), p.close(3)]);
+    expect(ofKind(run(engine, [open('/t/l'), p.close(3)]), 'file_opened')).toMatchObject([{ path: '/t/a' }]);
+    expect(ofKind(run(engine, [p.unlink('/t/l')]), 'lifetime_ended')).toEqual([]);
+    // A file renamed behind our back (its old name leads nowhere) is reported by the name it was opened by.
+    system.files.set('/t/b', file);
+    system.files.delete('/t/a');
+    expect(ofKind(run(engine, [open('/t/b'), p.close(3)]), 'file_opened')).toMatchObject([{ path: '/t/b' }]);
+  });
+
   it('unlinking one of two hard links ends nothing', () => {
     const system = new FakeSystem();
     system.addFile('/t/a', 'abc').nlink = 2;
