@@ -145,7 +145,8 @@ export function onOpen(state: EngineState, ev: Ev<'open'>): void {
     if (probe.stat && probe.atOpen && !isWritable(ev.flags)) noteLook(record, probe.stat);
     applyOpenFlags(state, record, created, probe.stat, ev);
     // A late look may already include what the process appended since: where its appends went is not known from it.
-    if (probe.doubt && (ev.flags & O_APPEND) !== 0 && !sizeSetByOpen(ev.flags)) record.sizeDoubted = true;
+    // (A file already known keeps the size its traced writes gave it: the late look did not set it.)
+    if (created && probe.doubt && (ev.flags & O_APPEND) !== 0 && !sizeSetByOpen(ev.flags)) record.sizeDoubted = true;
   }
   doubtAsyncIo(process, openFile);
   state.attach(process, ev.ret, openFile, cloexec(ev.flags), ev.ts);

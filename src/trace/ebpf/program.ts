@@ -171,14 +171,15 @@ const RET = '$ret';
  * Stores a record: up to 11 numeric fields in @n, and each string in @p under the same key with sub-index
  * 0, 1, ... (a tuple holding a 200-byte string would not fit the BPF stack next to str()'s buffer).
  */
-function emit(code: number, fields: readonly string[], strings: readonly string[] = [], stamped = false): string {
+function emit(code: number, fields: readonly string[], strings: readonly string[] = [], stamped = false, sub = 0): string {
   assert.ok(fields.length <= RECORD_FIELDS, `record ${code} has ${fields.length} fields, at most ${RECORD_FIELDS} fit`);
+  assert.ok(sub === 0 || (stamped && strings.length === 0), 'a second record under one stamp carries no strings');
   const padded = [...fields, ...Array(RECORD_FIELDS - fields.length).fill('0')].map((field) => `(int64)(${field})`);
   const tuple = [`(int64)${code}`, '(int64)pid', ...padded].join(', ');
   const texts = strings.map((text, i) => `@p[(int64)tid, $ts, (int64)${i}] = ${text};`);
   // The clock is read only when a record is stored: most probe runs store nothing (find's closes and fcntls).
   const stamp = stamped ? '' : '$ts = (int64)nsecs; ';
-  return `${stamp}${texts.join(' ')} $nv = (${tuple}); @n[(int64)tid, $ts, (int64)0] = $nv; @c = count();`;
+  return `${stamp}${texts.join(' ')} $nv = (${tuple}); @n[(int64)tid, $ts, (int64)${sub}] = $nv; @c = count();`;
 }
 
 function predicate(filter: ProgramFilter): string {
@@ -296,11 +297,36 @@ function fdTableProbes(options: ProgramOptions): ExitProbe[] {
  * not storage, so not reported.
  */
 function storageCloseProbe(options: ProgramOptions): string {
-  if (options.fdEvents !== 'storage') return '';
+  if (options.fdEvents !== 'storage') {
+    return `tracepoint:syscalls:sys_enter_close ${predicate(options.filter)} {
+  ${detachAggregate('(int64)args->fd')}
+}`;
+  }
+  // The fd's aggregate of this generation goes with it (a shell's \`echo a > f; echo b >> f\` writes both through fd
+  // 1): a record of its own, under the close's stamp, so the close's counts are its own.
+  const fields = ['$fd', '$ino', '$a.0', '$a.1', '$a.2', '$a.3', '$a.4', '$a.5', '$a.6', '$a.7', '$a.9'];
   return `tracepoint:syscalls:sys_enter_close ${predicate(options.filter)} {
   $fd = (int64)args->fd; ${storageCheck('$fd')}
-  if ($storage) { ${emit(Code.close, ['$fd', '0'])} }
+  if ($storage) {
+    $ts = (int64)nsecs; $ino = (int64)$sf->f_inode->i_ino; $g = @g;
+    $a = @r[(int64)pid, $fd, $ino, $g];
+    if ($a.0 + $a.2 > 0) { delete(@r[(int64)pid, $fd, $ino, $g]); ${emit(Code.summary, fields, [], true, 1)} }
+    ${emit(Code.close, ['$fd', '0'], [], true)}
+  }
 }`;
+}
+
+/**
+ * dup2/dup3 over an open fd replace its file: that fd's aggregate is detached first (as at close), while the fd
+ * still names the file it counts. Entry probes: dup2 and dup3 are rare (shells), so running for every call costs
+ * nothing that matters.
+ */
+function dupOverProbes(options: ProgramOptions): string {
+  return ['dup2', 'dup3']
+    .map((syscall) => `tracepoint:syscalls:sys_enter_${syscall} ${predicate(options.filter)} {
+  $nfd = (int64)args->newfd; if (args->oldfd != args->newfd && $nfd >= 0 && $nfd < (int64)curtask->files->fdt->max_fds) { ${detachAggregate('$nfd')} }
+}`)
+    .join('\n');
 }
 
 /**
@@ -636,5 +662,5 @@ export function buildProgram(options: ProgramOptions): string {
     ...dataProbes(SKY_HINT_MAGIC),
     aioProbe(),
   ].map((probe) => exitProbe(options, probe));
-  return [beginProbe(options), processProbes(options), execProbes(options), storageCloseProbe(options), ioUringProbes(options), ...probes, ''].join('\n');
+  return [beginProbe(options), processProbes(options), execProbes(options), storageCloseProbe(options), dupOverProbes(options), ioUringProbes(options), ...probes, ''].join('\n');
 }

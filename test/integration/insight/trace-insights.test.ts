@@ -10,6 +10,7 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Insight } from '../../../src/insight/index.js';
 import {
   BACKENDS,
   SDK_HEADER_DIR,
@@ -28,6 +29,8 @@ import {
 const FD_MODES = ['dup2', 'paths', 'append', 'threads', 'fork', 'lifetime', 'mmap', 'apphints', 'tmpfile'] as const;
 /** Nested shells: the innermost file is written three execs and two forks below the traced command. */
 const NESTED = 'mkdir nested && cd nested && sh -c "printf 12345 > inner.out; sh -c \\"printf 1234567 > deepest.out\\""; printf 12 > outer.out';
+/** A shell reopening one file at fd 1 three times: each redirection's writes are its own, not the last one's. */
+const REDIRECTS = 'mkdir redirect && cd redirect && echo a > f && echo bb >> f && printf ccc >> f';
 const TRACED_EXIT = 7;
 
 let binDir = '';
@@ -46,7 +49,7 @@ afterAll(() => fs.rmSync(binDir, { recursive: true, force: true }));
 async function runFdScenarios(backend: Backend, dir: string): Promise<TraceResult> {
   for (const mode of FD_MODES) fs.mkdirSync(path.join(dir, mode));
   const steps = FD_MODES.map((mode) => `(cd ${mode} && ${fdops} ${mode})`);
-  const script = [...steps, `(${NESTED})`, `exit ${TRACED_EXIT}`].join(' && ');
+  const script = [...steps, `(${NESTED})`, `(${REDIRECTS})`, `exit ${TRACED_EXIT}`].join(' && ');
   return traceCommand(backend, ['sh', '-c', script], dir);
 }
 
@@ -109,6 +112,11 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
 
   it('attributes writes through a dup2-ed stdout to the file', () => {
     expect(lastClosed(fd.insights, at('fd', 'dup2', 'dup2.out'))).toMatchObject({ size: 1234, writeBytes: 1234, ioClass: 4 });
+  });
+
+  it('counts each of a shell\'s redirections to one file on its own', () => {
+    const closes = fd.insights.filter((i): i is Extract<Insight, { kind: 'file_closed' }> => i.kind === 'file_closed' && i.path === at('fd', 'redirect', 'f'));
+    expect(closes.map((c) => [c.size, c.writeBytes])).toEqual([[2, 2], [5, 3], [8, 3]]);
   });
 
   it('resolves paths relative to the cwd after chdir and to a directory fd', () => {

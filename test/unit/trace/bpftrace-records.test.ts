@@ -248,9 +248,14 @@ describe('buildProgram', () => {
     expect(program).toContain('@t[1234] = 1;');
     expect(program).toContain('tracepoint:task:task_newtask /@t[pid]/');
     expect(program).not.toContain('raw_syscalls');
-    for (const call of ['openat', 'close', 'write', 'pwrite64', 'copy_file_range', 'renameat2', 'fsync', 'mmap']) {
+    for (const call of ['openat', 'write', 'pwrite64', 'copy_file_range', 'renameat2', 'fsync', 'mmap']) {
       expect(program).toMatch(new RegExp(`tracepoint:syscalls:sys_exit_${call} /@t\\[pid\\]/`));
       expect(program).not.toContain(`sys_enter_${call} `);
+    }
+    // close, dup2 and dup3 also run at entry, where the fd still names the file whose aggregate goes with it.
+    for (const call of ['close', 'dup2', 'dup3']) {
+      expect(program).toMatch(new RegExp(`tracepoint:syscalls:sys_exit_${call} /@t\\[pid\\]/`));
+      expect(program).toMatch(new RegExp(`tracepoint:syscalls:sys_enter_${call} /@t\\[pid\\]/ \\{\\s+[^}]*delete\\(@r\\[`));
     }
     expect(program).toContain(`== ${SKY_HINT_MAGIC}`);
     expect(program).not.toContain('printf("W');
