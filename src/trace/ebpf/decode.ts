@@ -220,12 +220,17 @@ export class RecordDecoder {
     };
   }
 
-  /** An aggregate fsync moved out: fd, ino, readCalls, readBytes, writeCalls, writeBytes, ws, we, pos, ts, dev+head. */
+  /**
+   * An aggregate moved out (fsync, close, dup2 over its fd, a reopen): fd with its last call's tid above it, ino,
+   * readCalls, readBytes, writeCalls, writeBytes, ws, we, pos, ts, dev+head.
+   */
   private detachedSummary(): SyscallEvent {
     const f = (i: number) => this.field(i);
     const wrote = f(5) > 0;
+    const fd = f(0) % 2 ** 32;
+    const tid = Math.floor(f(0) / 2 ** 32);
     const event: Ev<'rw_summary'> = {
-      kind: 'rw_summary', ts: f(9), pid: this.base.pid, tid: this.base.tid, fd: f(0),
+      kind: 'rw_summary', ts: f(9), pid: this.base.pid, tid: tid > 0 ? tid : this.base.tid, fd,
       readCalls: f(2), readBytes: f(3), writeCalls: f(4), writeBytes: f(5),
       writeStart: wrote ? f(6) : -1, writeEnd: wrote ? f(7) : -1, position: f(8), ino: f(1), dev: 0,
     };

@@ -304,7 +304,7 @@ function storageCloseProbe(options: ProgramOptions): string {
   }
   // The fd's aggregate of this generation goes with it (a shell's \`echo a > f; echo b >> f\` writes both through fd
   // 1): a record of its own, under the close's stamp, so the close's counts are its own.
-  const fields = ['$fd', '$ino', '$a.0', '$a.1', '$a.2', '$a.3', '$a.4', '$a.5', '$a.6', '$a.7', '$a.9'];
+  const fields = SUMMARY_FIELDS;
   return `tracepoint:syscalls:sys_enter_close ${predicate(options.filter)} {
   $fd = (int64)args->fd; ${storageCheck('$fd')}
   if ($storage) {
@@ -330,12 +330,18 @@ function dupOverProbes(options: ProgramOptions): string {
 }
 
 /**
+ * A detached aggregate as a record: fd with the tid of its last call above it (the record's own tid is the thread
+ * that closed, synced or reopened, not always the one that wrote), ino, the counts, the offsets, ts, dev+head.
+ */
+const SUMMARY_FIELDS = ['$fd | ((int64)$a.8 << 32)', '$ino', '$a.0', '$a.1', '$a.2', '$a.3', '$a.4', '$a.5', '$a.6', '$a.7', '$a.9'];
+
+/**
  * Moves the aggregate of (fd, its file) of this generation into a record of its own: at fsync, so the summary
  * precedes the fsync; at open, so calls through an earlier description of the same file at the same fd number
  * are not counted as this one's.
  */
 function detachAggregate(fd: string): string {
-  const fields = ['$fd', '$ino', '$a.0', '$a.1', '$a.2', '$a.3', '$a.4', '$a.5', '$a.6', '$a.7', '$a.9'];
+  const fields = SUMMARY_FIELDS;
   // Only regular files and block devices have aggregates: the map lookup is skipped for the rest (find opens
   // nothing but directories).
   return `$fd = ${fd}; ${fileOf('$fd')} $dm = $f->f_inode->i_mode & ${S_IFMT};

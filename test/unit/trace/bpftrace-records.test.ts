@@ -181,6 +181,8 @@ describe('RecordDecoder', () => {
       kind: 'rw_summary', ts: 800, pid: 3, tid: 3, fd: 4, readCalls: 1, readBytes: 10, writeCalls: 2, writeBytes: 20,
       writeStart: 0, writeEnd: 20, position: 20, ino: 77, dev: 0x800,
     });
+    // Moved out by another thread than the writer (a close): the writer's tid rides above the fd.
+    expect(h.decode(3, 904, Code.summary, 3, [4 + 5 * 2 ** 32, 77, 0, 0, 1, 20, 0, 20, 20, 800, 8 << 20])).toMatchObject({ tid: 5, fd: 4 });
   });
 
   it("the dev field's upper half is the head written at offset 0 (absent when zero or nothing was written there)", () => {
