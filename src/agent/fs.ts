@@ -34,6 +34,11 @@ export interface VolumePlacement {
    * those volume ranges, read now. Throws when they cannot be read.
    */
   dataRegions?(): VolumeExtent[];
+  /**
+   * The file system places a file's blocks at write() (ext2, ext3, ext4 with nodelalloc or data=journal): once the
+   * writer closes it, its extents say where its data goes, without reading it back.
+   */
+  readonly allocatesAtWrite?: boolean;
 }
 
 export interface DirectoryEntry {
@@ -84,10 +89,15 @@ export function isGone(error: unknown): boolean {
 class LocalPlacement implements VolumePlacement {
   readonly mountPoint: string;
   readonly dataRegions?: () => VolumeExtent[];
+  readonly allocatesAtWrite: boolean;
 
   constructor(readonly volume: FileSystemVolume, readonly label: string) {
     this.mountPoint = volume.mount.mountPoint;
     if (volume.fsType === 'btrfs') this.dataRegions = () => volume.btrfsDataRegions();
+    // The ext4 driver mounts ext2 and ext3 without delayed allocation; ext4 says so in its options when told to.
+    const options = volume.mount.superOptions;
+    this.allocatesAtWrite =
+      volume.fsType === 'ext2' || volume.fsType === 'ext3' || (volume.fsType === 'ext4' && (options.includes('nodelalloc') || options.includes('data=journal')));
   }
 }
 

@@ -120,6 +120,8 @@ export interface InformerStats {
   foundRenamed: number;
   /** Bytes of the volume last announced as holding only file data (DataRegions: btrfs data block groups). */
   dataRegionBytes: number;
+  /** Closed files mapped instead of read back: their file system had placed every block at write(). */
+  readbacksMapped: number;
   /** Insights about files whose identity (dev, ino) was unknown. */
   unidentified: number;
   extentsTruncated: number;
@@ -251,6 +253,7 @@ export class Informer {
     vanished: 0,
     foundRenamed: 0,
     dataRegionBytes: 0,
+    readbacksMapped: 0,
     unidentified: 0,
     extentsTruncated: 0,
     refreshesDropped: 0,
@@ -622,11 +625,12 @@ export class Informer {
    * Maps the file and sends its extents if they changed. A file whose every byte has a place, and that nobody wrote
    * since, will not move: its scheduled refreshes are dropped.
    */
-  private sendExtents(file: TrackedFile): void {
+  /** Maps the file and sends its extents if they changed; true when every byte of it had a place. */
+  private sendExtents(file: TrackedFile): boolean {
     const opened = this.openTracked(file);
     if (!opened) {
       file.lostPath = true;
-      return;
+      return false;
     }
     let placed: ReturnType<typeof placedExtents>;
     try {
@@ -634,7 +638,7 @@ export class Informer {
     } catch (error) {
       if (isGone(error)) this.counters.vanished++;
       else this.fail(error, `mapping ${file.path}`);
-      return;
+      return false;
     } finally {
       opened.close();
     }
@@ -645,7 +649,7 @@ export class Informer {
     if (placed.cut) this.counters.extentsTruncated++;
     const { size, extents } = placed;
     const signature = extentSignature(size, file.path, extents);
-    if (signature === file.lastExtents) return;
+    if (signature === file.lastExtents) return placed.settled && !placed.cut;
     file.lastExtents = signature;
     this.send(
       {
@@ -654,13 +658,22 @@ export class Informer {
       },
       file,
     );
+    return placed.settled && !placed.cut;
   }
 
   /**
    * A written file was closed: read back what is pending now (its block writes may follow soon), map it later (the
-   * refreshes). Mapping at once cost a FIEMAP per file that, under delayed allocation, finds nothing placed.
+   * refreshes). Mapping at once cost a FIEMAP per file that, under delayed allocation, finds nothing placed. Where
+   * the file system places blocks at write() (ext2, ext3), mapping at once finds them all, tells the engine where
+   * the data goes before any of it is written back, and saves the readback.
    */
   private settle(file: TrackedFile): void {
+    if (file.placement.allocatesAtWrite && file.ranges.length > 0 && this.sendExtents(file)) {
+      this.pending.delete(file);
+      this.counters.readbacksMapped++;
+      file.ranges = [];
+      return;
+    }
     this.scheduleRefresh(file);
     if (file.ranges.length > 0) this.readBack(file);
   }

@@ -25,7 +25,12 @@ class FakeFs implements AgentFileSystem {
   readonly files = new Map<string, FakeFile>();
   readonly locates: number[] = [];
   readonly opened: string[] = [];
-  private readonly placement: VolumePlacement = { label: 'fake volume' };
+  /** Blocks placed at write() (like ext2/ext3): set before the first file is seen. */
+  allocatesAtWrite = false;
+  private placementMade: VolumePlacement | null = null;
+  private get placement(): VolumePlacement {
+    return (this.placementMade ??= { label: 'fake volume', ...(this.allocatesAtWrite ? { allocatesAtWrite: true } : {}) });
+  }
   /** Set: the file system keeps file data apart (like btrfs's data block groups), in these ranges. */
   dataRegions: VolumeExtent[] | null = null;
   dataRegionsFail = false;
@@ -155,6 +160,27 @@ describe('Informer', () => {
     await sleep(60);
     expect(regions()).toHaveLength(2);
     expect(informer.stats().lastError).toMatch(/where fake btrfs keeps file data: BTRFS_IOC_TREE_SEARCH failed: EIO/);
+    await informer.flush();
+  });
+
+  it('maps a closed file instead of reading it back where the file system placed its blocks at write()', async () => {
+    const { fs, sent, informer } = setup();
+    fs.allocatesAtWrite = true;
+    fs.add('/mnt/w', 40, Buffer.alloc(8192, 7), [{ volumeOffset: 16 << 20, length: 8192 }]).settled = true;
+    informer.handle({ ...opened('/mnt/w', 40, 3), flags: 0o1101, size: 0 } as Insight);
+    informer.handle(written('/mnt/w', 40, 3, 0, 8192));
+    informer.handle(closed('/mnt/w', 40, 3, 8192));
+    expect(sent).toMatchObject([{ type: 'FileExtents', fileId: '1:40', extents: [{ volumeOffset: 16 << 20, length: 8192 }] }]);
+    await sleep(80);
+    expect(sent.map((m) => m.type)).toEqual(['FileExtents']); // nothing read back, no refresh due
+    expect(informer.stats().readbacksMapped).toBe(1);
+    // A byte without a place yet (delayed allocation after all): read back as everywhere else.
+    fs.add('/mnt/d', 41, Buffer.alloc(4096, 8), []).settled = false;
+    informer.handle({ ...opened('/mnt/d', 41, 4), flags: 0o1101, size: 0 } as Insight);
+    informer.handle(written('/mnt/d', 41, 4, 0, 4096));
+    informer.handle(closed('/mnt/d', 41, 4, 4096));
+    expect(sent.slice(1).map((m) => m.type)).toContain('WriteFingerprints');
+    expect(informer.stats().readbacksMapped).toBe(1);
     await informer.flush();
   });
 
