@@ -120,7 +120,7 @@ export interface InformerStats {
   foundRenamed: number;
   /** Bytes of the volume last announced as holding only file data (DataRegions: btrfs data block groups). */
   dataRegionBytes: number;
-  /** Closed files mapped instead of read back: their file system had placed every block at write(). */
+  /** Written files mapped instead of read back: their file system had placed every block at write(). */
   readbacksMapped: number;
   /** Insights about files whose identity (dev, ino) was unknown. */
   unidentified: number;
@@ -176,6 +176,8 @@ const SYNC_WAIT_MS_DEFAULT = 75;
 /** A process that synced within this long is expected to sync again. */
 const SYNC_HABIT_MS = 10_000;
 const REFRESH_SLICE_MS = 10;
+/** What mapping a file instead of reading it back counts for in a readback slice (a FIEMAP, not a read). */
+const MAPPED_READBACK_COST = 64 * 1024;
 /** How often the data regions of a btrfs on the volume are read again (block groups allocated as it fills). */
 const DATA_REGIONS_REFRESH_MS = 250;
 const HOLDERS_MAX = 4;
@@ -663,17 +665,10 @@ export class Informer {
 
   /**
    * A written file was closed: read back what is pending now (its block writes may follow soon), map it later (the
-   * refreshes). Mapping at once cost a FIEMAP per file that, under delayed allocation, finds nothing placed. Where
-   * the file system places blocks at write() (ext2, ext3), mapping at once finds them all, tells the engine where
-   * the data goes before any of it is written back, and saves the readback.
+   * refreshes). Mapping at once cost a FIEMAP per file that, under delayed allocation, finds nothing placed (where
+   * blocks are placed at write(), the "readback" is that mapping: see readBack).
    */
   private settle(file: TrackedFile): void {
-    if (file.placement.allocatesAtWrite && file.ranges.length > 0 && this.sendExtents(file)) {
-      this.pending.delete(file);
-      this.counters.readbacksMapped++;
-      file.ranges = [];
-      return;
-    }
     this.scheduleRefresh(file);
     if (file.ranges.length > 0) this.readBack(file);
   }
@@ -859,6 +854,15 @@ export class Informer {
     this.pending.delete(file);
     const ranges = file.ranges;
     file.ranges = [];
+    // Blocks placed at write(): the file's extents say where what was written goes (a file still being written
+    // too), sooner and cheaper than its fingerprints. Mapped with no ranges left, a wholly placed file drops its
+    // refreshes.
+    if (file.placement.allocatesAtWrite && ranges.length > 0) {
+      if (this.sendExtents(file)) {
+        this.counters.readbacksMapped++;
+        return MAPPED_READBACK_COST;
+      }
+    }
     return this.readRanges(file, ranges);
   }
 

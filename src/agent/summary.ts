@@ -14,7 +14,7 @@ export function renderAgentSummary(stats: AgentStats, extra: { delivered?: boole
     `messages sent: ${total}${sent.length > 0 ? ` (${sent.join(', ')})` : ''}`,
     `files on the volume: ${i.files}; elsewhere (ignored): ${i.skippedFiles}; file systems on the volume: ${i.devices.onVolume}, elsewhere: ${i.devices.elsewhere}`,
     `fingerprinted: ${formatBytes(i.bytesFingerprinted)} in ${i.blocksFingerprinted} blocks (${i.zeroBlocks} zero blocks not sent), ${i.readbacks} readbacks, ${rate}${i.bytesSyncedRead + i.bytesSyncedUnread > 0 ? `; synced before read: ${formatBytes(i.bytesSyncedRead)} read in the background, ${formatBytes(i.bytesSyncedUnread)} not` : ''}`,
-    `extent maps: ${i.maps} (${i.mapsSettled} found the file wholly placed${i.readbacksMapped > 0 ? `; ${i.readbacksMapped} closed files mapped instead of read back` : ''})${i.dataRegionBytes > 0 ? `; file data only in ${formatBytes(i.dataRegionBytes)} of the volume (btrfs data block groups)` : ''}`,
+    `extent maps: ${i.maps} (${i.mapsSettled} found the file wholly placed${i.readbacksMapped > 0 ? `; ${i.readbacksMapped} written files mapped instead of read back` : ''})${i.dataRegionBytes > 0 ? `; file data only in ${formatBytes(i.dataRegionBytes)} of the volume (btrfs data block groups)` : ''}`,
     ...(stats.backend === 'replay' || stats.lag.count === 0 ? [] : [lagLine(stats.lag)]),
     `vanished before reading: ${i.vanished} (${i.foundRenamed} found again renamed); unidentified: ${i.unidentified}; errors: ${i.errors}${i.lastError ? ` (last: ${i.lastError})` : ''}`,
   ];

@@ -181,6 +181,13 @@ describe('Informer', () => {
     informer.handle(closed('/mnt/d', 41, 4, 4096));
     expect(sent.slice(1).map((m) => m.type)).toContain('WriteFingerprints');
     expect(informer.stats().readbacksMapped).toBe(1);
+    // A file still being written (no close yet) is mapped when its readback falls due.
+    fs.add('/mnt/big', 42, Buffer.alloc(8192, 9), [{ volumeOffset: 32 << 20, length: 8192 }]).settled = true;
+    informer.handle({ ...opened('/mnt/big', 42, 5), flags: 0o1101, size: 0 } as Insight);
+    informer.handle(written('/mnt/big', 42, 5, 0, 8192));
+    await sleep(30);
+    expect(sent.at(-1)).toMatchObject({ type: 'FileExtents', fileId: '1:42' });
+    expect(informer.stats().readbacksMapped).toBe(2);
     await informer.flush();
   });
 
