@@ -159,8 +159,14 @@ export function onOpen(state: EngineState, ev: Ev<'open'>): void {
  */
 function openTmpfile(state: EngineState, process: Process, ev: Ev<'open'>, dir: string): void {
   let identity = identityOf(ev.ino, ev.dev);
-  const stat = identity ? null : state.live ? state.inspector.statFd(process.pid, ev.ret) : null;
+  let stat = identity ? null : state.live ? state.inspector.statFd(process.pid, ev.ret) : null;
   if (stat && stat.kind === 'regular') identity = stat;
+  // O_TMPFILE makes a new inode: one the table knows already is a late look through a reused fd (a later file at
+  // that fd number, or a record never retired), and taking it would merge two files.
+  if (identity && state.files.withIdentity(identity)) {
+    identity = null;
+    stat = null;
+  }
   const name = `${dir === '/' ? '' : dir}/#${identity ? identity.ino : `O_TMPFILE@${ev.ts}`}`;
   const openFile = state.newOpenFile('regular', name, ev.flags, ev.ts);
   const { record } = state.files.lookup(name, stat, identity);

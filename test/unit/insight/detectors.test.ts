@@ -10,6 +10,7 @@ import {
   validateIoClassTable,
 } from '../../../src/insight/index.js';
 import type { SyscallEvent } from '../../../src/trace/events.js';
+import { AT_EMPTY_PATH, O_TMPFILE } from '../../../src/insight/linux.js';
 import { CREATE, Clock, FakeSystem, MS, O_RDONLY, O_RDWR, O_WRONLY, Task, ofKind, pseudoRandom, run } from './helpers.js';
 
 const MiB = 1024 * 1024;
@@ -483,6 +484,22 @@ describe('lifetimes', () => {
     system.files.set('/t/b', file);
     system.files.delete('/t/a');
     expect(ofKind(run(engine, [open('/t/b'), p.close(3)]), 'file_opened')).toMatchObject([{ path: '/t/b' }]);
+  });
+
+  it('an O_TMPFILE open whose late look finds a file already known (a reused fd) is a file of its own', () => {
+    const system = new FakeSystem();
+    system.addFile('/t/#100', '').nlink = 0;
+    system.addProc(1, '/bin/app');
+    system.procs.get(1)?.fds.set(3, '/t/#100'); // what fd 3 is when we look: the second temporary file
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 1);
+    const tmpfile = () => p.open('/t', O_TMPFILE | O_RDWR, 3);
+    const linkEmpty = { ...p.link('', '/t/named'), olddirfd: 3, flags: AT_EMPTY_PATH } as SyscallEvent;
+    const first = run(engine, [tmpfile(), p.write(3, 10), linkEmpty, p.close(3)]);
+    expect(ofKind(first, 'file_renamed').map((r) => r.path)).toEqual(['/t/named']);
+    const second = run(engine, [tmpfile(), p.write(3, 5), p.close(3)]);
+    expect(ofKind(second, 'lifetime_ended')).toMatchObject([{ bytes: 5, cause: 'tmpfile' }]);
+    expect(ofKind(run(engine, [p.unlink('/t/named')]), 'lifetime_ended')).toMatchObject([{ path: '/t/named', bytes: 10, cause: 'unlink' }]);
   });
 
   it('unlinking one of two hard links ends nothing', () => {
