@@ -624,10 +624,9 @@ export class Informer {
   // Extents
 
   /**
-   * Maps the file and sends its extents if they changed. A file whose every byte has a place, and that nobody wrote
-   * since, will not move: its scheduled refreshes are dropped.
+   * Maps the file and sends its extents if they changed; true when every byte of it had a place. A file whose every
+   * byte has a place, and that nobody wrote since, will not move: its scheduled refreshes are dropped.
    */
-  /** Maps the file and sends its extents if they changed; true when every byte of it had a place. */
   private sendExtents(file: TrackedFile): boolean {
     const opened = this.openTracked(file);
     if (!opened) {
@@ -857,11 +856,9 @@ export class Informer {
     // Blocks placed at write(): the file's extents say where what was written goes (a file still being written
     // too), sooner and cheaper than its fingerprints. Mapped with no ranges left, a wholly placed file drops its
     // refreshes.
-    if (file.placement.allocatesAtWrite && ranges.length > 0) {
-      if (this.sendExtents(file)) {
-        this.counters.readbacksMapped++;
-        return MAPPED_READBACK_COST;
-      }
+    if (file.placement.allocatesAtWrite && ranges.length > 0 && this.sendExtents(file)) {
+      this.counters.readbacksMapped++;
+      return MAPPED_READBACK_COST;
     }
     return this.readRanges(file, ranges);
   }

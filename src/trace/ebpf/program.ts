@@ -303,14 +303,11 @@ function storageCloseProbe(options: ProgramOptions): string {
 }`;
   }
   // The fd's aggregate of this generation goes with it (a shell's \`echo a > f; echo b >> f\` writes both through fd
-  // 1): a record of its own, under the close's stamp, so the close's counts are its own.
-  const fields = SUMMARY_FIELDS;
+  // 1): a record of its own, under the close's stamp (sub-record 1), so the close's counts are its own.
   return `tracepoint:syscalls:sys_enter_close ${predicate(options.filter)} {
   $fd = (int64)args->fd; ${storageCheck('$fd')}
   if ($storage) {
-    $ts = (int64)nsecs; $ino = (int64)$sf->f_inode->i_ino; $g = @g;
-    $a = @r[(int64)pid, $fd, $ino, $g];
-    if ($a.0 + $a.2 > 0) { delete(@r[(int64)pid, $fd, $ino, $g]); ${emit(Code.summary, fields, [], true, 1)} }
+    $ts = (int64)nsecs; ${moveAggregate('$sf', 1)}
     ${emit(Code.close, ['$fd', '0'], [], true)}
   }
 }`;
@@ -341,15 +338,20 @@ const SUMMARY_FIELDS = ['$fd | ((int64)$a.8 << 32)', '$ino', '$a.0', '$a.1', '$a
  * are not counted as this one's.
  */
 function detachAggregate(fd: string): string {
-  const fields = SUMMARY_FIELDS;
   // Only regular files and block devices have aggregates: the map lookup is skipped for the rest (find opens
   // nothing but directories).
   return `$fd = ${fd}; ${fileOf('$fd')} $dm = $f->f_inode->i_mode & ${S_IFMT};
-    if ($dm == ${S_IFREG} || $dm == ${S_IFBLK}) {
-      $ino = (int64)$f->f_inode->i_ino; $g = @g;
+    if ($dm == ${S_IFREG} || $dm == ${S_IFBLK}) { ${moveAggregate('$f')} }`;
+}
+
+/**
+ * The move itself, for $fd whose file (a regular file or block device) is in `file`. `sub` > 0: under a stamp $ts
+ * the caller set, as that sub-record (the caller stores its own record at sub 0 under the same stamp).
+ */
+function moveAggregate(file: string, sub = 0): string {
+  return `$ino = (int64)${file}->f_inode->i_ino; $g = @g;
       $a = @r[(int64)pid, $fd, $ino, $g];
-      if ($a.0 + $a.2 > 0) { delete(@r[(int64)pid, $fd, $ino, $g]); ${emit(Code.summary, fields)} }
-    }`;
+      if ($a.0 + $a.2 > 0) { delete(@r[(int64)pid, $fd, $ino, $g]); ${emit(Code.summary, SUMMARY_FIELDS, [], sub > 0, sub)} }`;
 }
 
 function sizeProbes(): ExitProbe[] {
