@@ -25,7 +25,7 @@ import {
   isWritable,
 } from './linux.js';
 import { doubtAsyncIo, type OpenFileKind, type Process } from './process.js';
-import { guessKind, type EngineState } from './state.js';
+import { guessKind, isVirtual, type EngineState } from './state.js';
 
 type Ev<K extends SyscallEvent['kind']> = Extract<SyscallEvent, { kind: K }>;
 
@@ -185,11 +185,6 @@ function openTmpfile(state: EngineState, process: Process, ev: Ev<'open'>, dir: 
 function sizeSetByOpen(flags: number): boolean {
   const truncates = (flags & O_TRUNC) !== 0 && isWritable(flags);
   return truncates || (flags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL);
-}
-
-/** /proc, /sys and /dev hold no storage blocks: not files for Sky, and /proc entries vanish under inspection. */
-function isVirtual(path: string | null): boolean {
-  return path !== null && /^\/(proc|sys|dev)(\/|$)/.test(path);
 }
 
 function cloexec(flags: number): boolean {

@@ -538,8 +538,16 @@ export class EngineState {
 
 export function guessKind(path: string | null, flags: number): OpenFileKind {
   if ((flags & O_DIRECTORY) !== 0) return 'directory';
-  if (path !== null && /^\/(dev|proc|sys)\//.test(path)) return 'other';
+  if (isVirtual(path)) return 'other';
   return 'regular';
+}
+
+/**
+ * /proc and /sys hold no files that have storage (their entries also vanish under inspection), nor does /dev, but
+ * for /dev/shm: a tmpfs that programs write real files to (POSIX shared memory, scratch space), which a trace reports.
+ */
+export function isVirtual(path: string | null): boolean {
+  return path !== null && /^\/(proc|sys|dev)(\/|$)/.test(path) && !/^\/dev\/shm\//.test(path);
 }
 
 /**

@@ -88,6 +88,16 @@ describe('paths', () => {
     expect(file).toMatchObject({ metadata: false, ioClass: 4, size: 0 });
   });
 
+  it('reports files in /dev/shm (a tmpfs) but not device nodes, /proc or /sys', () => {
+    const engine = replayEngine();
+    const p = new Task(new Clock(), 1);
+    const opened = ofKind(
+      run(engine, [p.open('/dev/null', O_WRONLY, 3), p.open('/proc/self/status', O_RDONLY, 4), p.open('/sys/kernel/mm/x', O_RDONLY, 5), p.open('/dev/shm/scratch', CREATE, 6)]),
+      'file_opened',
+    );
+    expect(opened.map((insight) => insight.path)).toEqual(['/dev/shm/scratch']);
+  });
+
   it('an attached process gone before its first event still lends its children its cwd (sky trace --pid)', () => {
     // A shell attached to by pid runs short commands with relative paths and exits: by the time its events are
     // handled /proc knows neither it nor its children, so what /proc said at attach time stands in.
