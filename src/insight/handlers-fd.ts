@@ -25,7 +25,7 @@ import {
   isWritable,
 } from './linux.js';
 import { doubtAsyncIo, type OpenFileKind, type Process } from './process.js';
-import { guessKind, isVirtual, type EngineState } from './state.js';
+import { guessKind, isVirtual, LOOK_SLACK_NS, type EngineState } from './state.js';
 
 type Ev<K extends SyscallEvent['kind']> = Extract<SyscallEvent, { kind: K }>;
 
@@ -144,9 +144,8 @@ export function onOpen(state: EngineState, ev: Ev<'open'>): void {
     // The kernel's view at a read-only open is a look at the file as it was then (see FileRecord.lastLook).
     if (probe.stat && probe.atOpen && !isWritable(ev.flags)) noteLook(record, probe.stat);
     applyOpenFlags(state, record, created, probe.stat, ev);
-    // A late look may already include what the process appended since: where its appends went is not known from it.
-    // (A file already known keeps the size its traced writes gave it: the late look did not set it.)
-    if (created && probe.doubt && (ev.flags & O_APPEND) !== 0 && !sizeSetByOpen(ev.flags)) record.sizeDoubted = true;
+    // (A file already known keeps the size its traced writes gave it: a late look did not set it.)
+    if (created && !probe.atOpen && !sizeSetByOpen(ev.flags)) settleLateLook(state, record, probe, ev);
   }
   doubtAsyncIo(process, openFile);
   state.attach(process, ev.ret, openFile, cloexec(ev.flags), ev.ts);
@@ -179,6 +178,27 @@ function openTmpfile(state: EngineState, process: Process, ev: Ev<'open'>, dir: 
   doubtAsyncIo(process, openFile);
   state.attach(process, ev.ret, openFile, cloexec(ev.flags), ev.ts);
   state.emitOpened(process, ev.ret, openFile, ev.ts, false, identity ? undefined : 'O_TMPFILE file gone before inspection; inode unknown');
+}
+
+/**
+ * A new record's size came from a look after the open (ptrace always; ebpf when the kernel's inode has no times), so
+ * it may include what the process wrote since. A file born at this open (its creation time) was empty at it: the
+ * writes that follow give its size. Otherwise, with O_APPEND, a look that is doubtful or that found the file
+ * modified after the open cannot tell the appends before it from those after: the size is re-read, not summed.
+ */
+function settleLateLook(state: EngineState, record: FileRecord, probe: Probe, ev: Ev<'open'>): void {
+  const stat = probe.stat;
+  const sinceOpen = (wallNs: number | undefined) => {
+    const at = wallNs === undefined ? null : state.inspector.wallToMonotonicNs(wallNs);
+    return at === null ? null : at >= ev.ts - LOOK_SLACK_NS;
+  };
+  if (stat && (ev.flags & O_CREAT) !== 0 && stat.size > 0 && sinceOpen(stat.birthNs) === true) {
+    record.size = 0;
+    startLife(record, ev.ts, 'created');
+    return;
+  }
+  if ((ev.flags & O_APPEND) === 0) return;
+  if (probe.doubt || (stat && sinceOpen(stat.mtimeNs) !== false)) record.sizeDoubted = true;
 }
 
 /** O_TRUNC (writable) and O_CREAT|O_EXCL leave an empty file: the size is known without looking. */

@@ -15,6 +15,8 @@ export interface FileStat {
   size: number;
   /** Last modification, wall-clock nanoseconds. */
   mtimeNs: number;
+  /** Creation (statx's btime), wall-clock nanoseconds; absent where the file system does not keep it. */
+  birthNs?: number;
   kind: 'regular' | 'directory' | 'other';
   nlink: number;
 }
@@ -111,6 +113,7 @@ function toFileStat(stat: fs.BigIntStats): FileStat {
     ino: Number(stat.ino),
     size: Number(stat.size),
     mtimeNs: Number(stat.mtimeNs),
+    ...(stat.birthtimeNs > 0n ? { birthNs: Number(stat.birthtimeNs) } : {}),
     kind,
     nlink: Number(stat.nlink),
   };

@@ -512,7 +512,10 @@ export class EngineState {
     seen.close();
     file.nlink = seen.stat.nlink;
     this.setSize(file, seen.stat.size, 'observed', ts, pid);
-    file.sizeDoubted = false;
+    // A look modified after (or too close to) the event may hold later writes too (the next `echo >> log` of a
+    // shell): the size stays doubted, so later appends are not summed onto it but looked at again.
+    const modified = this.inspector.wallToMonotonicNs(seen.stat.mtimeNs);
+    file.sizeDoubted = modified === null || modified >= ts - LOOK_SLACK_NS;
     file.uncertain = undefined;
   }
 
@@ -535,6 +538,12 @@ export class EngineState {
     }
   }
 }
+
+/**
+ * How far a file's times can sit before the event that changed it: timestamps come from the kernel's coarse clock
+ * (one tick, 10 ms at HZ=100), and the backends' and the inspector's wall-to-monotonic offsets differ by a little.
+ */
+export const LOOK_SLACK_NS = 15_000_000;
 
 export function guessKind(path: string | null, flags: number): OpenFileKind {
   if ((flags & O_DIRECTORY) !== 0) return 'directory';

@@ -119,6 +119,8 @@ interface FakeFile {
   nlink: number;
   /** What stat reports as the last modification (a test changing data changes this as a file system would). */
   mtimeNs?: number;
+  /** What stat reports as the creation time (statx's btime). */
+  birthNs?: number;
 }
 
 /** A system of in-memory files and processes; tests change it to play "what /proc says now". */
@@ -150,7 +152,8 @@ export class FakeSystem implements SystemInspector {
 
   private stat(file: FakeFile | undefined): FileStat | null {
     if (!file) return null;
-    return { dev: file.dev, ino: file.ino, size: file.data.length, mtimeNs: file.mtimeNs ?? 0, kind: file.kind, nlink: file.nlink };
+    const birth = file.birthNs === undefined ? {} : { birthNs: file.birthNs };
+    return { dev: file.dev, ino: file.ino, size: file.data.length, mtimeNs: file.mtimeNs ?? 0, ...birth, kind: file.kind, nlink: file.nlink };
   }
 
   openFds(pid: number): number[] | null {
@@ -195,7 +198,9 @@ export class FakeSystem implements SystemInspector {
     this.opened++;
     return { stat, read: (offset, length) => file.data.subarray(offset, offset + length), close: () => void this.opened-- };
   }
-  wallToMonotonicNs(): number | null {
-    return null;
+  /** Wall clock minus the trace's monotonic clock; null: the two cannot be related (file times say nothing). */
+  wallMinusMonotonicNs: number | null = null;
+  wallToMonotonicNs(wallNs: number): number | null {
+    return this.wallMinusMonotonicNs === null ? null : wallNs - this.wallMinusMonotonicNs;
   }
 }

@@ -5,6 +5,7 @@ import {
   CREATE,
   Clock,
   FakeSystem,
+  MS,
   O_APPEND,
   O_CLOEXEC,
   O_CREAT,
@@ -337,6 +338,38 @@ describe('offsets and sizes', () => {
     ]);
     expect(ofKind(insights, 'file_closed')).toMatchObject([{ path: '/l/log', size: 127, writeBytes: 127 }]);
     expect(ofKind(insights, 'file_size_changed').map((c) => c.size)).not.toContain(254);
+  });
+
+  describe('a look made after the open (ptrace) at a file opened O_CREAT | O_APPEND', () => {
+    const APPEND_CREATE = O_WRONLY | O_CREAT | O_APPEND;
+    /** A shell appending two lines with `echo … >> log`; each look finds both lines there already. */
+    function appendTwice(file: { data: string; birthNs?: number; mtimeNs?: number }) {
+      const system = new FakeSystem();
+      system.wallMinusMonotonicNs = 0;
+      Object.assign(system.addFile('/w/log', file.data), file);
+      system.addProc(5, '/usr/bin/bash');
+      system.procs.get(5)!.fds.set(3, '/w/log'); // the fd still open at the look: no doubt from that side
+      const engine = new InsightEngine({ inspector: system });
+      const p = new Task(new Clock(), 5);
+      return run(engine, [p.open('/w/log', APPEND_CREATE, 3), p.write(3, 6), p.close(3), p.open('/w/log', APPEND_CREATE, 3), p.write(3, 6), p.close(3)]);
+    }
+    const OPEN_TS = 1_001 * MS; // the first event's time (Clock)
+
+    it('a file born at the open was empty at it, whatever the look found', () => {
+      const insights = appendTwice({ data: 'line1\nline2\n', birthNs: OPEN_TS + MS / 2, mtimeNs: OPEN_TS + 4 * MS });
+      expect(ofKind(insights, 'file_opened').map((o) => o.size)).toEqual([0, 6]);
+      expect(ofKind(insights, 'file_closed').map((c) => c.size)).toEqual([6, 12]);
+    });
+
+    it('an older file modified since the open is re-read at close instead of summed', () => {
+      const insights = appendTwice({ data: 'old\nline1\nline2\n', birthNs: 1, mtimeNs: OPEN_TS + 4 * MS });
+      expect(ofKind(insights, 'file_closed').map((c) => c.size)).toEqual([16, 16]);
+    });
+
+    it('an older file not modified since the look is summed from its size at the open', () => {
+      const insights = appendTwice({ data: 'old\n', birthNs: 1, mtimeNs: 2 });
+      expect(ofKind(insights, 'file_closed').map((c) => c.size)).toEqual([10, 16]);
+    });
   });
 
   it('lseek moves the offset; a write past EOF grows the file', () => {
