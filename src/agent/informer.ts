@@ -406,7 +406,7 @@ export class Informer {
       case 'lifetime_ended': {
         if (insight.dev === null || insight.ino === null) return;
         const id = `${insight.dev}:${insight.ino}`;
-        if (insight.cause === 'truncate') {
+        if (insight.cause === 'truncate' || insight.cause === 'hole') {
           // The file lives on with fewer bytes: its extents say which blocks it still owns.
           const file = this.track(insight, insight.pid);
           if (file) {

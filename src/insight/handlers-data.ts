@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
 import { identityOf, noteChange, type FileRecord } from './files.js';
-import { endLifetimeByTruncate } from './handlers-fd.js';
+import { endLifetimeByTruncate, endLifetimeOfBytes } from './handlers-fd.js';
 import { syscallArgsHint } from './hints.js';
-import { FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE } from './linux.js';
+import { FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from './linux.js';
 import { writeBackFile } from './mmap.js';
 import { doubtAsyncIo, fileIo, recordProcessRead, type OpenFile, type Process } from './process.js';
 import type { EngineState } from './state.js';
@@ -198,6 +198,12 @@ export function onFallocate(state: EngineState, ev: Ev<'fallocate'>): void {
   const changesBytes = (ev.mode & ~FALLOC_FL_KEEP_SIZE) !== 0;
   noteChange(file, changesBytes ? ev.offset : Number.MAX_SAFE_INTEGER);
   if (file.size === null) return;
+  // What a punched hole or a collapsed range held (within the file; beyond its end there was nothing) is gone.
+  // Whether those bytes had blocks (a hole already) is the file system's to say: the agent maps the file again.
+  if ((ev.mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE)) !== 0) {
+    const freed = Math.min(file.size, ev.offset + ev.length) - ev.offset;
+    if (freed > 0) endLifetimeOfBytes(state, file, freed, 'hole', ev.ts, process.pid);
+  }
   const size = fallocatedSize(file.size, ev.mode, ev.offset, ev.length);
   state.setSize(file, size, 'fallocate', ev.ts, process.pid);
 }

@@ -2,6 +2,7 @@
  * fd-table syscalls: open/openat/openat2/creat, close, close_range, dup/dup2/dup3/F_DUPFD, other fcntls.
  * An open is also when Sky asks the system what the syscall did not say (size, dev/ino): see probeOpen.
  */
+import assert from 'node:assert/strict';
 import type { SyscallEvent } from '../trace/events.js';
 import { identityOf, noteChange, noteLook, sameIdentity, type FileRecord, type Identity } from './files.js';
 import type { FileStat } from './inspector.js';
@@ -246,15 +247,21 @@ function startLifeFromMtime(state: EngineState, file: FileRecord, stat: FileStat
 export function endLifetimeByTruncate(state: EngineState, file: FileRecord, length: number, ts: number, pid: number): void {
   const size = file.size;
   if (size === null || length >= size) return;
+  endLifetimeOfBytes(state, file, size - length, 'truncate', ts, pid);
+}
+
+/** The file lives on, but `bytes` of what it held are gone (truncated, punched out, collapsed away). */
+export function endLifetimeOfBytes(state: EngineState, file: FileRecord, bytes: number, cause: 'truncate' | 'hole', ts: number, pid: number): void {
+  assert.ok(bytes > 0);
   state.emit({
     kind: 'lifetime_ended',
     ts,
     pid,
     ...state.fileRef(file),
-    bytes: size - length,
+    bytes,
     livedMs: file.bornTs === null ? null : Math.max(0, (ts - file.bornTs) / 1e6),
     bornFrom: file.bornFrom,
-    cause: 'truncate',
+    cause,
     ...state.uncertainty(file),
   });
 }

@@ -37,6 +37,7 @@ export const RENAME_NOREPLACE = 1;
 export const RENAME_EXCHANGE = 2;
 
 export const FALLOC_FL_KEEP_SIZE = 0x01;
+export const FALLOC_FL_PUNCH_HOLE = 0x02;
 export const FALLOC_FL_COLLAPSE_RANGE = 0x08;
 export const FALLOC_FL_INSERT_RANGE = 0x20;
 

@@ -33,7 +33,8 @@ export interface ByteRange {
 export type CopyMethod = 'copy_file_range' | 'sendfile' | 'splice' | 'FICLONE' | 'FICLONERANGE' | 'read-write';
 export type HintSource = 'syscall-args' | 'fadvise' | 'rw_hint' | 'ioprio';
 /** 'tmpfile': an O_TMPFILE file closed without ever being given a name (linkat): its blocks die at that close. */
-export type LifetimeCause = 'unlink' | 'rename-over' | 'truncate' | 'tmpfile';
+/** `hole`: fallocate punched a hole in the file or collapsed a range out of it (the file lives on, smaller or sparser). */
+export type LifetimeCause = 'unlink' | 'rename-over' | 'truncate' | 'hole' | 'tmpfile';
 export type SizeChangeCause = 'write' | 'truncate' | 'ftruncate' | 'fallocate' | 'copy' | 'open-truncate' | 'observed';
 export type CloseCause = 'close' | 'exit' | 'exec' | 'replaced';
 export type WritebackTrigger = 'msync' | 'munmap' | 'fsync' | 'exit' | 'exec';

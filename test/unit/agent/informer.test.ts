@@ -404,6 +404,16 @@ describe('Informer', () => {
     expect(informer.stats().bytesFingerprinted).toBe(0);
   });
 
+
+  it('a truncated or punched file is mapped again (its extents say what it still owns), not reported gone', async () => {
+    for (const cause of ['truncate', 'hole'] as const) {
+      const { fs, sent, informer } = setup({ refreshDelaysMs: [60_000] });
+      fs.add('/mnt/holey', 61, Buffer.alloc(8192, 3), [{ volumeOffset: 0, length: 4096 }]);
+      informer.handle({ kind: 'lifetime_ended', ...base, ...ref('/mnt/holey', 61), bytes: 4096, livedMs: 1, bornFrom: 'created', cause });
+      await informer.flush();
+      expect(sent).toEqual([{ type: 'FileExtents', fileId: '1:61', path: '/mnt/holey', size: 8192, extents: [{ volumeOffset: 0, length: 4096 }], pid: 100 }]);
+    }
+  });
   it('counts vanished files and unidentified ones, and never throws', async () => {
     const { sent, informer } = setup();
     informer.handle(written('/mnt/gone', 70, 3, 0, 4096));

@@ -455,6 +455,21 @@ describe('lifetimes', () => {
     expect(reopened).toMatchObject([{ bytes: 1000, cause: 'truncate' }]);
   });
 
+  it('a punched hole and a collapsed range end the life of what they held inside the file; zeroing and allocating do not', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 1);
+    run(engine, [p.open('/t/f', CREATE, 3), p.write(3, 100_000)]);
+    const fallocate = (mode: number, offset: number, length: number) =>
+      ofKind(run(engine, [p.ev('fallocate', { fd: 3, mode, offset, length, ret: 0 })]), 'lifetime_ended');
+    const PUNCH = 0x02 | 0x01; // FALLOC_FL_PUNCH_HOLE must come with KEEP_SIZE
+    expect(fallocate(PUNCH, 90_000, 50_000)).toMatchObject([{ path: '/t/f', bytes: 10_000, cause: 'hole' }]); // clipped at the end
+    expect(fallocate(PUNCH, 200_000, 4096)).toEqual([]); // beyond the end: nothing held
+    expect(fallocate(0x08, 4096, 8192)).toMatchObject([{ bytes: 8192, cause: 'hole' }]); // FALLOC_FL_COLLAPSE_RANGE
+    expect(engine.inspectFile('/t/f')?.size).toBe(100_000 - 8192);
+    expect(fallocate(0x10, 0, 4096)).toEqual([]); // FALLOC_FL_ZERO_RANGE: the same bytes, now zeros
+    expect(fallocate(0, 0, 200_000)).toEqual([]);
+  });
+
   it('a file opened through a symbolic link is reported by the name the link leads to; removing the link ends nothing', () => {
     const system = new FakeSystem();
     system.addFile('/t/a', 'abc');
