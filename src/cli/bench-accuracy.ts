@@ -67,6 +67,10 @@ export interface AccuracyConfig {
   pgScale: number;
   /** --command: a shell command run as one more workload, in the mounted volume. */
   command: string | null;
+  /** --mkfs-options: more mkfs arguments (before the device), for every file system of the run. */
+  mkfsOptions: string[];
+  /** --mount-options: mount -o options for the workload's mounts (the ground truth's read-only mount adds ro). */
+  mountOptions: string | null;
   timeoutSeconds: number;
   /** How long `sky agent` may take to flush and exit after its command ended before the bench stops it. */
   agentLingerSeconds: number;
@@ -255,7 +259,7 @@ export function renderMarkdown(report: AccuracyBenchReport, svgName: string | nu
     `# Tag accuracy (sky bench accuracy) — ${m.date.slice(0, 10)}`,
     '',
     `Machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel} (${m.os}); commit ${m.commit}. Run took ${(report.durationSeconds / 60).toFixed(1)} min.`,
-    `Volume: ${formatBytesShort(report.config.volumeBytes)} sparse file in ${report.config.volumeDir}, one per file system; engine restarted for every workload (fresh semantic index); tracer: ${report.config.agent ? `\`sky agent\`${report.config.backend ? ` --backend ${report.config.backend}` : ''}` : 'none (baseline: no hints)'}. Target: ≥${TARGET_PERCENT}% of bytes right for metadata/data and for size class (✗ = below).`,
+    `Volume: ${formatBytesShort(report.config.volumeBytes)} sparse file in ${report.config.volumeDir}, one per file system${report.config.mkfsOptions?.length ? ` (mkfs ${report.config.mkfsOptions.join(' ')})` : ''}${report.config.mountOptions ? ` mounted -o ${report.config.mountOptions}` : ''}; engine restarted for every workload (fresh semantic index); tracer: ${report.config.agent ? `\`sky agent\`${report.config.backend ? ` --backend ${report.config.backend}` : ''}` : 'none (baseline: no hints)'}. Target: ≥${TARGET_PERCENT}% of bytes right for metadata/data and for size class (✗ = below).`,
     '',
     renderSummaryTable(report.runs),
     '',
@@ -488,7 +492,7 @@ class Attachment {
     if (!this.loop.startsWith('/dev/loop')) throw new Error(`losetup printed ${this.loop}`);
   }
 
-  async mkfs(fsType: FsType): Promise<void> {
+  async mkfs(fsType: FsType, extra: readonly string[] = []): Promise<void> {
     const argv: Record<FsType, string[]> = {
       // Inode tables and journal written now, not by ext4lazyinit in the background during a traced phase.
       ext4: ['mkfs.ext4', '-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', this.device],
@@ -499,7 +503,8 @@ class Attachment {
       xfs: ['mkfs.xfs', '-q', '-f', '-m', 'rmapbt=1', this.device],
       btrfs: ['mkfs.btrfs', '-q', '-f', this.device],
     };
-    await runChecked(argv[fsType], this.scratch, `mkfs-${fsType}`, { timeoutSeconds: 600 });
+    const command = argv[fsType];
+    await runChecked([...command.slice(0, -1), ...extra, this.device], this.scratch, `mkfs-${fsType}`, { timeoutSeconds: 600 });
   }
 
   get device(): string {
@@ -507,8 +512,12 @@ class Attachment {
     return this.loop;
   }
 
+  /** Mount options for every mount of this volume (--mount-options). */
+  mountOptions: string | null = null;
+
   async mount(readOnly = false): Promise<void> {
-    await runChecked(['mount', ...(readOnly ? ['-o', 'ro'] : []), this.device, this.mountPoint], this.scratch, 'mount', { timeoutSeconds: 300 });
+    const options = [this.mountOptions, readOnly ? 'ro' : null].filter((option) => option !== null).join(',');
+    await runChecked(['mount', ...(options ? ['-o', options] : []), this.device, this.mountPoint], this.scratch, 'mount', { timeoutSeconds: 300 });
   }
 
   async umount(): Promise<void> {
@@ -1032,7 +1041,8 @@ async function runOne(
     await attachment.attach();
     if (!state.formatted) {
       step(`mkfs.${fsType} on ${attachment.device} (${formatBytesShort(config.volumeBytes)})`);
-      await attachment.mkfs(fsType);
+      await attachment.mkfs(fsType, config.mkfsOptions);
+      attachment.mountOptions = config.mountOptions;
       state.formatted = true;
     }
     await attachment.mount();
@@ -1257,6 +1267,8 @@ interface CliOptions {
   fs: string;
   workloads?: string;
   command?: string;
+  mkfsOptions?: string;
+  mountOptions?: string;
   out?: string;
   size: string;
   volumeDir: string;
@@ -1298,6 +1310,8 @@ export function resolveAccuracyConfig(options: CliOptions): AccuracyConfig {
     },
     pgScale: positiveInt(options.pgScale, 'pg-scale', 20),
     command: options.command ?? null,
+    mkfsOptions: options.mkfsOptions ? options.mkfsOptions.split(/\s+/).filter(Boolean) : [],
+    mountOptions: options.mountOptions?.trim() || null,
     timeoutSeconds: positiveInt(options.timeout, 'timeout', 3600),
     agentLingerSeconds: positiveInt(options.agentLinger, 'agent-linger', 300),
     docs,
@@ -1313,6 +1327,8 @@ export function registerBenchAccuracy(bench: Command): void {
     .description('tag accuracy on a real Sky volume: workloads under `sky agent`, ground truth from the file system (ext4, xfs, btrfs)')
     .option('--fs <list>', `file systems: ${FS_TYPES.join(',')} (all: ${FS_TYPES_ALL.join(',')})`, 'all')
     .option('--workloads <list>', `workloads, run in this order: ${ACCURACY_WORKLOADS.join(',')} (or all; default all, or none with --command)`)
+    .option('--mkfs-options <args>', 'more mkfs arguments for every file system of the run, e.g. "-b 1024" or "-O ^has_journal" (space-separated)')
+    .option('--mount-options <opts>', 'mount -o options for the volume, e.g. nodelalloc or data=journal')
     .option('--command <shell>', 'one more workload: a shell command run in the mounted volume (cwd and $SKY_MNT), traced like the others')
     .option('--out <dir>', 'results directory (default bench/accuracy/results); writes accuracy-<date>.{md,json,svg}')
     .option('--size <size>', 'volume size (a sparse file)', '8G')

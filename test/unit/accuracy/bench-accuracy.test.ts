@@ -150,6 +150,17 @@ describe('--command (a workload of the user\'s)', () => {
   });
 });
 
+describe('--mkfs-options and --mount-options (held-out file system setups)', () => {
+  const base = { fs: 'ext4', size: '1G', volumeDir: '/dev/shm', agent: true, install: false };
+  it('split mkfs arguments on spaces and pass mount options as given; none by default', () => {
+    expect(resolveAccuracyConfig({ ...base, mkfsOptions: ' -b 1024  -O ^has_journal', mountOptions: ' data=journal ' })).toMatchObject({
+      mkfsOptions: ['-b', '1024', '-O', '^has_journal'],
+      mountOptions: 'data=journal',
+    });
+    expect(resolveAccuracyConfig(base)).toMatchObject({ mkfsOptions: [], mountOptions: null });
+  });
+});
+
 function fakeRun(ok: boolean): AccuracyRun {
   const report = emptyReport();
   report.total = { bytes: 100, requests: 2 };
