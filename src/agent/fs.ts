@@ -16,6 +16,7 @@ import { decodeDev, localHost, type DeviceNumber } from '../insight/extents/host
 import { mountsOfDev, readMountInfo } from '../insight/extents/mountinfo.js';
 import { FileSystemVolume, type VolumeLink } from '../insight/extents/volume-map.js';
 import type { VolumeExtent } from '../semantics/messages.js';
+import type { FingerprintBlockBytes } from '../semantics/fingerprint.js';
 
 /** Which files belong to the volume. */
 export type VolumeRoute =
@@ -39,6 +40,11 @@ export interface VolumePlacement {
    * writer closes it, its extents say where its data goes, without reading it back.
    */
   readonly allocatesAtWrite?: boolean;
+  /**
+   * The file system's block size where it is under 4 KiB (ext4 on volumes under 512 MiB: 1 KiB): a file's data then
+   * lands at any multiple of it on the volume, so written data is fingerprinted in blocks of this size.
+   */
+  readonly fingerprintBlockBytes?: FingerprintBlockBytes;
 }
 
 export interface DirectoryEntry {
@@ -90,6 +96,7 @@ class LocalPlacement implements VolumePlacement {
   readonly mountPoint: string;
   readonly dataRegions?: () => VolumeExtent[];
   readonly allocatesAtWrite: boolean;
+  readonly fingerprintBlockBytes?: FingerprintBlockBytes;
 
   constructor(readonly volume: FileSystemVolume, readonly label: string) {
     this.mountPoint = volume.mount.mountPoint;
@@ -98,6 +105,16 @@ class LocalPlacement implements VolumePlacement {
     const options = volume.mount.superOptions;
     this.allocatesAtWrite =
       volume.fsType === 'ext2' || volume.fsType === 'ext3' || (volume.fsType === 'ext4' && (options.includes('nodelalloc') || options.includes('data=journal')));
+    const blockBytes = statfsBlockBytes(this.mountPoint);
+    if (blockBytes === 1024 || blockBytes === 2048) this.fingerprintBlockBytes = blockBytes;
+  }
+}
+
+function statfsBlockBytes(mountPoint: string): number | null {
+  try {
+    return fs.statfsSync(mountPoint).bsize;
+  } catch {
+    return null;
   }
 }
 

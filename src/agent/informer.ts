@@ -28,11 +28,13 @@ import { basename } from 'node:path';
 import type { Insight } from '../insight/types.js';
 import {
   FINGERPRINT_BLOCK_BYTES,
+  FINGERPRINT_BLOCK_SIZES,
   FINGERPRINT_BYTES,
-  ZERO_BLOCK_FINGERPRINT_HEX,
   encodeFingerprintHex,
-  fingerprintBlocks,
+  fingerprintBlocksOf,
   quickKey,
+  zeroBlockFingerprintHex,
+  type FingerprintBlockBytes,
 } from '../semantics/fingerprint.js';
 import {
   DATA_REGIONS_MAX,
@@ -283,7 +285,7 @@ export class Informer {
     const chunkBytes = options.readChunkBytes ?? 1024 * 1024;
     if (chunkBytes <= 0 || chunkBytes % FINGERPRINT_BLOCK_BYTES !== 0) throw new RangeError('readChunkBytes is a positive multiple of 4 KiB');
     this.chunk = new Uint8Array(chunkBytes);
-    this.prints = new Uint8Array((chunkBytes / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BYTES);
+    this.prints = new Uint8Array((chunkBytes / FINGERPRINT_BLOCK_SIZES[0]) * FINGERPRINT_BYTES);
     this.refreshQueues = this.refreshDelaysMs.map(() => new Map());
     this.refreshTimers = this.refreshDelaysMs.map(() => null);
     this.prefetcher =
@@ -875,15 +877,17 @@ export class Informer {
     }
     const started = performance.now();
     let bytes = 0;
+    // Blocks as the file system places them: 4 KiB, or its own smaller blocks (which land at any multiple of theirs).
+    const unit = file.placement.fingerprintBlockBytes ?? FINGERPRINT_BLOCK_BYTES;
     try {
       const size = opened.size;
-      const limit = Math.ceil(size / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
+      const limit = Math.ceil(size / unit) * unit;
       for (let k = 0; k < ranges.length; k += 2) {
-        const start = Math.floor(ranges[k]! / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
-        const end = Math.min(Math.ceil(ranges[k + 1]! / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES, limit);
-        bytes += this.fingerprintRange(file, opened, start, end);
+        const start = Math.floor(ranges[k]! / unit) * unit;
+        const end = Math.min(Math.ceil(ranges[k + 1]! / unit) * unit, limit);
+        bytes += this.fingerprintRange(file, opened, start, end, unit);
       }
-      this.flushBatch(file, size);
+      this.flushBatch(file, size, unit);
     } catch (error) {
       this.batch = [];
       this.batchQuickKeys = [];
@@ -897,8 +901,9 @@ export class Informer {
     return bytes;
   }
 
-  private fingerprintRange(file: TrackedFile, opened: OpenedFile, start: number, end: number): number {
+  private fingerprintRange(file: TrackedFile, opened: OpenedFile, start: number, end: number, unit: FingerprintBlockBytes): number {
     const chunk = this.chunk;
+    const zeroHex = zeroBlockFingerprintHex(unit);
     let read = 0;
     for (let position = start; position < end; ) {
       const want = Math.min(chunk.length, end - position);
@@ -909,19 +914,19 @@ export class Informer {
         got += n;
       }
       if (got === 0) break;
-      const blocks = Math.ceil(got / FINGERPRINT_BLOCK_BYTES);
+      const blocks = Math.ceil(got / unit);
       // The file ends inside this block: the file system writes the rest of the block as zeroes.
-      chunk.fill(0, got, blocks * FINGERPRINT_BLOCK_BYTES);
-      fingerprintBlocks(chunk, 0, blocks, this.prints, 0);
+      chunk.fill(0, got, blocks * unit);
+      fingerprintBlocksOf(unit, chunk, 0, blocks, this.prints, 0);
       for (let b = 0; b < blocks; b++) {
         const hex = encodeFingerprintHex(this.prints, b * FINGERPRINT_BYTES);
-        if (hex === ZERO_BLOCK_FINGERPRINT_HEX) {
+        if (hex === zeroHex) {
           this.counters.zeroBlocks++;
           continue;
         }
         this.batch.push(hex);
-        this.batchQuickKeys.push(quickKey(chunk, b * FINGERPRINT_BLOCK_BYTES));
-        if (this.batch.length >= FINGERPRINTS_PER_MESSAGE_MAX) this.flushBatch(file, null);
+        this.batchQuickKeys.push(quickKey(chunk, b * unit, unit));
+        if (this.batch.length >= FINGERPRINTS_PER_MESSAGE_MAX) this.flushBatch(file, null, unit);
       }
       this.counters.blocksFingerprinted += blocks;
       this.counters.bytesFingerprinted += got;
@@ -932,7 +937,7 @@ export class Informer {
     return read;
   }
 
-  private flushBatch(file: TrackedFile, size: number | null): void {
+  private flushBatch(file: TrackedFile, size: number | null, unit: FingerprintBlockBytes): void {
     if (this.batch.length === 0) return;
     const fingerprints = this.batch;
     const quickKeys = this.batchQuickKeys;
@@ -940,7 +945,7 @@ export class Informer {
     this.batchQuickKeys = [];
     this.send(
       {
-        type: 'WriteFingerprints', fileId: file.id, blockSize: FINGERPRINT_BLOCK_BYTES, fingerprints, quickKeys, ttlMs: this.ttlMs, path: file.path,
+        type: 'WriteFingerprints', fileId: file.id, blockSize: unit, fingerprints, quickKeys, ttlMs: this.ttlMs, path: file.path,
         ...(size !== null ? { size } : {}), ...(file.pid !== null ? { pid: file.pid } : {}), ...(file.process !== null ? { process: file.process } : {}),
       },
       file,

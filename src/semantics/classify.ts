@@ -28,8 +28,8 @@ import { SizeSchema } from '../device/size-schema.js';
 import { PassthroughLayer } from '../volume/passthrough.js';
 import type { LayerContext, LayerFactory } from '../volume/stack.js';
 import type { BlockLayer, IoRequest } from '../volume/types.js';
-import { FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, fingerprintBlocks, quickKey } from './fingerprint.js';
-import { SEMANTIC_DEFAULTS, SemanticIndex, isRetagSink, type SemanticIndexOptions } from './index-store.js';
+import { FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, fingerprintBlocks, fingerprintBlocksOf, quickKey, type FingerprintBlockBytes } from './fingerprint.js';
+import { SEMANTIC_DEFAULTS, SemanticIndex, isRetagSink, type SemanticIndexOptions, type SmallBlockPrints } from './index-store.js';
 import { importOpenCasCsv, IoClassRulesError, parseIoClassRules, parseIoClassRulesYaml, type IoClassRules } from './ioclass.js';
 
 export const RETAG_GRANULARITY_DEFAULT = 64 * 1024;
@@ -79,6 +79,8 @@ export class ClassifyLayer extends PassthroughLayer {
   private readonly sampleBlocks: number;
   /** Set at open when a layer below wants every fingerprint: then nothing is skipped or sampled. */
   private fingerprintEveryBlock = false;
+  /** Scratch for smallBlockPrints, reused by every write (its fingerprints are read before write() returns). */
+  private readonly smallPrints: SmallBlockPrints = { fingerprints: new Uint8Array(0), firstBlockOffset: 0, blocks: 0, strideBlocks: 1, blockBytes: 1024 };
   private readonly unsubscribers: (() => void)[] = [];
 
   constructor(next: BlockLayer, options: ClassifyLayerOptions) {
@@ -109,6 +111,7 @@ export class ClassifyLayer extends PassthroughLayer {
 
   override write(req: IoRequest, data: Buffer): Promise<void> {
     const offset = req.offset;
+    const small = this.index.smallBlockBytes === 0 ? null : this.smallBlockPrints(offset, req.length, data, this.index.smallBlockBytes);
     const firstBlockOffset = Math.ceil(offset / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
     const endBlockOffset = Math.floor((offset + req.length) / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
     const blocks = endBlockOffset > firstBlockOffset ? (endBlockOffset - firstBlockOffset) / FINGERPRINT_BLOCK_BYTES : 0;
@@ -127,7 +130,7 @@ export class ClassifyLayer extends PassthroughLayer {
         const samples = Math.ceil(blocks / stride);
         if (!this.mayMatch(data, firstBlockOffset - offset, samples, stride)) {
           req.fingerprints = null;
-          req.tag = this.index.tagWrite(offset, req.length, null, firstBlockOffset, 0);
+          req.tag = this.index.tagWrite(offset, req.length, null, firstBlockOffset, 0, 1, small);
           return this.next.write(req, data);
         }
         const sampled = this.fingerprintBuffer(req, samples);
@@ -135,13 +138,41 @@ export class ClassifyLayer extends PassthroughLayer {
           fingerprintBlocks(data, firstBlockOffset - offset + k * stride * FINGERPRINT_BLOCK_BYTES, 1, sampled, k * FINGERPRINT_BYTES);
         }
         req.fingerprints = null;
-        req.tag = this.index.tagWrite(offset, req.length, sampled, firstBlockOffset, samples, stride);
+        req.tag = this.index.tagWrite(offset, req.length, sampled, firstBlockOffset, samples, stride, small);
         return this.next.write(req, data);
       }
     }
     req.fingerprints = fingerprints;
-    req.tag = this.index.tagWrite(offset, req.length, fingerprints, firstBlockOffset, fingerprints === null ? 0 : blocks);
+    req.tag = this.index.tagWrite(offset, req.length, fingerprints, firstBlockOffset, fingerprints === null ? 0 : blocks, 1, small);
     return this.next.write(req, data);
+  }
+
+  /**
+   * Fingerprints of the write's whole `blockBytes` blocks (a file system with blocks under 4 KiB is described on the
+   * volume), for tagging only: sampled like 4 KiB blocks (at most sampleBlocks × 4 KiB / blockBytes of them), and
+   * only if some sampled block's quick key is held. The buffer is the layer's own: tagWrite reads it synchronously.
+   */
+  private smallBlockPrints(offset: number, length: number, data: Buffer, blockBytes: FingerprintBlockBytes): SmallBlockPrints | null {
+    const first = Math.ceil(offset / blockBytes) * blockBytes;
+    const end = Math.floor((offset + length) / blockBytes) * blockBytes;
+    const blocks = end > first ? (end - first) / blockBytes : 0;
+    if (blocks === 0) return null;
+    const most = this.sampleBlocks === 0 ? blocks : (this.sampleBlocks * FINGERPRINT_BLOCK_BYTES) / blockBytes;
+    const stride = blocks <= most ? 1 : Math.ceil(blocks / most);
+    const samples = Math.ceil(blocks / stride);
+    const dataOffset = first - offset;
+    let any = false;
+    for (let k = 0; k < samples && !any; k++) any = this.index.mayHoldBlock(quickKey(data, dataOffset + k * stride * blockBytes, blockBytes));
+    if (!any) return null;
+    if (this.smallPrints.fingerprints.length < samples * FINGERPRINT_BYTES) this.smallPrints.fingerprints = new Uint8Array(samples * FINGERPRINT_BYTES * 2);
+    const out = this.smallPrints.fingerprints;
+    if (stride === 1) fingerprintBlocksOf(blockBytes, data, dataOffset, samples, out, 0);
+    else for (let k = 0; k < samples; k++) fingerprintBlocksOf(blockBytes, data, dataOffset + k * stride * blockBytes, 1, out, k * FINGERPRINT_BYTES);
+    this.smallPrints.firstBlockOffset = first;
+    this.smallPrints.blocks = samples;
+    this.smallPrints.strideBlocks = stride;
+    this.smallPrints.blockBytes = blockBytes;
+    return this.smallPrints;
   }
 
   /** Whether any of `count` blocks of `data` (from `dataOffset`, every `strideBlocks`-th) may match a registered fingerprint. */

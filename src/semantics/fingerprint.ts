@@ -14,6 +14,13 @@ import { createWasmBlockHasher, type Xxh3BlockHasher } from './xxh3-wasm.js';
 
 /** Bytes covered by one fingerprint; also the dedup block size. */
 export const FINGERPRINT_BLOCK_BYTES = 4096;
+/**
+ * Block sizes a tracer may fingerprint in. 4 KiB is the rule; a file system with smaller blocks (ext4 formats volumes
+ * under 512 MiB with 1 KiB blocks) places a file's data at any multiple of its block size, so its 4 KiB pieces do not
+ * fall on the volume's 4 KiB blocks and only fingerprints in its own block size can match what it writes.
+ */
+export const FINGERPRINT_BLOCK_SIZES = [1024, 2048, 4096] as const;
+export type FingerprintBlockBytes = (typeof FINGERPRINT_BLOCK_SIZES)[number];
 /** Bytes of one fingerprint (128 bits). */
 export const FINGERPRINT_BYTES = 16;
 /** Hex characters of one fingerprint. */
@@ -118,14 +125,21 @@ export function encodeFingerprintHex(bytes: Uint8Array, offset: number): string 
  * 256-byte records (inodes, directory entries) is not sampled at the same field every time.
  */
 export const QUICK_KEY_WORDS = 16;
-const QUICK_KEY_OFFSETS: readonly number[] = Array.from({ length: QUICK_KEY_WORDS }, (_, i) => i * 256 + ((i * 76 + 12) % 252));
+/** Where the words are sampled in a block of each size: one per 1/16th stripe (256 bytes for 4 KiB). */
+function quickKeyOffsets(blockBytes: number): readonly number[] {
+  const stripe = blockBytes / QUICK_KEY_WORDS;
+  return Array.from({ length: QUICK_KEY_WORDS }, (_, i) => i * stripe + ((i * 76 + 12) % (stripe - 4)));
+}
+const QUICK_KEY_OFFSETS = quickKeyOffsets(FINGERPRINT_BLOCK_BYTES);
+const SMALL_QUICK_KEY_OFFSETS = new Map<number, readonly number[]>(FINGERPRINT_BLOCK_SIZES.map((size) => [size, quickKeyOffsets(size)]));
 
-/** Quick key of the 4 KiB block at `data[offset..+4096)`, an unsigned 32-bit integer. */
-export function quickKey(data: Uint8Array, offset: number): number {
-  assert.ok(offset >= 0 && offset + FINGERPRINT_BLOCK_BYTES <= data.length, 'quick key of a block beyond the data');
+/** Quick key of the block at `data[offset..+blockBytes)` (4 KiB unless the sender fingerprints smaller blocks), an unsigned 32-bit integer. */
+export function quickKey(data: Uint8Array, offset: number, blockBytes: FingerprintBlockBytes = FINGERPRINT_BLOCK_BYTES): number {
+  assert.ok(offset >= 0 && offset + blockBytes <= data.length, 'quick key of a block beyond the data');
+  const offsets = blockBytes === FINGERPRINT_BLOCK_BYTES ? QUICK_KEY_OFFSETS : SMALL_QUICK_KEY_OFFSETS.get(blockBytes)!;
   let h = 0x9747b28c;
   for (let i = 0; i < QUICK_KEY_WORDS; i++) {
-    const at = offset + QUICK_KEY_OFFSETS[i]!;
+    const at = offset + offsets[i]!;
     // Words are read byte by byte: a Buffer from a socket has any alignment, and a view would allocate.
     let k = data[at]! | (data[at + 1]! << 8) | (data[at + 2]! << 16) | (data[at + 3]! << 24);
     // murmur3's block mix and finalizer: every sampled bit moves every key bit.
@@ -152,3 +166,30 @@ export function quickKeysOf(data: Uint8Array): number[] {
 
 /** Fingerprint of a 4 KiB block of zeroes: ambiguous (every sparse file has it), so never registered. */
 export const ZERO_BLOCK_FINGERPRINT_HEX = fingerprintHex(new Uint8Array(FINGERPRINT_BLOCK_BYTES));
+
+const ZERO_BLOCK_HEX = new Map<number, string>(FINGERPRINT_BLOCK_SIZES.map((size) => [size, fingerprintHex(new Uint8Array(size))]));
+
+/** Fingerprint of a block of zeroes of that size (never registered, like ZERO_BLOCK_FINGERPRINT_HEX). */
+export function zeroBlockFingerprintHex(blockBytes: FingerprintBlockBytes): string {
+  return ZERO_BLOCK_HEX.get(blockBytes)!;
+}
+
+/**
+ * Fingerprints `count` consecutive blocks of `blockBytes` each: the 4 KiB hasher for 4 KiB, else one XXH3-128 call per
+ * block (small blocks are matched only on volumes whose file systems write them, and only when a quick key says so).
+ */
+export function fingerprintBlocksOf(
+  blockBytes: FingerprintBlockBytes, data: Uint8Array, dataOffset: number, count: number, out: Uint8Array, outOffset: number,
+): void {
+  if (blockBytes === FINGERPRINT_BLOCK_BYTES) return fingerprintBlocks(data, dataOffset, count, out, outOffset);
+  assert.ok(dataOffset >= 0 && dataOffset + count * blockBytes <= data.length, 'blocks beyond the data');
+  assert.ok(outOffset >= 0 && outOffset + count * FINGERPRINT_BYTES <= out.length, 'fingerprint buffer too short');
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  for (let block = 0; block < count; block++) {
+    const start = dataOffset + block * blockBytes;
+    const hash = xxh3.xxh128(data.subarray(start, start + blockBytes));
+    const at = outOffset + block * FINGERPRINT_BYTES;
+    view.setBigUint64(at, hash >> 64n);
+    view.setBigUint64(at + 8, hash & MASK_64);
+  }
+}

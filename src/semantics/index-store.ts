@@ -24,7 +24,7 @@
  */
 import assert from 'node:assert/strict';
 import type { IoTag } from '../volume/types.js';
-import { FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, ZERO_BLOCK_FINGERPRINT_HEX, decodeFingerprintHex } from './fingerprint.js';
+import { FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, decodeFingerprintHex, zeroBlockFingerprintHex, type FingerprintBlockBytes } from './fingerprint.js';
 import { FingerprintTable, NO_OWNER, type FingerprintTableStats } from './fingerprint-table.js';
 import { fileFacts, paperIoClassRules, SECTOR_BYTES, type ClassifyFacts, type FileFacts, type IoClassRules, type IoDirection } from './ioclass.js';
 import { GAP, LbaMap, UNKNOWN, type LbaMapStats } from './lba-map.js';
@@ -150,6 +150,15 @@ interface FileRecord {
   quickKeyChunks: (Uint32Array | null)[];
 }
 
+/** A write's fingerprints in blocks smaller than 4 KiB (SemanticIndex.smallBlockBytes), laid out as in tagWrite. */
+export interface SmallBlockPrints {
+  fingerprints: Uint8Array;
+  firstBlockOffset: number;
+  blocks: number;
+  strideBlocks: number;
+  blockBytes: FingerprintBlockBytes;
+}
+
 const OUTCOME_DATA = 0;
 const OUTCOME_METADATA = 1;
 const OUTCOME_UNKNOWN = 2;
@@ -181,6 +190,12 @@ export class SemanticIndex {
   private outcome = OUTCOME_UNKNOWN;
   private readonly outcomes = new Float64Array(6);
   private seenShift = 16;
+  /**
+   * The smallest block size a sender fingerprints in below 4 KiB (a file system with 1 or 2 KiB blocks on the
+   * volume); 0 while every fingerprint is of 4 KiB blocks. The classify layer then also fingerprints written blocks of
+   * this size, for writes no 4 KiB block of which matches.
+   */
+  smallBlockBytes: FingerprintBlockBytes | 0 = 0;
   private readonly scratchOwners = new Int32Array(8);
   private readonly scratchCounts = new Int32Array(8);
   private readonly facts: ClassifyFacts = { metadata: false, file: null, requestBytes: 0, direction: 'read', sector: 0 };
@@ -332,11 +347,15 @@ export class SemanticIndex {
     if (changed || m.path !== undefined || m.process !== undefined || m.pid !== undefined) this.refreshAndRetag(file);
     const now = this.now();
     const expiresAt = now + Math.min(m.ttlMs, this.options.fingerprintTtlMsMax);
+    const zeroHex = zeroBlockFingerprintHex(m.blockSize);
+    if (m.blockSize < FINGERPRINT_BLOCK_BYTES && m.fingerprints.length > 0) {
+      this.smallBlockBytes = this.smallBlockBytes === 0 ? m.blockSize : (Math.min(this.smallBlockBytes, m.blockSize) as FingerprintBlockBytes);
+    }
     const chunk = new Uint8Array(m.fingerprints.length * FINGERPRINT_BYTES);
     const quickKeys = m.quickKeys === undefined ? null : new Uint32Array(m.fingerprints.length);
     let kept = 0;
     m.fingerprints.forEach((hex, k) => {
-      if (hex.toLowerCase() === ZERO_BLOCK_FINGERPRINT_HEX) return;
+      if (hex.toLowerCase() === zeroHex) return;
       const ok = decodeFingerprintHex(hex, chunk, kept * FINGERPRINT_BYTES);
       assert.ok(ok, 'fingerprints were validated');
       const quickKey = m.quickKeys === undefined ? null : m.quickKeys[k]!;
@@ -409,9 +428,9 @@ export class SemanticIndex {
    * LBA map the whole aligned range only when every sample matched the same file (blocks between samples are then
    * that file's too, short of a request made of several files' interleaved pieces).
    */
-  tagWrite(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks = 1): IoTag {
+  tagWrite(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks = 1, small: SmallBlockPrints | null = null): IoTag {
     if (this.seenActive) this.markSeen(offset, length);
-    const tag = this.tagWriteInner(offset, length, fingerprints, firstBlockOffset, blocks, strideBlocks);
+    const tag = this.tagWriteInner(offset, length, fingerprints, firstBlockOffset, blocks, strideBlocks, small);
     this.outcomes[3 + this.outcome]!++;
     return tag;
   }
@@ -432,12 +451,32 @@ export class SemanticIndex {
     return table.mayHold(quickKey);
   }
 
-  private tagWriteInner(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks: number): IoTag {
+  private tagWriteInner(
+    offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks: number, small: SmallBlockPrints | null,
+  ): IoTag {
     if (!this.insight) {
       this.outcome = OUTCOME_UNKNOWN;
       return this.unknownTag(offset, length, 'write');
     }
-    if (fingerprints === null || blocks === 0) return this.tagByMap(offset, length, 'write');
+    let owner = NO_OWNER;
+    if (fingerprints !== null && blocks > 0) owner = this.matchBlocks(offset, length, fingerprints, firstBlockOffset, blocks, strideBlocks, FINGERPRINT_BLOCK_BYTES);
+    if (owner === NO_OWNER && small !== null && small.blocks > 0) {
+      owner = this.matchBlocks(offset, length, small.fingerprints, small.firstBlockOffset, small.blocks, small.strideBlocks, small.blockBytes);
+    }
+    if (owner !== NO_OWNER) {
+      this.outcome = OUTCOME_DATA;
+      return this.fileTag(owner, offset, length, 'write');
+    }
+    return this.tagByMap(offset, length, 'write');
+  }
+
+  /**
+   * The file most of the write's fingerprinted blocks belong to, if its blocks are at least as many as the unmatched
+   * ones (else NO_OWNER); teaches the LBA map the runs it found. Blocks are `blockBytes` each.
+   */
+  private matchBlocks(
+    offset: number, length: number, fingerprints: Uint8Array, firstBlockOffset: number, blocks: number, strideBlocks: number, blockBytes: number,
+  ): number {
     assert.ok(fingerprints.length >= blocks * FINGERPRINT_BYTES, 'one fingerprint per block');
     const owners = this.scratchOwners;
     const counts = this.scratchCounts;
@@ -459,7 +498,7 @@ export class SemanticIndex {
       if (sampled) {
         // Runs of samples say nothing exact about the blocks between them; see tagWrite.
       } else if (owner !== runOwner) {
-        if (runOwner !== NO_OWNER) this.learn(runOwner, firstBlockOffset + runStart * FINGERPRINT_BLOCK_BYTES, (block - runStart) * FINGERPRINT_BLOCK_BYTES);
+        if (runOwner !== NO_OWNER) this.learn(runOwner, firstBlockOffset + runStart * blockBytes, (block - runStart) * blockBytes);
         runOwner = owner;
         runStart = block;
       }
@@ -476,20 +515,16 @@ export class SemanticIndex {
       }
       counts[k]!++;
     }
-    if (!sampled && runOwner !== NO_OWNER) this.learn(runOwner, firstBlockOffset + runStart * FINGERPRINT_BLOCK_BYTES, (blocks - runStart) * FINGERPRINT_BLOCK_BYTES);
+    if (!sampled && runOwner !== NO_OWNER) this.learn(runOwner, firstBlockOffset + runStart * blockBytes, (blocks - runStart) * blockBytes);
     if (sampled && distinct === 1 && unmatched === 0) {
-      const alignedEnd = Math.floor((offset + length) / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
+      const alignedEnd = Math.floor((offset + length) / blockBytes) * blockBytes;
       this.learn(owners[0]!, firstBlockOffset, alignedEnd - firstBlockOffset);
     }
     this.counters.blocks.matched += blocks - unmatched;
     this.counters.blocks.unmatched += unmatched;
     let best = -1;
     for (let k = 0; k < distinct; k++) if (best < 0 || counts[k]! > counts[best]!) best = k;
-    if (best >= 0 && counts[best]! >= unmatched) {
-      this.outcome = OUTCOME_DATA;
-      return this.fileTag(owners[best]!, offset, length, 'write');
-    }
-    return this.tagByMap(offset, length, 'write');
+    return best >= 0 && counts[best]! >= unmatched ? owners[best]! : NO_OWNER;
   }
 
   /** Tags by the LBA map's dominant owner; sets `outcome`. */

@@ -11,7 +11,7 @@
  * `fileId` is the sender's stable name for a file (e.g. "dev:ino"); paths change with renames, ids do not.
  */
 import { z } from 'zod';
-import { FINGERPRINT_BLOCK_BYTES, isFingerprintHex } from './fingerprint.js';
+import { FINGERPRINT_BLOCK_BYTES, isFingerprintHex, type FingerprintBlockBytes } from './fingerprint.js';
 import { IO_CLASS_ID_MAX } from './ioclass.js';
 
 export const SEMANTIC_MESSAGE_VERSION = 1;
@@ -52,11 +52,13 @@ export interface FileExtentsMessage extends MessageBase {
 /**
  * Fingerprints of the 4 KiB-aligned blocks a write() covered, in any order, for matching the block writes that
  * follow (delayed allocation). Each is 32 hex digits: XXH3-128 (seed 0) of the block, canonical big-endian.
+ * `blockSize` is 4096 unless the file's file system has smaller blocks (1024 or 2048): its blocks of that size then,
+ * aligned in the file, and the quick keys of those.
  */
 export interface WriteFingerprintsMessage extends MessageBase {
   type: 'WriteFingerprints';
   fileId: string;
-  blockSize: typeof FINGERPRINT_BLOCK_BYTES;
+  blockSize: FingerprintBlockBytes;
   fingerprints: string[];
   /** How long to wait for the block writes (the file system's write-back delay plus slack). */
   ttlMs: number;
@@ -176,7 +178,7 @@ const schemas = {
     v: version,
     type: z.literal('WriteFingerprints'),
     fileId,
-    blockSize: z.literal(FINGERPRINT_BLOCK_BYTES),
+    blockSize: z.union([z.literal(1024), z.literal(2048), z.literal(FINGERPRINT_BLOCK_BYTES)]),
     fingerprints: z.array(z.string().refine(isFingerprintHex, 'a fingerprint is 32 hex digits')).max(FINGERPRINTS_PER_MESSAGE_MAX),
     ttlMs: z.number().positive().max(FINGERPRINT_TTL_MS_MAX),
     quickKeys: z.array(z.number().int().min(0).max(0xffffffff)).max(FINGERPRINTS_PER_MESSAGE_MAX).optional(),

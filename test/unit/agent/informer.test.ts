@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { Informer, insertRange, mergeExtents, takeRanges, type AgentFileSystem, type OpenedFile, type VolumePlacement } from '../../../src/agent/index.js';
 import type { Insight } from '../../../src/insight/index.js';
-import { FINGERPRINTS_PER_MESSAGE_MAX, fingerprintBlocksHex, quickKeysOf, type SemanticMessage, type VolumeExtent } from '../../../src/semantics/index.js';
+import { FINGERPRINTS_PER_MESSAGE_MAX, fingerprintBlocksHex, fingerprintHex, quickKey, quickKeysOf, type SemanticMessage, type VolumeExtent } from '../../../src/semantics/index.js';
 
 const ON = 1;
 const OFF = 2;
@@ -27,9 +27,14 @@ class FakeFs implements AgentFileSystem {
   readonly opened: string[] = [];
   /** Blocks placed at write() (like ext2/ext3): set before the first file is seen. */
   allocatesAtWrite = false;
+  fingerprintBlockBytes: 1024 | 2048 | undefined = undefined;
   private placementMade: VolumePlacement | null = null;
   private get placement(): VolumePlacement {
-    return (this.placementMade ??= { label: 'fake volume', ...(this.allocatesAtWrite ? { allocatesAtWrite: true } : {}) });
+    return (this.placementMade ??= {
+      label: 'fake volume',
+      ...(this.allocatesAtWrite ? { allocatesAtWrite: true } : {}),
+      ...(this.fingerprintBlockBytes ? { fingerprintBlockBytes: this.fingerprintBlockBytes } : {}),
+    });
   }
   /** Set: the file system keeps file data apart (like btrfs's data block groups), in these ranges. */
   dataRegions: VolumeExtent[] | null = null;
@@ -189,6 +194,22 @@ describe('Informer', () => {
     expect(sent.at(-1)).toMatchObject({ type: 'FileExtents', fileId: '1:42' });
     expect(informer.stats().readbacksMapped).toBe(2);
     await informer.flush();
+  });
+
+  it('fingerprints in the file system\'s own blocks where they are under 4 KiB (a 1 KiB ext4), zero-padding the last', async () => {
+    const { fs, sent, informer } = setup();
+    fs.fingerprintBlockBytes = 1024;
+    const data = Buffer.alloc(2500);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31 + 1) & 0xff;
+    fs.add('/mnt/k', 43, data);
+    informer.handle({ ...opened('/mnt/k', 43, 3), flags: 0o1101, size: 0 } as Insight);
+    informer.handle(written('/mnt/k', 43, 3, 0, 2500));
+    informer.handle(closed('/mnt/k', 43, 3, 2500));
+    await informer.flush();
+    const prints = sent.find((m) => m.type === 'WriteFingerprints');
+    const padded = Buffer.concat([data, Buffer.alloc(3 * 1024 - 2500)]);
+    const blocks = [0, 1, 2].map((k) => padded.subarray(k * 1024, (k + 1) * 1024));
+    expect(prints).toMatchObject({ blockSize: 1024, fingerprints: blocks.map((b) => fingerprintHex(b)), quickKeys: blocks.map((b) => quickKey(b, 0, 1024)) });
   });
 
   it('maps nothing at an open that created or truncated the file (size 0), and maps it once written and closed', async () => {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { MemoryDevice } from '../../../src/device/index.js';
 import {
-  ClassifyLayer, SemanticIndex, SemanticRegistry, alignedBlocks, createClassifyFactory, encodeFingerprintHex, fingerprintHex, quickKey, quickKeysOf,
+  ClassifyLayer, SemanticIndex, SemanticRegistry, alignedBlocks, parseSemanticMessage, createClassifyFactory, encodeFingerprintHex, fingerprintHex, quickKey, quickKeysOf,
   type RetagCause, type RetagRange, type RetagSink, type SemanticIndexOptions, type SemanticMessage,
 } from '../../../src/semantics/index.js';
 import { buildStack, describeStack, findLayer, newIoRequest, PassthroughLayer, statsFactory, type BlockLayer, type IoRequest, type IoTag } from '../../../src/volume/index.js';
@@ -299,6 +299,52 @@ describe('classify: writes', () => {
     expect(copies).toEqual(['S->T:3']);
     expect(await write(0, content)).toMatchObject({ origin: 'data', fileId: 'T', hints: new Set(['copy']) });
     expect(index.file('T')).toMatchObject({ copy: true, sourceFileId: 'S', fingerprints: 3 });
+  });
+});
+
+describe('classify: file systems with blocks under 4 KiB (ext4 with 1 KiB blocks)', () => {
+  /** A file's blocks of `unit` bytes, fingerprinted and keyed as the agent sends them for such a file system. */
+  const smallPrints = (fileId: string, data: Buffer, unit: 1024 | 2048): SemanticMessage => {
+    const fingerprints: string[] = [];
+    const quickKeys: number[] = [];
+    for (let at = 0; at < data.length; at += unit) {
+      fingerprints.push(fingerprintHex(data.subarray(at, at + unit)));
+      quickKeys.push(quickKey(data, at, unit));
+    }
+    return { type: 'WriteFingerprints', fileId, blockSize: unit, fingerprints, quickKeys, ttlMs: 30_000, path: `/small/${fileId}`, size: data.length };
+  };
+
+  it('matches a write placed at any multiple of 1 KiB by its 1 KiB blocks, and learns where they are', async () => {
+    const { apply, write, read, index } = await setup();
+    const content = blocks(2, 7).subarray(0, 6 * KiB); // a 6 KiB file: its 4 KiB pieces never sit on 4 KiB boundaries here
+    apply(smallPrints('S', content, 1024));
+    expect(index.smallBlockBytes).toBe(1024);
+    expect(await write(40 * MiB + 3 * KiB, content)).toMatchObject({ origin: 'data', fileId: 'S', fileSize: 6 * KiB });
+    expect(await write(40 * MiB + 1 * KiB, Buffer.from(content.subarray(0, 2 * KiB)))).toMatchObject({ origin: 'data', fileId: 'S' }); // its first blocks again
+    expect(await write(41 * MiB + 1 * KiB, blocks(1, 8).subarray(0, 2 * KiB))).toMatchObject({ origin: 'metadata' });
+    expect(await read(40 * MiB + 5 * KiB, 1 * KiB)).toMatchObject({ fileId: 'S' });
+    expect(index.file('S')?.learned).toContainEqual({ volumeOffset: 40 * MiB + 3 * KiB, length: 6 * KiB });
+  });
+
+  it('with 4 KiB fingerprints only, the same misplaced write is not matched (why the agent sends the small ones)', async () => {
+    const { apply, write, index } = await setup();
+    const content = blocks(2, 7);
+    apply({ type: 'WriteFingerprints', fileId: 'F', blockSize: 4096, fingerprints: hexes(content), quickKeys: quickKeysOf(content), ttlMs: 30_000 });
+    expect(index.smallBlockBytes).toBe(0);
+    expect(await write(40 * MiB + 3 * KiB, content)).toMatchObject({ origin: 'metadata' });
+  });
+
+  it('matches a large write of small blocks on samples', async () => {
+    const { apply, write } = await setup({}, { sampleBlocks: 4 });
+    const content = blocks(16, 9); // 64 KiB = 64 blocks of 1 KiB, more than 4 × 4 KiB / 1 KiB = 16: sampled
+    apply(smallPrints('L', content, 1024));
+    expect(await write(50 * MiB + 1 * KiB, content)).toMatchObject({ origin: 'data', fileId: 'L' });
+  });
+
+  it('accepts fingerprints of 1, 2 and 4 KiB blocks on the wire, and no other size', () => {
+    const message = (blockSize: number) => ({ v: 1, type: 'WriteFingerprints', fileId: 'X', blockSize, fingerprints: [], ttlMs: 1 });
+    for (const size of [1024, 2048, 4096]) expect(parseSemanticMessage(message(size)).ok).toBe(true);
+    for (const size of [512, 3072, 8192]) expect(parseSemanticMessage(message(size)).ok).toBe(false);
   });
 });
 

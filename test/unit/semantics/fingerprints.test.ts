@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SeededRandom } from '../../../src/device/prng.js';
 import {
   FINGERPRINT_BLOCK_BYTES, FINGERPRINT_IMPLEMENTATION, ZERO_BLOCK_FINGERPRINT_HEX, decodeFingerprintHex, encodeFingerprintHex,
-  fingerprintBlocks, fingerprintBlocksHex, fingerprintHex, nodeRsBlockHasher, quickKey,
+  fingerprintBlocks, fingerprintBlocksHex, fingerprintBlocksOf, fingerprintHex, nodeRsBlockHasher, quickKey, zeroBlockFingerprintHex,
 } from '../../../src/semantics/fingerprint.js';
 import { WASM_BLOCKS_PER_CALL, createWasmBlockHasher } from '../../../src/semantics/xxh3-wasm.js';
 import { FingerprintTable, NO_OWNER } from '../../../src/semantics/fingerprint-table.js';
@@ -63,6 +63,36 @@ describe('quick keys', () => {
       const before = quickKey(block, 0);
       for (let i = stripe * 256; i < (stripe + 1) * 256; i++) block[i] ^= 0xff;
       expect(quickKey(block, 0)).not.toBe(before);
+    }
+  });
+});
+
+describe('blocks under 4 KiB (file systems with 1 or 2 KiB blocks)', () => {
+  it('fingerprint each block of that size as XXH3-128 of its bytes; 4 KiB goes to the block hasher', () => {
+    const data = new Uint8Array(8192).map((_, i) => (i * 13 + 5) & 0xff);
+    for (const unit of [1024, 2048, 4096] as const) {
+      const count = data.length / unit;
+      const out = new Uint8Array(count * 16);
+      fingerprintBlocksOf(unit, data, 0, count, out, 0);
+      for (let k = 0; k < count; k++) expect(encodeFingerprintHex(out, k * 16)).toBe(fingerprintHex(data.subarray(k * unit, (k + 1) * unit)));
+      expect(zeroBlockFingerprintHex(unit)).toBe(fingerprintHex(new Uint8Array(unit)));
+    }
+    expect(zeroBlockFingerprintHex(4096)).toBe(ZERO_BLOCK_FINGERPRINT_HEX);
+    expect(() => fingerprintBlocksOf(1024, data, 7 * 1024 + 1, 1, new Uint8Array(16), 0)).toThrow(/beyond the data/);
+  });
+
+  it('have quick keys sampled within the block (the 4 KiB key is unchanged) that see a change in any 1/16th of it', () => {
+    const block = new Uint8Array(FINGERPRINT_BLOCK_BYTES).map((_, i) => (i * 7) & 0xff);
+    expect(quickKey(block, 0, 4096)).toBe(3448725081);
+    for (const unit of [1024, 2048] as const) {
+      const small = block.subarray(0, unit).slice();
+      const stripe = unit / 16;
+      for (let k = 0; k < 16; k++) {
+        const before = quickKey(small, 0, unit);
+        for (let i = k * stripe; i < (k + 1) * stripe; i++) small[i] ^= 0xff;
+        expect(quickKey(small, 0, unit)).not.toBe(before);
+      }
+      expect(() => quickKey(small, 1, unit)).toThrow(/beyond the data/);
     }
   });
 });
