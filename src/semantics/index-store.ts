@@ -195,7 +195,10 @@ export class SemanticIndex {
    * volume); 0 while every fingerprint is of 4 KiB blocks. The classify layer then also fingerprints written blocks of
    * this size, for writes no 4 KiB block of which matches.
    */
-  smallBlockBytes: FingerprintBlockBytes | 0 = 0;
+  get smallBlockBytes(): FingerprintBlockBytes | 0 {
+    return this.smallestBlockBytes;
+  }
+  private smallestBlockBytes: FingerprintBlockBytes | 0 = 0;
   private readonly scratchOwners = new Int32Array(8);
   private readonly scratchCounts = new Int32Array(8);
   private readonly facts: ClassifyFacts = { metadata: false, file: null, requestBytes: 0, direction: 'read', sector: 0 };
@@ -349,7 +352,7 @@ export class SemanticIndex {
     const expiresAt = now + Math.min(m.ttlMs, this.options.fingerprintTtlMsMax);
     const zeroHex = zeroBlockFingerprintHex(m.blockSize);
     if (m.blockSize < FINGERPRINT_BLOCK_BYTES && m.fingerprints.length > 0) {
-      this.smallBlockBytes = this.smallBlockBytes === 0 ? m.blockSize : (Math.min(this.smallBlockBytes, m.blockSize) as FingerprintBlockBytes);
+      this.smallestBlockBytes = this.smallestBlockBytes === 0 ? m.blockSize : (Math.min(this.smallestBlockBytes, m.blockSize) as FingerprintBlockBytes);
     }
     const chunk = new Uint8Array(m.fingerprints.length * FINGERPRINT_BYTES);
     const quickKeys = m.quickKeys === undefined ? null : new Uint32Array(m.fingerprints.length);
