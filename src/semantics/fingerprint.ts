@@ -39,18 +39,7 @@ export function fingerprintHex(block: Uint8Array): string {
 }
 
 /** The per-block fallback: @node-rs/xxhash, one call and one BigInt per block. */
-export const nodeRsBlockHasher: Xxh3BlockHasher = {
-  hashBlocks(data, dataOffset, count, out, outOffset) {
-    const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-    for (let block = 0; block < count; block++) {
-      const start = dataOffset + block * FINGERPRINT_BLOCK_BYTES;
-      const hash = xxh3.xxh128(data.subarray(start, start + FINGERPRINT_BLOCK_BYTES));
-      const at = outOffset + block * FINGERPRINT_BYTES;
-      view.setBigUint64(at, hash >> 64n);
-      view.setBigUint64(at + 8, hash & MASK_64);
-    }
-  },
-};
+export const nodeRsBlockHasher: Xxh3BlockHasher = nodeRsHasherOf(FINGERPRINT_BLOCK_BYTES);
 
 /** SKY_FINGERPRINT_IMPL=node-rs forces the fallback (benchmarks, or a runtime where the WebAssembly path misbehaves). */
 const wasmBlockHasher = process.env.SKY_FINGERPRINT_IMPL === 'node-rs' ? null : createWasmBlockHasher();
@@ -174,22 +163,39 @@ export function zeroBlockFingerprintHex(blockBytes: FingerprintBlockBytes): stri
   return ZERO_BLOCK_HEX.get(blockBytes)!;
 }
 
-/**
- * Fingerprints `count` consecutive blocks of `blockBytes` each: the 4 KiB hasher for 4 KiB, else one XXH3-128 call per
- * block (small blocks are matched only on volumes whose file systems write them, and only when a quick key says so).
- */
+/** Hashers of blocks under 4 KiB, made when first needed (only volumes with such file systems need them). */
+const smallBlockHashers = new Map<number, Xxh3BlockHasher>();
+
+function smallBlockHasher(blockBytes: 1024 | 2048): Xxh3BlockHasher {
+  let hasher = smallBlockHashers.get(blockBytes);
+  if (hasher === undefined) {
+    hasher = (wasmBlockHasher ? createWasmBlockHasher(blockBytes) : null) ?? nodeRsHasherOf(blockBytes);
+    smallBlockHashers.set(blockBytes, hasher);
+  }
+  return hasher;
+}
+
+function nodeRsHasherOf(blockBytes: number): Xxh3BlockHasher {
+  return {
+    hashBlocks(data, dataOffset, count, out, outOffset) {
+      const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+      for (let block = 0; block < count; block++) {
+        const start = dataOffset + block * blockBytes;
+        const hash = xxh3.xxh128(data.subarray(start, start + blockBytes));
+        const at = outOffset + block * FINGERPRINT_BYTES;
+        view.setBigUint64(at, hash >> 64n);
+        view.setBigUint64(at + 8, hash & MASK_64);
+      }
+    },
+  };
+}
+
+/** Fingerprints `count` consecutive blocks of `blockBytes` each (fingerprintBlocks for 4 KiB). */
 export function fingerprintBlocksOf(
   blockBytes: FingerprintBlockBytes, data: Uint8Array, dataOffset: number, count: number, out: Uint8Array, outOffset: number,
 ): void {
   if (blockBytes === FINGERPRINT_BLOCK_BYTES) return fingerprintBlocks(data, dataOffset, count, out, outOffset);
   assert.ok(dataOffset >= 0 && dataOffset + count * blockBytes <= data.length, 'blocks beyond the data');
   assert.ok(outOffset >= 0 && outOffset + count * FINGERPRINT_BYTES <= out.length, 'fingerprint buffer too short');
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  for (let block = 0; block < count; block++) {
-    const start = dataOffset + block * blockBytes;
-    const hash = xxh3.xxh128(data.subarray(start, start + blockBytes));
-    const at = outOffset + block * FINGERPRINT_BYTES;
-    view.setBigUint64(at, hash >> 64n);
-    view.setBigUint64(at + 8, hash & MASK_64);
-  }
+  smallBlockHasher(blockBytes).hashBlocks(data, dataOffset, count, out, outOffset);
 }

@@ -16,8 +16,10 @@
  */
 
 const BLOCK = 4096;
-/** Blocks hashed per call: the input window in wasm memory is this many blocks. */
+/** 4 KiB blocks hashed per call: the input window in wasm memory is this many 4 KiB blocks (more smaller ones). */
 export const WASM_BLOCKS_PER_CALL = 256;
+/** Block sizes a hasher can be built for: XXH3's long-input path, whole 1 KiB "blocks" of 16 stripes. */
+export const WASM_BLOCK_SIZES = [1024, 2048, 4096] as const;
 
 const MASK64 = (1n << 64n) - 1n;
 const PRIME32_1 = 0x9e3779b1n;
@@ -51,7 +53,8 @@ const SECRET_AT = 0;
 const SCRATCH_AT = 192;
 const INPUT_AT = 4096;
 const OUTPUT_AT = INPUT_AT + WASM_BLOCKS_PER_CALL * BLOCK;
-const MEMORY_PAGES = Math.ceil((OUTPUT_AT + WASM_BLOCKS_PER_CALL * 16) / 65536);
+/** Room for one fingerprint per 1 KiB of the input window (the smallest blocks). */
+const MEMORY_PAGES = Math.ceil((OUTPUT_AT + ((WASM_BLOCKS_PER_CALL * BLOCK) / 1024) * 16) / 65536);
 
 // ---------------------------------------------------------------------------------------------------------------
 // A minimal assembler: just the opcodes used below.
@@ -246,18 +249,19 @@ function mergeAccs(secretOffset: number, start: bigint, into: number): number[] 
   return code;
 }
 
-function hashOneBlock(): number[] {
+/** The hash of `blockBytes` at P: (blockBytes / 1024 − 1) full XXH3 blocks, then 15 stripes and the last stripe. */
+function hashOneBlock(blockBytes: number): number[] {
   const code: number[] = [];
   const init: [bigint, bigint][] = [[PRIME32_3, PRIME64_1], [PRIME64_2, PRIME64_3], [PRIME64_4, PRIME32_2], [PRIME64_5, PRIME32_1]];
   init.forEach(([low, high], j) => code.push(...v128Const(low, high), ...op.localSet(ACC + j), ...v128Const(0n, 0n), ...op.localSet(SUM + j)));
   code.push(...op.localGet(P), ...op.localSet(DP));
-  for (let block = 0; block < 3; block++) code.push(...stripeLoop(16), ...foldSums(), ...scramble());
+  for (let block = 0; block < blockBytes / 1024 - 1; block++) code.push(...stripeLoop(16), ...foldSums(), ...scramble());
   code.push(...stripeLoop(15));
-  code.push(...accumulateStripe(P, BLOCK - 64, op.i32Const(0), 192 - 64 - 7));
+  code.push(...accumulateStripe(P, blockBytes - 64, op.i32Const(0), 192 - 64 - 7));
   code.push(...foldSums());
   for (let j = 0; j < 4; j++) code.push(...op.i32Const(SCRATCH_AT), ...op.localGet(ACC + j), ...v128Store(16 * j));
-  code.push(...mergeAccs(11, (BigInt(BLOCK) * PRIME64_1) & MASK64, LOW));
-  code.push(...mergeAccs(192 - 64 - 11, ~(BigInt(BLOCK) * PRIME64_2) & MASK64, HIGH));
+  code.push(...mergeAccs(11, (BigInt(blockBytes) * PRIME64_1) & MASK64, LOW));
+  code.push(...mergeAccs(192 - 64 - 11, ~(BigInt(blockBytes) * PRIME64_2) & MASK64, HIGH));
   // Canonical form: high64 then low64, each big-endian = the 16 little-endian bytes reversed.
   code.push(
     ...op.localGet(K), ...op.i32Const(16), ...op.i32Mul, ...op.localGet(2), ...op.i32Add,
@@ -268,13 +272,13 @@ function hashOneBlock(): number[] {
   return code;
 }
 
-/** hash_blocks(input, count, output): for k < count, hash 4096 bytes at input + 4096k into output + 16k. */
-function hashBlocksBody(): number[] {
+/** hash_blocks(input, count, output): for k < count, hash blockBytes at input + blockBytes·k into output + 16k. */
+function hashBlocksBody(blockBytes: number): number[] {
   return [
     ...op.block, ...op.loop,
     ...op.localGet(K), ...op.localGet(1), ...op.i32GeU, ...op.brIf(1),
-    ...op.localGet(K), ...op.i32Const(BLOCK), ...op.i32Mul, ...op.localGet(0), ...op.i32Add, ...op.localSet(P),
-    ...hashOneBlock(),
+    ...op.localGet(K), ...op.i32Const(blockBytes), ...op.i32Mul, ...op.localGet(0), ...op.i32Add, ...op.localSet(P),
+    ...hashOneBlock(blockBytes),
     ...op.localGet(K), ...op.i32Const(1), ...op.i32Add, ...op.localSet(K),
     ...op.br(0),
     ...op.end, ...op.end,
@@ -314,7 +318,7 @@ function functionBody(locals: [number, number][], body: number[]): number[] {
   return [...uleb(content.length), ...content];
 }
 
-function assemble(): Uint8Array {
+function assemble(blockBytes: number): Uint8Array {
   const name = (text: string) => [...uleb(text.length), ...Buffer.from(text, 'utf8')];
   const types = section(1, vector([[0x60, 2, I64, I64, 1, I64], [0x60, 3, I32, I32, I32, 0]]));
   const functions = section(3, vector([[0], [1]]));
@@ -322,7 +326,7 @@ function assemble(): Uint8Array {
   const exports = section(7, vector([[...name('memory'), 0x02, 0], [...name('hash_blocks'), 0x00, 1]]));
   const code = section(10, vector([
     functionBody([[5, I64]], mulfoldBody()),
-    functionBody([[4, I32], [12, V128], [3, I64]], hashBlocksBody()),
+    functionBody([[4, I32], [12, V128], [3, I64]], hashBlocksBody(blockBytes)),
   ]));
   return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...functions, ...memory, ...exports, ...code]);
 }
@@ -330,15 +334,17 @@ function assemble(): Uint8Array {
 // ---------------------------------------------------------------------------------------------------------------
 
 export interface Xxh3BlockHasher {
-  /** Writes the canonical XXH3-128 of `count` 4096-byte blocks of `data` (from `dataOffset`) to `out` (from `outOffset`). */
+  /** Writes the canonical XXH3-128 of `count` blocks (4096 bytes, or the size the hasher was built for) of `data` (from `dataOffset`) to `out` (from `outOffset`). */
   hashBlocks(data: Uint8Array, dataOffset: number, count: number, out: Uint8Array, outOffset: number): void;
 }
 
-/** The WebAssembly hasher, or null when this runtime has no WebAssembly SIMD. */
-export function createWasmBlockHasher(): Xxh3BlockHasher | null {
+/** The WebAssembly hasher of `blockBytes` blocks, or null when this runtime has no WebAssembly SIMD. */
+export function createWasmBlockHasher(blockBytes: (typeof WASM_BLOCK_SIZES)[number] = BLOCK): Xxh3BlockHasher | null {
+  if (!WASM_BLOCK_SIZES.includes(blockBytes)) throw new RangeError(`no XXH3 block hasher for ${blockBytes}-byte blocks`);
+  const perCall = (WASM_BLOCKS_PER_CALL * BLOCK) / blockBytes;
   let instance: WebAssembly.Instance;
   try {
-    const bytes = assemble();
+    const bytes = assemble(blockBytes);
     if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) return null;
     instance = new WebAssembly.Instance(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), {});
   } catch {
@@ -354,10 +360,10 @@ export function createWasmBlockHasher(): Xxh3BlockHasher | null {
     hashBlocks(data, dataOffset, count, out, outOffset) {
       let done = 0;
       while (done < count) {
-        const n = Math.min(count - done, WASM_BLOCKS_PER_CALL);
-        const from = dataOffset + done * BLOCK;
-        if (Buffer.isBuffer(data)) data.copy(heap, INPUT_AT, from, from + n * BLOCK);
-        else heap.set(data.subarray(from, from + n * BLOCK), INPUT_AT);
+        const n = Math.min(count - done, perCall);
+        const from = dataOffset + done * blockBytes;
+        if (Buffer.isBuffer(data)) data.copy(heap, INPUT_AT, from, from + n * blockBytes);
+        else heap.set(data.subarray(from, from + n * blockBytes), INPUT_AT);
         hash(INPUT_AT, n, OUTPUT_AT);
         const at = outOffset + done * 16;
         if (n <= 4) for (let i = 0; i < n * 16; i++) out[at + i] = heap[OUTPUT_AT + i]!;

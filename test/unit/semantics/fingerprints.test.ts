@@ -119,6 +119,22 @@ describe('the WebAssembly XXH3-128 block hasher', () => {
     expect(encodeFingerprintHex(fromWasm, 8 + 16 * 7)).toBe(fingerprintHex(data.subarray(100 + 7 * 4096, 100 + 8 * 4096)));
     expect(fingerprintBlocksHex(data.subarray(100, 100 + 3 * 4096 + 5))).toEqual([0, 1, 2].map((k) => fingerprintHex(data.subarray(100 + k * 4096, 100 + (k + 1) * 4096))));
   });
+
+  it('built for 1 and 2 KiB blocks, agrees with @node-rs/xxhash too, across its (larger) call windows', () => {
+    const random = new SeededRandom(11);
+    for (const unit of [1024, 2048] as const) {
+      const wasm = createWasmBlockHasher(unit)!;
+      const count = (WASM_BLOCKS_PER_CALL * 4096) / unit + 9;
+      const data = new Uint8Array(count * unit + 3);
+      for (let i = 0; i < data.length; i++) data[i] = Math.floor(random.nextFloat() * 256);
+      const out = new Uint8Array(count * 16);
+      wasm.hashBlocks(data, 3, count, out, 0);
+      for (const k of [0, 1, count / 2 | 0, count - 1]) {
+        expect(encodeFingerprintHex(out, k * 16)).toBe(fingerprintHex(data.subarray(3 + k * unit, 3 + (k + 1) * unit)));
+      }
+    }
+    expect(() => createWasmBlockHasher(512 as 1024)).toThrow(/512-byte blocks/);
+  });
 });
 
 describe('FingerprintTable', () => {
