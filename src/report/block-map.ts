@@ -1,7 +1,7 @@
 /**
- * Per-4 KiB-block state for the report, stored in pages allocated on first touch, so memory follows what the log
- * wrote, not the volume's size: 12 bytes per block of a touched 16 MiB page (4096 blocks), i.e. 0.07% of the bytes
- * written at worst.
+ * Per-block state for the report (4 KiB blocks for lifetimes; 1 KiB grains for re-tag epochs, see retagGrainBytes),
+ * stored in pages allocated on first touch, so memory follows what the log wrote, not the volume's size: 12 bytes per
+ * block of a touched page of 4096 blocks, i.e. 0.3% of the bytes written at worst (1 KiB grains).
  *
  *  - epoch: the line of the last write, trim or zero that touched the block (0: none in the log). Re-tags apply to
  *    the requests of the block's current epoch.
@@ -11,6 +11,15 @@
 import assert from 'node:assert/strict';
 
 export const REPORT_BLOCK_BYTES = 4096;
+
+/**
+ * The unit re-tags are resolved to: 1 KiB where block numbers allow (volumes under 4 TiB), else 4 KiB. A file system
+ * with 1 KiB blocks puts a small file's data in part of a 4 KiB block and metadata in the rest, and a re-tag of the
+ * file's bytes must not re-tag the metadata beside it.
+ */
+export function retagGrainBytes(volumeBytes: number): number {
+  return Math.ceil(volumeBytes / 1024) < 2 ** 32 ? 1024 : REPORT_BLOCK_BYTES;
+}
 const PAGE_BLOCKS = 4096;
 const PAGE_SHIFT = 12;
 
@@ -23,17 +32,18 @@ export class BlockMap {
   private readonly pages: (Page | undefined)[];
   readonly blocks: number;
 
-  constructor(volumeBytes: number) {
+  /** `blockBytes`: REPORT_BLOCK_BYTES, or smaller for re-tag epochs (retagGrainBytes). */
+  constructor(volumeBytes: number, readonly blockBytes: number = REPORT_BLOCK_BYTES) {
     assert.ok(Number.isSafeInteger(volumeBytes) && volumeBytes > 0, 'volume size');
-    this.blocks = Math.ceil(volumeBytes / REPORT_BLOCK_BYTES);
-    assert.ok(this.blocks < 2 ** 32, 'volumes up to 16 TiB (block numbers are 32-bit)');
+    this.blocks = Math.ceil(volumeBytes / blockBytes);
+    assert.ok(this.blocks < 2 ** 32, 'up to 2^32 blocks (16 TiB of 4 KiB blocks): block numbers are 32-bit');
     this.pages = new Array(Math.ceil(this.blocks / PAGE_BLOCKS));
   }
 
   /** Blocks [first, last] touched by [offset, offset + length), clipped to the volume; last < first when none. */
   range(offset: number, length: number): { first: number; last: number } {
-    const first = Math.floor(offset / REPORT_BLOCK_BYTES);
-    const last = Math.min(this.blocks - 1, Math.floor((offset + length - 1) / REPORT_BLOCK_BYTES));
+    const first = Math.floor(offset / this.blockBytes);
+    const last = Math.min(this.blocks - 1, Math.floor((offset + length - 1) / this.blockBytes));
     return { first, last: length > 0 ? last : first - 1 };
   }
 

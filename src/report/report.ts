@@ -22,7 +22,7 @@ import { GroundTruth, type GroundTruthJson } from '../insight/extents/ground-tru
 import { emptyReport, scoreOne, type AccuracyReport, type TaggedRequest, type Tally as ScoreTally, type Verdicts } from '../insight/extents/score.js';
 import { PAPER_IOCLASS_TABLE, sizeRule } from '../insight/ioclass.js';
 import type { RetagCause } from '../semantics/index-store.js';
-import { BlockMap, REPORT_BLOCK_BYTES } from './block-map.js';
+import { BlockMap, REPORT_BLOCK_BYTES, retagGrainBytes } from './block-map.js';
 import { RETAG_CAUSES, TAG_LOG_OPS, readTagLog, type LoggedTag, type TagLogHeader, type TagLogOp, type TagLogRecord } from './reader.js';
 
 export interface Tally {
@@ -221,7 +221,7 @@ function topRows<R extends OpRow>(rows: Iterable<R>, top: number, other: (sum: O
 // ---------------------------------------------------------------------------------------------------------------
 // Pass 1: counts, lifetimes, and the last re-tag of every (block, epoch)
 
-/** Re-tags kept for pass 2: per block, triples [epoch line, re-tag line, tag index], one per epoch re-tagged. */
+/** Re-tags kept for pass 2: per grain (retagGrainBytes), triples [epoch line, re-tag line, tag index], one per epoch re-tagged. */
 class RetagBook {
   readonly byBlock = new Map<number, number[]>();
   readonly tags: LoggedTag[] = [];
@@ -280,6 +280,8 @@ class Counter {
   readonly lifetimes = LIFETIME_BUCKETS.map((bucket) => ({ label: bucket.label, belowMs: bucket.belowMs, overwritten: 0, trimmed: 0, gone: 0, total: 0 }));
   readonly ended: Record<LifetimeEnd, number> = { overwritten: 0, trimmed: 0, gone: 0 };
   readonly blocks: BlockMap;
+  /** Epochs per re-tag grain: the last write, trim or zero of each (re-tags name the epoch they apply to). */
+  private readonly grains: BlockMap;
   private readonly processKeys = new Map<string, { pid: number | null; exe: string | null }>();
 
   constructor(
@@ -288,6 +290,7 @@ class Counter {
     private readonly book: RetagBook | null,
   ) {
     this.blocks = new BlockMap(header.size);
+    this.grains = new BlockMap(header.size, retagGrainBytes(header.size));
     this.processes = new BoundedRows(options.maxProcesses, (key) => {
       const who = this.processKeys.get(key);
       return { process: key, pid: who?.pid ?? null, exe: who?.exe ?? null, ...emptyOpRow() };
@@ -336,8 +339,9 @@ class Counter {
     for (let block = first; block <= last; block++) {
       this.endLife(block, t, end);
       this.blocks.setBorn(block, birth ? t : NaN);
-      this.blocks.setEpoch(block, line);
     }
+    const grains = this.grains.range(offset, length);
+    for (let grain = grains.first; grain <= grains.last; grain++) this.grains.setEpoch(grain, line);
   }
 
   private endLife(block: number, t: number, end: LifetimeEnd): void {
@@ -362,7 +366,8 @@ class Counter {
     }
     if (this.book === null) return;
     const tag = this.book.intern(r.tag);
-    for (let block = first; block <= last; block++) this.book.record(block, this.blocks.epoch(block), r.line, tag);
+    const grains = this.grains.range(r.offset, r.length);
+    for (let grain = grains.first; grain <= grains.last; grain++) this.book.record(grain, this.grains.epoch(grain), r.line, tag);
   }
 
   alive(): number {
@@ -389,7 +394,7 @@ class Scorer {
     private readonly truth: GroundTruth,
     private readonly book: RetagBook,
   ) {
-    this.blocks = new BlockMap(header.size);
+    this.blocks = new BlockMap(header.size, retagGrainBytes(header.size));
   }
 
   visit(record: TagLogRecord): void {
@@ -426,13 +431,14 @@ class Scorer {
   private finalRuns(op: 'read' | 'write', offset: number, length: number, line: number, own: LoggedTag | null): void {
     this.runs.length = 0;
     const end = offset + length;
+    const grainBytes = this.blocks.blockBytes;
     const { first, last } = this.blocks.range(offset, length);
-    for (let block = first; block <= last; block++) {
-      if (op === 'write') this.blocks.setEpoch(block, line);
-      const found = this.book.after(block, this.blocks.epoch(block), line);
+    for (let grain = first; grain <= last; grain++) {
+      if (op === 'write') this.blocks.setEpoch(grain, line);
+      const found = this.book.after(grain, this.blocks.epoch(grain), line);
       const tag = found < 0 ? own : this.book.tags[found]!;
-      const start = Math.max(offset, block * REPORT_BLOCK_BYTES);
-      const stop = Math.min(end, (block + 1) * REPORT_BLOCK_BYTES);
+      const start = Math.max(offset, grain * grainBytes);
+      const stop = Math.min(end, (grain + 1) * grainBytes);
       const previous = this.runs[this.runs.length - 1];
       if (previous !== undefined && previous.tag === tag) previous.length += stop - start;
       else this.runs.push({ offset: start, length: stop - start, tag });

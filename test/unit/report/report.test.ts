@@ -180,6 +180,21 @@ describe('buildReport', () => {
     expect(report.accuracy!.retagged).toEqual({ requests: 1, bytes: 4096 });
   });
 
+  it('applies a re-tag to the bytes it names, to 1 KiB (a 1 KiB-block file system shares a 4 KiB block between a file and metadata)', async () => {
+    const f4 = { origin: 'data', ioClass: 4, fileId: 'f4', fileSize: 2048 };
+    const log = writeLog([
+      header,
+      /* 2 */ { t: 0, op: 'write', offset: 9 * KiB, length: 2048, tag: meta() }, // the file's data, not yet described
+      /* 3 */ { t: 1, op: 'write', offset: 8 * KiB, length: 1024, tag: meta() }, // an inode block beside it, written after
+      /* 4 */ { t: 2, op: 'retag', cause: 'extents', offset: 9 * KiB, length: 2048, tag: f4 },
+    ]);
+    const truth = GroundTruth.fromParts({ volumeBytes: 16 * MiB, fsType: 'test', offsetInExport: 0, deviceBytes: 16 * MiB, spaceMap: 'none', spaceIntervals: [], files: [{ owner: { path: '/f4', sizeBytes: 2048, ino: 4 }, extents: [{ volumeOffset: 9 * KiB, length: 2048 }] }] });
+    const report = await buildReport(log, { truth });
+    expect(report.accuracy!.atRequest.origin.right).toEqual({ bytes: 1024, requests: 1 });
+    expect(report.accuracy!.afterRetag.origin.right).toEqual({ bytes: 1024 + 2048, requests: 2 });
+    expect(report.accuracy!.retagged).toEqual({ requests: 1, bytes: 2048 });
+  });
+
   it('writes report.md, report.json and the plots', async () => {
     const report = await buildReport(writeLog(mainLog), { truth });
     const out = makeTempDir('sky-report-out-');
