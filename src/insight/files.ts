@@ -51,6 +51,22 @@ export interface FileRecord {
    * trace): a stat may replace it. Otherwise the events' size wins over a stat, which always runs late.
    */
   sizeDoubted: boolean;
+  /**
+   * Past this offset the file has held no data since the trace saw it empty (created, emptied): a size set by
+   * ftruncate or fallocate alone is a hole, and its bytes have no life to end. null: unknown (all of `size` counts).
+   */
+  dataEnd: number | null;
+}
+
+/** Bytes of the file that may hold data (see FileRecord.dataEnd); null when its size is unknown. */
+export function heldBytes(file: FileRecord): number | null {
+  return file.size === null ? null : Math.min(file.size, file.dataEnd ?? file.size);
+}
+
+/** Data was put in the file up to `end` (null: somewhere unknown). */
+export function noteData(file: FileRecord, end: number | null): void {
+  if (file.dataEnd === null) return;
+  file.dataEnd = end === null ? null : Math.max(file.dataEnd, end);
 }
 
 export interface Identity {
@@ -183,6 +199,7 @@ export class FileTable {
       mappedShared: false,
       writtenHead: null,
       sizeDoubted: false,
+      dataEnd: null,
     };
     this.byId.set(record.id, record);
     if (identity) this.bindIdentity(record, identity);

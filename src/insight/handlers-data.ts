@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
-import { identityOf, noteChange, type FileRecord } from './files.js';
+import { heldBytes, identityOf, noteChange, noteData, type FileRecord } from './files.js';
 import { endLifetimeByTruncate, endLifetimeOfBytes } from './handlers-fd.js';
 import { syscallArgsHint } from './hints.js';
 import { FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from './linux.js';
@@ -49,6 +49,7 @@ function recordWrite(
     file.bornTs = write.bornBy;
     file.bornFrom = 'first-write';
   }
+  noteData(file, write.end);
   if (write.end === null) {
     file.uncertain ??= `write of ${write.bytes} bytes at an unknown offset`;
     file.sizeDoubted = true;
@@ -163,6 +164,7 @@ export function truncateTo(state: EngineState, file: FileRecord, length: number,
   if (file.metadata) return;
   noteChange(file, length);
   endLifetimeByTruncate(state, file, length, ts, pid);
+  if (file.dataEnd !== null) file.dataEnd = Math.min(file.dataEnd, length);
   if (length === 0) {
     file.bornTs = null;
     file.bornFrom = null;
@@ -201,8 +203,13 @@ export function onFallocate(state: EngineState, ev: Ev<'fallocate'>): void {
   // What a punched hole or a collapsed range held (within the file; beyond its end there was nothing) is gone.
   // Whether those bytes had blocks (a hole already) is the file system's to say: the agent maps the file again.
   if ((ev.mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE)) !== 0) {
-    const freed = Math.min(file.size, ev.offset + ev.length) - ev.offset;
+    const freed = Math.min(heldBytes(file)!, ev.offset + ev.length) - ev.offset;
     if (freed > 0) endLifetimeOfBytes(state, file, freed, 'hole', ev.ts, process.pid);
+  }
+  // A collapse moves the data after the range down by its length, an insert up.
+  if (file.dataEnd !== null && file.dataEnd > ev.offset) {
+    if ((ev.mode & FALLOC_FL_COLLAPSE_RANGE) !== 0) file.dataEnd = Math.max(ev.offset, file.dataEnd - ev.length);
+    else if ((ev.mode & FALLOC_FL_INSERT_RANGE) !== 0) file.dataEnd += ev.length;
   }
   const size = fallocatedSize(file.size, ev.mode, ev.offset, ev.length);
   state.setSize(file, size, 'fallocate', ev.ts, process.pid);
@@ -274,6 +281,7 @@ function copyInto(
     file.bornFrom = 'first-write';
   }
   const end = copy.start === null ? null : copy.start + copy.bytes;
+  noteData(file, end);
   if (end !== null) state.setSize(file, Math.max(file.size ?? 0, end), 'copy', copy.ts, process.pid);
   if (!copy.source || copy.source === file) return;
   const io = fileIo(process, file);

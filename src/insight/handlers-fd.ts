@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import type { SyscallEvent } from '../trace/events.js';
-import { identityOf, noteChange, noteLook, sameIdentity, type FileRecord, type Identity } from './files.js';
+import { heldBytes, identityOf, noteChange, noteLook, sameIdentity, type FileRecord, type Identity } from './files.js';
 import type { FileStat } from './inspector.js';
 import { rwHint } from './hints.js';
 import {
@@ -20,6 +20,7 @@ import {
   O_CLOEXEC,
   O_CREAT,
   O_EXCL,
+  O_DIRECTORY,
   O_PATH,
   O_TMPFILE,
   O_TRUNC,
@@ -124,7 +125,7 @@ function probeAgainst(
 export function onOpen(state: EngineState, ev: Ev<'open'>): void {
   if (ev.ret < 0) return;
   const process = state.processFor(ev);
-  const path = state.resolve(process, ev.dirfd, ev.path, ev.ts, identityOf(ev.dirIno, ev.dirDev));
+  const path = state.resolve(process, ev.dirfd, ev.path, ev.ts, identityOf(ev.dirIno, ev.dirDev), (ev.flags & (O_DIRECTORY | O_PATH)) === 0);
   if ((ev.flags & O_PATH) !== 0) {
     // A handle for *at() calls and fchdir: no I/O goes through it, so it is not a file opened.
     state.attach(process, ev.ret, state.newOpenFile(guessKind(path, ev.flags), path, ev.flags, ev.ts), cloexec(ev.flags), ev.ts);
@@ -172,6 +173,7 @@ function openTmpfile(state: EngineState, process: Process, ev: Ev<'open'>, dir: 
   const { record } = state.files.lookup(name, stat, identity);
   state.bindFile(openFile, record);
   record.size = 0;
+  record.dataEnd = 0;
   record.nlink = 0;
   record.bornTs = ev.ts;
   record.bornFrom = 'created';
@@ -235,6 +237,7 @@ function applyOpenFlags(state: EngineState, file: FileRecord, created: boolean, 
 function startLife(file: FileRecord, ts: number, from: 'created' | 'first-write'): void {
   file.bornTs = ts;
   file.bornFrom = from;
+  if (from === 'created') file.dataEnd = 0; // empty now: what it holds later is what is written
 }
 
 function startLifeFromMtime(state: EngineState, file: FileRecord, stat: FileStat): void {
@@ -245,9 +248,9 @@ function startLifeFromMtime(state: EngineState, file: FileRecord, stat: FileStat
 }
 
 export function endLifetimeByTruncate(state: EngineState, file: FileRecord, length: number, ts: number, pid: number): void {
-  const size = file.size;
-  if (size === null || length >= size) return;
-  endLifetimeOfBytes(state, file, size - length, 'truncate', ts, pid);
+  const held = heldBytes(file);
+  if (held === null || length >= held) return;
+  endLifetimeOfBytes(state, file, held - length, 'truncate', ts, pid);
 }
 
 /** The file lives on, but `bytes` of what it held are gone (truncated, punched out, collapsed away). */

@@ -90,7 +90,7 @@ export function exitProcess(state: EngineState, process: Process, ts: number): v
 export function onChdir(state: EngineState, ev: Ev<'chdir'>): void {
   if (ev.ret !== 0) return;
   const process = state.processFor(ev);
-  const cwd = ev.truncated ? null : state.resolve(process, AT_FDCWD, ev.path, ev.ts);
+  const cwd = ev.truncated ? null : state.resolve(process, AT_FDCWD, ev.path, ev.ts, null, false);
   process.cwd = cwd ?? (state.live ? state.inspector.cwd(process.pid) : null);
   if (cwd === null) process.uncertain = `cwd unknown after chdir(${JSON.stringify(ev.path)})`;
   else if (ev.path.startsWith('/')) process.uncertain = undefined;

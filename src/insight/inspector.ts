@@ -45,6 +45,8 @@ export interface SystemInspector {
   statPath(path: string): FileStat | null;
   /** When the last component of `path` is a symbolic link: the path with every link resolved (realpath); else null. */
   symlinkTarget(path: string): string | null;
+  /** The directory's path with every symbolic link resolved (realpath); null when it cannot be resolved (gone). */
+  realDirectory(path: string): string | null;
   cwd(pid: number): string | null;
   exe(pid: number): string | null;
   cmdline(pid: number): string[] | null;
@@ -74,6 +76,9 @@ export class NullInspector implements SystemInspector {
     return null;
   }
   symlinkTarget(): null {
+    return null;
+  }
+  realDirectory(): null {
     return null;
   }
   cwd(): null {
@@ -197,6 +202,10 @@ export class ProcInspector implements SystemInspector {
   symlinkTarget(path: string): string | null {
     const link = attempt(() => fs.lstatSync(path, { throwIfNoEntry: false }));
     return link?.isSymbolicLink() ? attempt(() => fs.realpathSync.native(path)) : null;
+  }
+
+  realDirectory(path: string): string | null {
+    return attempt(() => fs.realpathSync.native(path));
   }
 
   cwd(pid: number): string | null {

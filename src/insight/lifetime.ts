@@ -4,7 +4,7 @@
  * never saw has unknown bytes: it is counted, not reported, because a guess would be silently wrong.
  */
 import type { SyscallEvent } from '../trace/events.js';
-import { identityOf, type FileRecord } from './files.js';
+import { heldBytes, identityOf, type FileRecord } from './files.js';
 import { AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, RENAME_EXCHANGE } from './linux.js';
 import type { Process } from './process.js';
 import type { EngineState } from './state.js';
@@ -34,6 +34,7 @@ export function onRename(state: EngineState, ev: Ev<'rename'>): void {
   const process = state.processFor(ev);
   const from = state.resolve(process, ev.olddirfd, ev.oldpath, ev.ts, identityOf(ev.oldDirIno, ev.oldDirDev));
   const to = state.resolve(process, ev.newdirfd, ev.newpath, ev.ts, identityOf(ev.newDirIno, ev.newDirDev));
+  state.forgetRealDirectories();
   if (from === null || to === null || ev.truncated) {
     state.counters.unknownNames++;
     return;
@@ -126,7 +127,7 @@ function endLife(state: EngineState, file: FileRecord, cause: LifetimeCause, ts:
     ts,
     pid,
     ...state.fileRef(file),
-    bytes: file.size,
+    bytes: heldBytes(file),
     livedMs: file.bornTs === null ? null : Math.max(0, (ts - file.bornTs) / 1e6),
     bornFrom: file.bornFrom,
     cause,

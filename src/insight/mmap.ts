@@ -23,6 +23,7 @@ export function onMmap(state: EngineState, ev: Ev<'mmap'>): void {
   const file = state.fdEntry(process, ev.fd, ev.ts)?.file.file;
   if (!file || file.metadata) return;
   file.mappedShared = true; // stores through it make no syscall: nothing about its bytes is trusted again
+  file.dataEnd = null;
   noteChange(file, null);
   process.mappings.push({ start: ev.ret, length: ev.length, file, fileOffset: ev.offset });
 }

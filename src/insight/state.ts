@@ -78,6 +78,8 @@ export class EngineState {
    * copy's reader and writer can be two processes (rsync's sender and receiver, `tar c | tar x`).
    */
   readonly recentReads = new Map<FileRecord, Process>();
+  /** Directory path → the same with symbolic links resolved (withRealDirectory). */
+  private readonly realDirectories = new Map<string, string>();
   /** rememberAttached: attached processes not seen yet. */
   private readonly attached = new Map<number, AttachedProcess>();
   private attachedFdsTotal = 0;
@@ -206,11 +208,49 @@ export class EngineState {
   }
 
   /** Absolute, normalised path for (dirfd, path) as the process meant it; null when the base is unknown. */
-  resolve(process: Process, dirfd: number, path: string, ts: number, dir: Identity | null = null): string | null {
-    if (path.startsWith('/')) return posix.resolve(path);
-    const base = dirfd === AT_FDCWD ? this.cwdOf(process) : this.directoryPath(process, dirfd, ts, dir);
-    if (base === null || !base.startsWith('/')) return null;
-    return path === '' ? base : posix.resolve(base, path);
+  /**
+   * `realDirectory` false: keep the directory part as given (opens of directories and chdir: a tree walk opens
+   * every directory, and asking the system about each one's parent would cost more than the walk is traced for;
+   * the files below are resolved when they are opened).
+   */
+  resolve(process: Process, dirfd: number, path: string, ts: number, dir: Identity | null = null, realDirectory = true): string | null {
+    let resolved: string;
+    if (path.startsWith('/')) resolved = posix.resolve(path);
+    else {
+      const base = dirfd === AT_FDCWD ? this.cwdOf(process) : this.directoryPath(process, dirfd, ts, dir);
+      if (base === null || !base.startsWith('/')) return null;
+      if (path === '') return base;
+      resolved = posix.resolve(base, path);
+    }
+    return realDirectory ? this.withRealDirectory(resolved) : resolved;
+  }
+
+  /**
+   * The path with its directory named as the file system names it (symbolic links in directory components
+   * resolved): a file written as `lnk/f` (lnk → real) and removed as `real/f` is one file, and its removal must be
+   * seen. Asked of the system once per directory path, cached until the trace shows a rename (which can change what
+   * a directory path leads to). The last component is left alone: opens decide about it (throughSymlink), and
+   * unlink and rename act on a link itself. /proc, /sys and /dev are left alone (/proc/self is the tracer's).
+   */
+  private withRealDirectory(path: string): string {
+    if (!this.live) return path;
+    const slash = path.lastIndexOf('/');
+    if (slash <= 0 || isVirtual(path)) return path;
+    const dir = path.slice(0, slash);
+    let real = this.realDirectories.get(dir);
+    if (real === undefined) {
+      const resolved = this.inspector.realDirectory(dir);
+      if (resolved === null) return path; // gone already: the name as the process gave it
+      real = resolved;
+      if (this.realDirectories.size >= REAL_DIRECTORIES_MAX) this.realDirectories.clear();
+      this.realDirectories.set(dir, real);
+    }
+    return real === dir ? path : `${real === '/' ? '' : real}${path.slice(slash)}`;
+  }
+
+  /** A rename may have moved a directory or what a link leads to: directory paths are resolved afresh. */
+  forgetRealDirectories(): void {
+    this.realDirectories.clear();
   }
 
   /**
@@ -544,6 +584,9 @@ export class EngineState {
  * (one tick, 10 ms at HZ=100), and the backends' and the inspector's wall-to-monotonic offsets differ by a little.
  */
 export const LOOK_SLACK_NS = 15_000_000;
+
+/** Directory paths whose resolution is remembered (EngineState.withRealDirectory); past that, start over. */
+const REAL_DIRECTORIES_MAX = 65_536;
 
 export function guessKind(path: string | null, flags: number): OpenFileKind {
   if ((flags & O_DIRECTORY) !== 0) return 'directory';

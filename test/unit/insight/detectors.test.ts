@@ -470,6 +470,19 @@ describe('lifetimes', () => {
     expect(fallocate(0, 0, 200_000)).toEqual([]);
   });
 
+  it('a size made by ftruncate alone is a hole: punching, truncating or removing it ends the life of written bytes only', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 1);
+    const ended = (events: SyscallEvent[]) => ofKind(run(engine, events), 'lifetime_ended');
+    // cp --sparse=always of a sparse file: ftruncate to the size, then punch it all.
+    run(engine, [p.open('/t/sparse', CREATE, 3), p.ev('ftruncate', { fd: 3, length: 10 * 1024 * 1024, ret: 0 })]);
+    expect(ended([p.ev('fallocate', { fd: 3, mode: 0x03, offset: 0, length: 10 * 1024 * 1024, ret: 0 })])).toEqual([]);
+    run(engine, [p.write(3, 4096, 8192)]);
+    expect(ended([p.ev('ftruncate', { fd: 3, length: 0, ret: 0 })])).toMatchObject([{ bytes: 12_288, cause: 'truncate' }]);
+    run(engine, [p.ev('ftruncate', { fd: 3, length: 1 << 20, ret: 0 }), p.write(3, 100, 0), p.close(3)]);
+    expect(ended([p.unlink('/t/sparse')])).toMatchObject([{ bytes: 100, cause: 'unlink' }]);
+  });
+
   it('a file opened through a symbolic link is reported by the name the link leads to; removing the link ends nothing', () => {
     const system = new FakeSystem();
     system.addFile('/t/a', 'abc');
@@ -482,6 +495,18 @@ describe('lifetimes', () => {
     expect(ofKind(opened, 'file_opened')).toMatchObject([{ path: '/t/a', size: 3 }]);
     expect(ofKind(run(engine, [p.unlink('/t/l')]), 'lifetime_ended')).toEqual([]);
     expect(ofKind(run(engine, [p.unlink('/t/a')]), 'lifetime_ended')).toMatchObject([{ path: '/t/a', bytes: 3, cause: 'unlink' }]);
+  });
+
+  it('a file written through a link to its directory is known by the real directory, and renamed or removed by either name', () => {
+    const system = new FakeSystem();
+    system.addSymlink('/t/lnk', '/t/real');
+    system.addFile('/t/real/g', 'x'.repeat(9000));
+    system.addProc(1, '/bin/sh');
+    const engine = new InsightEngine({ inspector: system });
+    const p = new Task(new Clock(), 1);
+    expect(ofKind(run(engine, [p.open('/t/lnk/g', CREATE, 3), p.write(3, 9000), p.close(3)]), 'file_opened')).toMatchObject([{ path: '/t/real/g' }]);
+    expect(ofKind(run(engine, [p.rename('/t/lnk/g', '/t/lnk/g2')]), 'file_renamed')).toMatchObject([{ path: '/t/real/g2', from: '/t/real/g' }]);
+    expect(ofKind(run(engine, [p.unlink('/t/real/g2')]), 'lifetime_ended')).toMatchObject([{ path: '/t/real/g2', bytes: 9000, cause: 'unlink' }]);
   });
 
   it('a file known by its name and opened through a link gone by the time the open is handled keeps that name (ebpf)', () => {

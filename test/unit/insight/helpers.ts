@@ -178,6 +178,13 @@ export class FakeSystem implements SystemInspector {
   symlinkTarget(path: string): string | null {
     return this.symlinks.get(path) ?? null;
   }
+  /** Directory links (addSymlink of a directory path) resolved by prefix; every other directory is itself. */
+  realDirectory(path: string): string | null {
+    for (const [link, target] of this.symlinks) {
+      if (path === link || path.startsWith(`${link}/`)) return target + path.slice(link.length);
+    }
+    return path;
+  }
   cwd(pid: number): string | null {
     return this.procs.get(pid)?.cwd ?? null;
   }
