@@ -149,8 +149,10 @@ export class ClassifyLayer extends PassthroughLayer {
 
   /**
    * Fingerprints of the write's whole `blockBytes` blocks (a file system with blocks under 4 KiB is described on the
-   * volume), for tagging only: sampled like 4 KiB blocks (at most sampleBlocks × 4 KiB / blockBytes of them), and
-   * only if some sampled block's quick key is held. The buffer is the layer's own: tagWrite reads it synchronously.
+   * volume), for tagging only: the index uses them when no 4 KiB block matched. Sampled like 4 KiB blocks (at most
+   * sampleBlocks × 4 KiB / blockBytes of them), and hashed only if some sampled block's quick key is held. Once a
+   * volume has had such fingerprints it keeps paying the quick keys (an index does not forget a block size). The
+   * buffer is the layer's own: tagWrite reads it synchronously.
    */
   private smallBlockPrints(offset: number, length: number, data: Buffer, blockBytes: FingerprintBlockBytes): SmallBlockPrints | null {
     const first = Math.ceil(offset / blockBytes) * blockBytes;
