@@ -207,11 +207,11 @@ export class EngineState {
     return process.cwd;
   }
 
-  /** Absolute, normalised path for (dirfd, path) as the process meant it; null when the base is unknown. */
   /**
-   * `realDirectory` false: keep the directory part as given (opens of directories and chdir: a tree walk opens
-   * every directory, and asking the system about each one's parent would cost more than the walk is traced for;
-   * the files below are resolved when they are opened).
+   * Absolute, normalised path for (dirfd, path) as the process meant it, its directory part as the file system names
+   * it (withRealDirectory); null when the base is unknown. `realDirectory` false keeps the directory part as given:
+   * for opens of directories and chdir, because a tree walk opens every directory and asking the system about each
+   * one's parent would cost more than the walk is traced for (the files below are resolved when they are opened).
    */
   resolve(process: Process, dirfd: number, path: string, ts: number, dir: Identity | null = null, realDirectory = true): string | null {
     let resolved: string;
