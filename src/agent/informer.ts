@@ -31,7 +31,7 @@ import {
   FINGERPRINT_BLOCK_SIZES,
   FINGERPRINT_BYTES,
   encodeFingerprintHex,
-  fingerprintBlocksOf,
+  fingerprintBlocks,
   quickKey,
   zeroBlockFingerprintHex,
   type FingerprintBlockBytes,
@@ -651,8 +651,9 @@ export class Informer {
     if (placed.settled && file.ranges.length === 0) for (const queue of this.refreshQueues) queue.delete(file.id);
     if (placed.cut) this.counters.extentsTruncated++;
     const { size, extents } = placed;
+    const whollyPlaced = placed.settled && !placed.cut;
     const signature = extentSignature(size, file.path, extents);
-    if (signature === file.lastExtents) return placed.settled && !placed.cut;
+    if (signature === file.lastExtents) return whollyPlaced;
     file.lastExtents = signature;
     this.send(
       {
@@ -661,7 +662,7 @@ export class Informer {
       },
       file,
     );
-    return placed.settled && !placed.cut;
+    return whollyPlaced;
   }
 
   /**
@@ -917,7 +918,7 @@ export class Informer {
       const blocks = Math.ceil(got / unit);
       // The file ends inside this block: the file system writes the rest of the block as zeroes.
       chunk.fill(0, got, blocks * unit);
-      fingerprintBlocksOf(unit, chunk, 0, blocks, this.prints, 0);
+      fingerprintBlocks(chunk, 0, blocks, this.prints, 0, unit);
       for (let b = 0; b < blocks; b++) {
         const hex = encodeFingerprintHex(this.prints, b * FINGERPRINT_BYTES);
         if (hex === zeroHex) {

@@ -495,16 +495,15 @@ class Attachment {
   async mkfs(fsType: FsType, extra: readonly string[] = []): Promise<void> {
     const argv: Record<FsType, string[]> = {
       // Inode tables and journal written now, not by ext4lazyinit in the background during a traced phase.
-      ext4: ['mkfs.ext4', '-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', this.device],
+      ext4: ['mkfs.ext4', '-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0'],
       // No extents: files map through indirect blocks, which are metadata the agent never sees in FIEMAP.
-      ext3: ['mkfs.ext3', '-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', this.device],
-      ext2: ['mkfs.ext2', '-q', '-F', '-E', 'lazy_itable_init=0', this.device],
+      ext3: ['mkfs.ext3', '-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0'],
+      ext2: ['mkfs.ext2', '-q', '-F', '-E', 'lazy_itable_init=0'],
       // Reverse mapping: GETFSMAP names each extent's inode, which the ground truth cross-checks against FIEMAP.
-      xfs: ['mkfs.xfs', '-q', '-f', '-m', 'rmapbt=1', this.device],
-      btrfs: ['mkfs.btrfs', '-q', '-f', this.device],
+      xfs: ['mkfs.xfs', '-q', '-f', '-m', 'rmapbt=1'],
+      btrfs: ['mkfs.btrfs', '-q', '-f'],
     };
-    const command = argv[fsType];
-    await runChecked([...command.slice(0, -1), ...extra, this.device], this.scratch, `mkfs-${fsType}`, { timeoutSeconds: 600 });
+    await runChecked([...argv[fsType], ...extra, this.device], this.scratch, `mkfs-${fsType}`, { timeoutSeconds: 600 });
   }
 
   get device(): string {

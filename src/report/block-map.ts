@@ -1,12 +1,12 @@
 /**
- * Per-block state for the report (4 KiB blocks for lifetimes; 1 KiB grains for re-tag epochs, see retagGrainBytes),
- * stored in pages allocated on first touch, so memory follows what the log wrote, not the volume's size: 12 bytes per
- * block of a touched page of 4096 blocks, i.e. 0.3% of the bytes written at worst (1 KiB grains).
+ * Per-block state for the report, stored in pages allocated on first touch, so memory follows what the log wrote,
+ * not the volume's size. Each map keeps one thing:
  *
- *  - epoch: the line of the last write, trim or zero that touched the block (0: none in the log). Re-tags apply to
- *    the requests of the block's current epoch.
- *  - born: t (ms) of the write that started the block's current life; NaN when it is not alive (never written in
- *    the log, trimmed, zeroed, or its file is gone).
+ *  - EpochMap (per re-tag grain, see retagGrainBytes): the line of the last write, trim or zero that touched the
+ *    grain (0: none in the log). Re-tags apply to the requests of the grain's current epoch. 8 bytes per grain of a
+ *    touched page: 0.8% of the bytes written at worst with 1 KiB grains.
+ *  - BirthMap (per 4 KiB block, lifetimes): t (ms) of the write that started the block's current life; NaN when it
+ *    is not alive (never written in the log, trimmed, zeroed, or its file is gone). 4 bytes per block.
  */
 import assert from 'node:assert/strict';
 
@@ -20,20 +20,16 @@ export const REPORT_BLOCK_BYTES = 4096;
 export function retagGrainBytes(volumeBytes: number): number {
   return Math.ceil(volumeBytes / 1024) < 2 ** 32 ? 1024 : REPORT_BLOCK_BYTES;
 }
+
 const PAGE_BLOCKS = 4096;
 const PAGE_SHIFT = 12;
 
-interface Page {
-  epoch: Float64Array;
-  born: Float32Array;
-}
-
-export class BlockMap {
-  private readonly pages: (Page | undefined)[];
+/** Blocks of `blockBytes` over a volume, one number each, in pages made on first write. */
+abstract class PagedBlocks<Page extends Float64Array | Float32Array> {
+  protected readonly pages: (Page | undefined)[];
   readonly blocks: number;
 
-  /** `blockBytes`: REPORT_BLOCK_BYTES, or smaller for re-tag epochs (retagGrainBytes). */
-  constructor(volumeBytes: number, readonly blockBytes: number = REPORT_BLOCK_BYTES) {
+  constructor(volumeBytes: number, readonly blockBytes: number) {
     assert.ok(Number.isSafeInteger(volumeBytes) && volumeBytes > 0, 'volume size');
     this.blocks = Math.ceil(volumeBytes / blockBytes);
     assert.ok(this.blocks < 2 ** 32, 'up to 2^32 blocks (16 TiB of 4 KiB blocks): block numbers are 32-bit');
@@ -47,39 +43,60 @@ export class BlockMap {
     return { first, last: length > 0 ? last : first - 1 };
   }
 
-  epoch(block: number): number {
+  protected abstract newPage(): Page;
+
+  protected read(block: number, absent: number): number {
     const page = this.pages[block >>> PAGE_SHIFT];
-    return page === undefined ? 0 : page.epoch[block & (PAGE_BLOCKS - 1)]!;
+    return page === undefined ? absent : page[block & (PAGE_BLOCKS - 1)]!;
   }
 
-  born(block: number): number {
-    const page = this.pages[block >>> PAGE_SHIFT];
-    return page === undefined ? NaN : page.born[block & (PAGE_BLOCKS - 1)]!;
+  protected write(block: number, value: number): void {
+    const at = block >>> PAGE_SHIFT;
+    const page = (this.pages[at] ??= this.newPage());
+    page[block & (PAGE_BLOCKS - 1)] = value;
+  }
+}
+
+export class EpochMap extends PagedBlocks<Float64Array> {
+  constructor(volumeBytes: number, grainBytes = retagGrainBytes(volumeBytes)) {
+    super(volumeBytes, grainBytes);
+  }
+
+  protected newPage(): Float64Array {
+    return new Float64Array(PAGE_BLOCKS);
+  }
+
+  epoch(block: number): number {
+    return this.read(block, 0);
   }
 
   setEpoch(block: number, line: number): void {
-    this.page(block).epoch[block & (PAGE_BLOCKS - 1)] = line;
+    this.write(block, line);
+  }
+}
+
+export class BirthMap extends PagedBlocks<Float32Array> {
+  constructor(volumeBytes: number) {
+    super(volumeBytes, REPORT_BLOCK_BYTES);
+  }
+
+  protected newPage(): Float32Array {
+    return new Float32Array(PAGE_BLOCKS).fill(NaN);
+  }
+
+  born(block: number): number {
+    return this.read(block, NaN);
   }
 
   setBorn(block: number, t: number): void {
-    this.page(block).born[block & (PAGE_BLOCKS - 1)] = t;
+    this.write(block, t);
   }
 
   /** Calls `visit` with the birth time of every block alive now. */
   forEachAlive(visit: (block: number, born: number) => void): void {
     this.pages.forEach((page, p) => {
       if (page === undefined) return;
-      for (let k = 0; k < PAGE_BLOCKS; k++) if (!Number.isNaN(page.born[k]!)) visit(p * PAGE_BLOCKS + k, page.born[k]!);
+      for (let k = 0; k < PAGE_BLOCKS; k++) if (!Number.isNaN(page[k]!)) visit(p * PAGE_BLOCKS + k, page[k]!);
     });
-  }
-
-  private page(block: number): Page {
-    const at = block >>> PAGE_SHIFT;
-    let page = this.pages[at];
-    if (page === undefined) {
-      page = { epoch: new Float64Array(PAGE_BLOCKS), born: new Float32Array(PAGE_BLOCKS).fill(NaN) };
-      this.pages[at] = page;
-    }
-    return page;
   }
 }

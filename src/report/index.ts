@@ -19,4 +19,4 @@ export {
 } from './report.js';
 export { renderBrief, renderMarkdown, renderPlots, writeReport, PLOT_NAMES } from './render.js';
 export { stackedBarChart, niceAxis, formatBytes, formatCount, escapeXml, PALETTE, type StackedBarChart, type BarSeries } from './svg.js';
-export { BlockMap, REPORT_BLOCK_BYTES } from './block-map.js';
+export { BirthMap, EpochMap, REPORT_BLOCK_BYTES } from './block-map.js';

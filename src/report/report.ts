@@ -22,7 +22,7 @@ import { GroundTruth, type GroundTruthJson } from '../insight/extents/ground-tru
 import { emptyReport, scoreOne, type AccuracyReport, type TaggedRequest, type Tally as ScoreTally, type Verdicts } from '../insight/extents/score.js';
 import { PAPER_IOCLASS_TABLE, sizeRule } from '../insight/ioclass.js';
 import type { RetagCause } from '../semantics/index-store.js';
-import { BlockMap, REPORT_BLOCK_BYTES, retagGrainBytes } from './block-map.js';
+import { BirthMap, EpochMap, REPORT_BLOCK_BYTES } from './block-map.js';
 import { RETAG_CAUSES, TAG_LOG_OPS, readTagLog, type LoggedTag, type TagLogHeader, type TagLogOp, type TagLogRecord } from './reader.js';
 
 export interface Tally {
@@ -279,9 +279,9 @@ class Counter {
   readonly retags = Object.fromEntries(RETAG_CAUSES.map((cause) => [cause, tally()])) as Record<RetagCause, Tally>;
   readonly lifetimes = LIFETIME_BUCKETS.map((bucket) => ({ label: bucket.label, belowMs: bucket.belowMs, overwritten: 0, trimmed: 0, gone: 0, total: 0 }));
   readonly ended: Record<LifetimeEnd, number> = { overwritten: 0, trimmed: 0, gone: 0 };
-  readonly blocks: BlockMap;
+  readonly blocks: BirthMap;
   /** Epochs per re-tag grain: the last write, trim or zero of each (re-tags name the epoch they apply to). */
-  private readonly grains: BlockMap;
+  private readonly grains: EpochMap;
   private readonly processKeys = new Map<string, { pid: number | null; exe: string | null }>();
 
   constructor(
@@ -289,8 +289,8 @@ class Counter {
     options: Required<Pick<ReportOptions, 'maxProcesses' | 'maxFiles'>>,
     private readonly book: RetagBook | null,
   ) {
-    this.blocks = new BlockMap(header.size);
-    this.grains = new BlockMap(header.size, retagGrainBytes(header.size));
+    this.blocks = new BirthMap(header.size);
+    this.grains = new EpochMap(header.size);
     this.processes = new BoundedRows(options.maxProcesses, (key) => {
       const who = this.processKeys.get(key);
       return { process: key, pid: who?.pid ?? null, exe: who?.exe ?? null, ...emptyOpRow() };
@@ -385,7 +385,7 @@ class Scorer {
   readonly afterRetag = emptyReport();
   readonly retagged = tally();
   readonly outsideTruth = tally();
-  private readonly blocks: BlockMap;
+  private readonly grains: EpochMap;
   private readonly request: TaggedRequest = { offset: 0, length: 0, direction: 'read', tag: null };
   private readonly runs: { offset: number; length: number; tag: LoggedTag | null }[] = [];
 
@@ -394,15 +394,15 @@ class Scorer {
     private readonly truth: GroundTruth,
     private readonly book: RetagBook,
   ) {
-    this.blocks = new BlockMap(header.size, retagGrainBytes(header.size));
+    this.grains = new EpochMap(header.size);
   }
 
   visit(record: TagLogRecord): void {
     if (record.kind !== 'request') return;
     const { op, offset, length, line } = record;
     if (op === 'trim' || op === 'zero') {
-      const { first, last } = this.blocks.range(offset, length);
-      for (let block = first; block <= last; block++) this.blocks.setEpoch(block, line);
+      const { first, last } = this.grains.range(offset, length);
+      for (let grain = first; grain <= last; grain++) this.grains.setEpoch(grain, line);
     }
     if (op !== 'read' && op !== 'write') return;
     if (length === 0) return;
@@ -431,11 +431,11 @@ class Scorer {
   private finalRuns(op: 'read' | 'write', offset: number, length: number, line: number, own: LoggedTag | null): void {
     this.runs.length = 0;
     const end = offset + length;
-    const grainBytes = this.blocks.blockBytes;
-    const { first, last } = this.blocks.range(offset, length);
+    const grainBytes = this.grains.blockBytes;
+    const { first, last } = this.grains.range(offset, length);
     for (let grain = first; grain <= last; grain++) {
-      if (op === 'write') this.blocks.setEpoch(grain, line);
-      const found = this.book.after(grain, this.blocks.epoch(grain), line);
+      if (op === 'write') this.grains.setEpoch(grain, line);
+      const found = this.book.after(grain, this.grains.epoch(grain), line);
       const tag = found < 0 ? own : this.book.tags[found]!;
       const start = Math.max(offset, grain * grainBytes);
       const stop = Math.min(end, (grain + 1) * grainBytes);

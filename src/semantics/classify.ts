@@ -22,14 +22,15 @@
  *
  * How a request is tagged is described in index-store.ts. Tags are shared and frozen; layers below read them.
  */
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { SizeSchema } from '../device/size-schema.js';
 import { PassthroughLayer } from '../volume/passthrough.js';
 import type { LayerContext, LayerFactory } from '../volume/stack.js';
-import type { BlockLayer, IoRequest } from '../volume/types.js';
-import { FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, fingerprintBlocks, fingerprintBlocksOf, quickKey, type FingerprintBlockBytes } from './fingerprint.js';
-import { SEMANTIC_DEFAULTS, SemanticIndex, isRetagSink, type SemanticIndexOptions, type SmallBlockPrints } from './index-store.js';
+import type { BlockLayer, IoRequest, IoTag } from '../volume/types.js';
+import { FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, fingerprintBlocks, quickKey } from './fingerprint.js';
+import { SEMANTIC_DEFAULTS, SemanticIndex, isRetagSink, type SemanticIndexOptions, type SmallBlockPrints, type SmallBlockSource } from './index-store.js';
 import { importOpenCasCsv, IoClassRulesError, parseIoClassRules, parseIoClassRulesYaml, type IoClassRules } from './ioclass.js';
 
 export const RETAG_GRANULARITY_DEFAULT = 64 * 1024;
@@ -71,7 +72,7 @@ interface FingerprintBuffers {
   views: (Uint8Array | undefined)[];
 }
 
-export class ClassifyLayer extends PassthroughLayer {
+export class ClassifyLayer extends PassthroughLayer implements SmallBlockSource {
   readonly index: SemanticIndex;
   private readonly fingerprintBuffers = new WeakMap<IoRequest, FingerprintBuffers>();
   private readonly forgetOnTrim: boolean;
@@ -79,6 +80,8 @@ export class ClassifyLayer extends PassthroughLayer {
   private readonly sampleBlocks: number;
   /** Set at open when a layer below wants every fingerprint: then nothing is skipped or sampled. */
   private fingerprintEveryBlock = false;
+  /** The data of the write being tagged, while tagWrite may ask for its small-block fingerprints. */
+  private writeData: Buffer | null = null;
   /** Scratch for smallBlockPrints, reused by every write (its fingerprints are read before write() returns). */
   private readonly smallPrints: SmallBlockPrints = { fingerprints: new Uint8Array(0), firstBlockOffset: 0, blocks: 0, strideBlocks: 1, blockBytes: 1024 };
   private readonly unsubscribers: (() => void)[] = [];
@@ -111,7 +114,6 @@ export class ClassifyLayer extends PassthroughLayer {
 
   override write(req: IoRequest, data: Buffer): Promise<void> {
     const offset = req.offset;
-    const small = this.index.smallBlockBytes === 0 ? null : this.smallBlockPrints(offset, req.length, data, this.index.smallBlockBytes);
     const firstBlockOffset = Math.ceil(offset / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
     const endBlockOffset = Math.floor((offset + req.length) / FINGERPRINT_BLOCK_BYTES) * FINGERPRINT_BLOCK_BYTES;
     const blocks = endBlockOffset > firstBlockOffset ? (endBlockOffset - firstBlockOffset) / FINGERPRINT_BLOCK_BYTES : 0;
@@ -130,7 +132,7 @@ export class ClassifyLayer extends PassthroughLayer {
         const samples = Math.ceil(blocks / stride);
         if (!this.mayMatch(data, firstBlockOffset - offset, samples, stride)) {
           req.fingerprints = null;
-          req.tag = this.index.tagWrite(offset, req.length, null, firstBlockOffset, 0, 1, small);
+          req.tag = this.tagWrite(data, offset, req.length, null, firstBlockOffset, 0);
           return this.next.write(req, data);
         }
         const sampled = this.fingerprintBuffer(req, samples);
@@ -138,13 +140,24 @@ export class ClassifyLayer extends PassthroughLayer {
           fingerprintBlocks(data, firstBlockOffset - offset + k * stride * FINGERPRINT_BLOCK_BYTES, 1, sampled, k * FINGERPRINT_BYTES);
         }
         req.fingerprints = null;
-        req.tag = this.index.tagWrite(offset, req.length, sampled, firstBlockOffset, samples, stride, small);
+        req.tag = this.tagWrite(data, offset, req.length, sampled, firstBlockOffset, samples, stride);
         return this.next.write(req, data);
       }
     }
     req.fingerprints = fingerprints;
-    req.tag = this.index.tagWrite(offset, req.length, fingerprints, firstBlockOffset, fingerprints === null ? 0 : blocks, 1, small);
+    req.tag = this.tagWrite(data, offset, req.length, fingerprints, firstBlockOffset, fingerprints === null ? 0 : blocks);
     return this.next.write(req, data);
+  }
+
+  /** index.tagWrite, offering the write's small-block fingerprints (smallBlockPrints) where the volume may need them. */
+  private tagWrite(data: Buffer, offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, stride = 1): IoTag {
+    if (this.index.smallBlockBytes === 0) return this.index.tagWrite(offset, length, fingerprints, firstBlockOffset, blocks, stride);
+    this.writeData = data;
+    try {
+      return this.index.tagWrite(offset, length, fingerprints, firstBlockOffset, blocks, stride, this);
+    } finally {
+      this.writeData = null;
+    }
   }
 
   /**
@@ -152,9 +165,13 @@ export class ClassifyLayer extends PassthroughLayer {
    * volume), for tagging only: the index uses them when no 4 KiB block matched. Sampled like 4 KiB blocks (at most
    * sampleBlocks × 4 KiB / blockBytes of them), and hashed only if some sampled block's quick key is held. Once a
    * volume has had such fingerprints it keeps paying the quick keys (an index does not forget a block size). The
-   * buffer is the layer's own: tagWrite reads it synchronously.
+   * buffer is the layer's own: tagWrite reads it synchronously. Asked by the index during tagWrite only.
    */
-  private smallBlockPrints(offset: number, length: number, data: Buffer, blockBytes: FingerprintBlockBytes): SmallBlockPrints | null {
+  smallBlockPrints(offset: number, length: number): SmallBlockPrints | null {
+    const data = this.writeData;
+    const blockBytes = this.index.smallBlockBytes;
+    assert.ok(data !== null, 'small-block fingerprints are asked for while a write is tagged');
+    if (blockBytes === 0) return null;
     const first = Math.ceil(offset / blockBytes) * blockBytes;
     const end = Math.floor((offset + length) / blockBytes) * blockBytes;
     const blocks = end > first ? (end - first) / blockBytes : 0;
@@ -168,8 +185,8 @@ export class ClassifyLayer extends PassthroughLayer {
     if (!any) return null;
     if (this.smallPrints.fingerprints.length < samples * FINGERPRINT_BYTES) this.smallPrints.fingerprints = new Uint8Array(samples * FINGERPRINT_BYTES * 2);
     const out = this.smallPrints.fingerprints;
-    if (stride === 1) fingerprintBlocksOf(blockBytes, data, dataOffset, samples, out, 0);
-    else for (let k = 0; k < samples; k++) fingerprintBlocksOf(blockBytes, data, dataOffset + k * stride * blockBytes, 1, out, k * FINGERPRINT_BYTES);
+    if (stride === 1) fingerprintBlocks(data, dataOffset, samples, out, 0, blockBytes);
+    else for (let k = 0; k < samples; k++) fingerprintBlocks(data, dataOffset + k * stride * blockBytes, 1, out, k * FINGERPRINT_BYTES, blockBytes);
     this.smallPrints.firstBlockOffset = first;
     this.smallPrints.blocks = samples;
     this.smallPrints.strideBlocks = stride;

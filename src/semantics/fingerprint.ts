@@ -49,13 +49,15 @@ const blockHasher: Xxh3BlockHasher = wasmBlockHasher ?? nodeRsBlockHasher;
 export const FINGERPRINT_IMPLEMENTATION: 'wasm-simd' | 'node-rs' = wasmBlockHasher ? 'wasm-simd' : 'node-rs';
 
 /**
- * Fingerprints `count` consecutive 4 KiB blocks of `data` starting at byte `dataOffset`, writing 16 bytes per block
- * into `out` from `outOffset`.
+ * Fingerprints `count` consecutive blocks of `blockBytes` (4 KiB unless the sender fingerprints smaller blocks) of
+ * `data` starting at byte `dataOffset`, writing 16 bytes per block into `out` from `outOffset`.
  */
-export function fingerprintBlocks(data: Uint8Array, dataOffset: number, count: number, out: Uint8Array, outOffset: number): void {
-  assert.ok(dataOffset >= 0 && dataOffset + count * FINGERPRINT_BLOCK_BYTES <= data.length, 'blocks beyond the data');
+export function fingerprintBlocks(
+  data: Uint8Array, dataOffset: number, count: number, out: Uint8Array, outOffset: number, blockBytes: FingerprintBlockBytes = FINGERPRINT_BLOCK_BYTES,
+): void {
+  assert.ok(dataOffset >= 0 && dataOffset + count * blockBytes <= data.length, 'blocks beyond the data');
   assert.ok(outOffset >= 0 && outOffset + count * FINGERPRINT_BYTES <= out.length, 'fingerprint buffer too short');
-  blockHasher.hashBlocks(data, dataOffset, count, out, outOffset);
+  (blockBytes === FINGERPRINT_BLOCK_BYTES ? blockHasher : smallBlockHasher(blockBytes)).hashBlocks(data, dataOffset, count, out, outOffset);
 }
 
 /** Hex fingerprints of the whole 4 KiB blocks of `data` (what a tracer sends in WriteFingerprints). */
@@ -119,13 +121,14 @@ function quickKeyOffsets(blockBytes: number): readonly number[] {
   const stripe = blockBytes / QUICK_KEY_WORDS;
   return Array.from({ length: QUICK_KEY_WORDS }, (_, i) => i * stripe + ((i * 76 + 12) % (stripe - 4)));
 }
-const QUICK_KEY_OFFSETS = quickKeyOffsets(FINGERPRINT_BLOCK_BYTES);
-const SMALL_QUICK_KEY_OFFSETS = new Map<number, readonly number[]>(FINGERPRINT_BLOCK_SIZES.map((size) => [size, quickKeyOffsets(size)]));
+const QUICK_KEY_OFFSETS_BY_SIZE = new Map<number, readonly number[]>(FINGERPRINT_BLOCK_SIZES.map((size) => [size, quickKeyOffsets(size)]));
+/** The 4 KiB table, read without the map lookup on the engine's hot path. */
+const QUICK_KEY_OFFSETS = QUICK_KEY_OFFSETS_BY_SIZE.get(FINGERPRINT_BLOCK_BYTES)!;
 
 /** Quick key of the block at `data[offset..+blockBytes)` (4 KiB unless the sender fingerprints smaller blocks), an unsigned 32-bit integer. */
 export function quickKey(data: Uint8Array, offset: number, blockBytes: FingerprintBlockBytes = FINGERPRINT_BLOCK_BYTES): number {
   assert.ok(offset >= 0 && offset + blockBytes <= data.length, 'quick key of a block beyond the data');
-  const offsets = blockBytes === FINGERPRINT_BLOCK_BYTES ? QUICK_KEY_OFFSETS : SMALL_QUICK_KEY_OFFSETS.get(blockBytes)!;
+  const offsets = blockBytes === FINGERPRINT_BLOCK_BYTES ? QUICK_KEY_OFFSETS : QUICK_KEY_OFFSETS_BY_SIZE.get(blockBytes)!;
   let h = 0x9747b28c;
   for (let i = 0; i < QUICK_KEY_WORDS; i++) {
     const at = offset + offsets[i]!;
@@ -188,14 +191,4 @@ function nodeRsHasherOf(blockBytes: number): Xxh3BlockHasher {
       }
     },
   };
-}
-
-/** Fingerprints `count` consecutive blocks of `blockBytes` each (fingerprintBlocks for 4 KiB). */
-export function fingerprintBlocksOf(
-  blockBytes: FingerprintBlockBytes, data: Uint8Array, dataOffset: number, count: number, out: Uint8Array, outOffset: number,
-): void {
-  if (blockBytes === FINGERPRINT_BLOCK_BYTES) return fingerprintBlocks(data, dataOffset, count, out, outOffset);
-  assert.ok(dataOffset >= 0 && dataOffset + count * blockBytes <= data.length, 'blocks beyond the data');
-  assert.ok(outOffset >= 0 && outOffset + count * FINGERPRINT_BYTES <= out.length, 'fingerprint buffer too short');
-  smallBlockHasher(blockBytes).hashBlocks(data, dataOffset, count, out, outOffset);
 }

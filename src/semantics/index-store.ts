@@ -150,7 +150,15 @@ interface FileRecord {
   quickKeyChunks: (Uint32Array | null)[];
 }
 
-/** A write's fingerprints in blocks smaller than 4 KiB (SemanticIndex.smallBlockBytes), laid out as in tagWrite. */
+/**
+ * Where tagWrite gets a write's fingerprints in blocks smaller than 4 KiB (SemanticIndex.smallBlockBytes), asked only
+ * when no 4 KiB block of the write matched: the classify layer hashes them then, not for every write.
+ */
+export interface SmallBlockSource {
+  smallBlockPrints(offset: number, length: number): SmallBlockPrints | null;
+}
+
+/** A write's fingerprints in blocks smaller than 4 KiB, laid out as in tagWrite. */
 export interface SmallBlockPrints {
   fingerprints: Uint8Array;
   firstBlockOffset: number;
@@ -431,7 +439,7 @@ export class SemanticIndex {
    * LBA map the whole aligned range only when every sample matched the same file (blocks between samples are then
    * that file's too, short of a request made of several files' interleaved pieces).
    */
-  tagWrite(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks = 1, small: SmallBlockPrints | null = null): IoTag {
+  tagWrite(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks = 1, small: SmallBlockSource | null = null): IoTag {
     if (this.seenActive) this.markSeen(offset, length);
     const tag = this.tagWriteInner(offset, length, fingerprints, firstBlockOffset, blocks, strideBlocks, small);
     this.outcomes[3 + this.outcome]!++;
@@ -455,7 +463,7 @@ export class SemanticIndex {
   }
 
   private tagWriteInner(
-    offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks: number, small: SmallBlockPrints | null,
+    offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks: number, small: SmallBlockSource | null,
   ): IoTag {
     if (!this.insight) {
       this.outcome = OUTCOME_UNKNOWN;
@@ -463,9 +471,8 @@ export class SemanticIndex {
     }
     let owner = NO_OWNER;
     if (fingerprints !== null && blocks > 0) owner = this.matchBlocks(offset, length, fingerprints, firstBlockOffset, blocks, strideBlocks, FINGERPRINT_BLOCK_BYTES);
-    if (owner === NO_OWNER && small !== null && small.blocks > 0) {
-      owner = this.matchBlocks(offset, length, small.fingerprints, small.firstBlockOffset, small.blocks, small.strideBlocks, small.blockBytes);
-    }
+    const prints = owner === NO_OWNER && small !== null ? small.smallBlockPrints(offset, length) : null;
+    if (prints !== null) owner = this.matchBlocks(offset, length, prints.fingerprints, prints.firstBlockOffset, prints.blocks, prints.strideBlocks, prints.blockBytes);
     if (owner !== NO_OWNER) {
       this.outcome = OUTCOME_DATA;
       return this.fileTag(owner, offset, length, 'write');

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SeededRandom } from '../../../src/device/prng.js';
 import {
   FINGERPRINT_BLOCK_BYTES, FINGERPRINT_IMPLEMENTATION, ZERO_BLOCK_FINGERPRINT_HEX, decodeFingerprintHex, encodeFingerprintHex,
-  fingerprintBlocks, fingerprintBlocksHex, fingerprintBlocksOf, fingerprintHex, nodeRsBlockHasher, quickKey, zeroBlockFingerprintHex,
+  fingerprintBlocks, fingerprintBlocksHex, fingerprintHex, nodeRsBlockHasher, quickKey, zeroBlockFingerprintHex,
 } from '../../../src/semantics/fingerprint.js';
 import { WASM_BLOCKS_PER_CALL, createWasmBlockHasher } from '../../../src/semantics/xxh3-wasm.js';
 import { FingerprintTable, NO_OWNER } from '../../../src/semantics/fingerprint-table.js';
@@ -73,12 +73,12 @@ describe('blocks under 4 KiB (file systems with 1 or 2 KiB blocks)', () => {
     for (const unit of [1024, 2048, 4096] as const) {
       const count = data.length / unit;
       const out = new Uint8Array(count * 16);
-      fingerprintBlocksOf(unit, data, 0, count, out, 0);
+      fingerprintBlocks(data, 0, count, out, 0, unit);
       for (let k = 0; k < count; k++) expect(encodeFingerprintHex(out, k * 16)).toBe(fingerprintHex(data.subarray(k * unit, (k + 1) * unit)));
       expect(zeroBlockFingerprintHex(unit)).toBe(fingerprintHex(new Uint8Array(unit)));
     }
     expect(zeroBlockFingerprintHex(4096)).toBe(ZERO_BLOCK_FINGERPRINT_HEX);
-    expect(() => fingerprintBlocksOf(1024, data, 7 * 1024 + 1, 1, new Uint8Array(16), 0)).toThrow(/beyond the data/);
+    expect(() => fingerprintBlocks(data, 7 * 1024 + 1, 1, new Uint8Array(16), 0, 1024)).toThrow(/beyond the data/);
   });
 
   it('have quick keys sampled within the block (the 4 KiB key is unchanged) that see a change in any 1/16th of it', () => {
