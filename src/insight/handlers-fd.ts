@@ -72,10 +72,30 @@ function probeOpen(state: EngineState, pid: number, ev: Ev<'open'>, path: string
     return { path: trustedPath ?? target.path, stat: fdStat, identity: fdStat, kind: fdStat.kind };
   }
   state.counters.lateInspections++;
+  if (pathStat && namesAnotherKnownFile(state, pathStat, named)) {
+    return { path: named, stat: null, identity: null, kind: pathStat.kind, doubt: 'the path named another file by the time it was inspected' };
+  }
   if (pathStat) {
     return { path: named, stat: pathStat, identity: pathStat, kind: pathStat.kind, doubt: 'fd gone or reused before inspection; inspected by path' };
   }
   return { path: named, stat: null, identity: null, kind: guess, doubt: 'process and file gone before inspection' };
+}
+
+/**
+ * A look by path made after the fd was closed may find a file that took the name after the open: patch and editors
+ * write a temporary, open the original, and rename the temporary over it; renameat2(RENAME_EXCHANGE) swaps two names.
+ * A file with one link that the table knows by another name is not the one opened here, so its identity is not taken:
+ * taking it would move that file's record to this name and end the life of the wrong file at the rename. A file still
+ * at its known name is reached through a link. (A file renamed by a process we do not trace looks the same as one
+ * renamed later; its record is left under the old name.)
+ */
+function namesAnotherKnownFile(state: EngineState, stat: FileStat, path: string | null): boolean {
+  if (path === null || stat.nlink > 1) return false;
+  const known = state.files.withIdentity(stat);
+  if (known === undefined || known.path === path || (known.otherNames ?? []).includes(path)) return false;
+  // Still at the name it is known by: `path` leads there (a symbolic link, see throughSymlink).
+  const atKnownName = state.inspector.statPath(known.path);
+  return atKnownName === null || !sameIdentity(atKnownName, stat);
 }
 
 /**

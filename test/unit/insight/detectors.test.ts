@@ -11,7 +11,7 @@ import {
 } from '../../../src/insight/index.js';
 import type { SyscallEvent } from '../../../src/trace/events.js';
 import { AT_EMPTY_PATH, O_TMPFILE } from '../../../src/insight/linux.js';
-import { CREATE, Clock, FakeSystem, MS, O_RDONLY, O_RDWR, O_WRONLY, Task, ofKind, pseudoRandom, run } from './helpers.js';
+import { CREATE, Clock, FakeSystem, MS, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY, Task, ofKind, pseudoRandom, run } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -418,6 +418,50 @@ describe('lifetimes', () => {
     const exchanged = ofKind(run(engine, [p.rename('/t/a', '/t/b', 2 /* RENAME_EXCHANGE */)]), 'file_renamed');
     expect(exchanged.map((r) => [r.from, r.path])).toEqual([['/t/a', '/t/b'], ['/t/b', '/t/a']]);
     expect(ofKind(run(engine, [p.rename('/t/unknown', '/t/c')]), 'file_renamed')).toEqual([]);
+  });
+
+  describe('a look by path made after the fd is closed (ptrace) that finds another file at the name', () => {
+    it('patch: the original opened after its temporary was renamed over it keeps its record and its lifetime', () => {
+      const system = new FakeSystem();
+      const original = system.addFile('/t/g', 'hello\nworld\n');
+      system.addProc(1, '/usr/bin/patch');
+      const fds = system.procs.get(1)!.fds;
+      const engine = new InsightEngine({ inspector: system });
+      const p = new Task(new Clock(), 1);
+      fds.set(3, '/t/g');
+      run(engine, [p.open('/t/g', CREATE, 3), p.write(3, 12), p.close(3)]);
+      // The temporary is looked at in time; everything after it only once the rename is done.
+      const temporary = system.addFile('/t/g.tmp', 'hello\nthere\n');
+      fds.set(0, '/t/g.tmp');
+      run(engine, [p.open('/t/g.tmp', O_WRONLY | O_CREAT | O_EXCL, 0)]);
+      system.files.set('/t/g', temporary);
+      system.files.delete('/t/g.tmp');
+      fds.clear();
+      const rest = run(engine, [p.open('/t/g', O_RDONLY, 4), p.close(4), p.write(0, 12), p.close(0), p.rename('/t/g.tmp', '/t/g')]);
+      expect(ofKind(rest, 'file_opened')).toMatchObject([{ path: '/t/g', ino: original.ino, size: 12 }]);
+      expect(ofKind(rest, 'lifetime_ended')).toMatchObject([{ path: '/t/g', ino: original.ino, bytes: 12, cause: 'rename-over' }]);
+      expect(ofKind(rest, 'file_renamed')).toMatchObject([{ path: '/t/g', from: '/t/g.tmp', ino: temporary.ino }]);
+      expect(engine.inspectFile('/t/g')?.size).toBe(12);
+    });
+
+    it('renameat2(RENAME_EXCHANGE): no file is truncated, both are renamed, each keeps its size', () => {
+      const system = new FakeSystem();
+      const a = system.addFile('/t/a', 'a'.repeat(3000));
+      system.addProc(1, '/usr/bin/python3');
+      const engine = new InsightEngine({ inspector: system });
+      const p = new Task(new Clock(), 1);
+      system.procs.get(1)!.fds.set(3, '/t/a');
+      run(engine, [p.open('/t/a', CREATE, 3), p.write(3, 3000), p.close(3)]);
+      // Looked at after the exchange: /t/b is a's inode, /t/a b's.
+      system.procs.get(1)!.fds.clear();
+      const b = system.addFile('/t/a', 'b'.repeat(9000) + 'c'.repeat(100));
+      system.files.set('/t/b', a);
+      const rest = run(engine, [p.open('/t/b', CREATE, 3), p.write(3, 9000), p.close(3), p.rename('/t/a', '/t/b', 2 /* RENAME_EXCHANGE */), p.open('/t/a', O_WRONLY | O_APPEND, 3), p.write(3, 100), p.close(3)]);
+      expect(ofKind(rest, 'lifetime_ended')).toEqual([]);
+      expect(ofKind(rest, 'file_renamed').map((r) => [r.from, r.path])).toEqual([['/t/a', '/t/b'], ['/t/b', '/t/a']]);
+      expect(engine.inspectFile('/t/a')).toMatchObject({ size: 9100, ino: b.ino });
+      expect(engine.inspectFile('/t/b')).toMatchObject({ size: 3000, ino: a.ino });
+    });
   });
 
   it('a directory renamed reports each file below it by its new name; a hard-link name below moves quietly', () => {
