@@ -31,6 +31,7 @@ import {
   startProcess, userIds, type Finished, type StartOptions, type Started,
 } from './bench-processes.js';
 import { escapeXml } from '../report/svg.js';
+import type { AfterRetagMisses } from '../report/index.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // What is measured
@@ -107,6 +108,8 @@ export interface RetagScores {
   origin: Verdicts;
   ioClass: Verdicts;
   sizeClass: Verdicts;
+  /** Origin bytes not right after re-tags, by why (sky report's AfterRetagMisses). */
+  misses?: AfterRetagMisses;
 }
 
 export interface AccuracyRun {
@@ -972,7 +975,14 @@ async function afterRetagScores(windowLog: string, truth: GroundTruth, requestTi
   }
   if (!accuracy.afterRetagComplete) notes.push('re-tag bookkeeping hit its bound: later re-tags were not applied');
   notes.push(`${accuracy.retagged.requests.toLocaleString('en-US')} requests (${formatBytesShort(accuracy.retagged.bytes)}) had bytes re-tagged later`);
-  return { scores: { origin: accuracy.afterRetag.origin, ioClass: accuracy.afterRetag.ioClass, sizeClass: accuracy.afterRetag.sizeClass }, note: notes.join('; ') };
+  const misses = accuracy.afterRetagMisses;
+  if (misses.overwritten + misses.notRetagged + misses.retagged > 0) {
+    notes.push(
+      `origin not right after re-tags: ${formatBytesShort(misses.overwritten)} overwritten before a re-tag reached them, ` +
+        `${formatBytesShort(misses.notRetagged)} never re-tagged, ${formatBytesShort(misses.retagged)} re-tagged and still not right`,
+    );
+  }
+  return { scores: { origin: accuracy.afterRetag.origin, ioClass: accuracy.afterRetag.ioClass, sizeClass: accuracy.afterRetag.sizeClass, misses }, note: notes.join('; ') };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ export {
 export {
   buildReport, addReport, emptyOpRow, sizeBucket, lifetimeBucket, ORIGINS, SIZE_BUCKETS, LIFETIME_BUCKETS, LIFETIME_ENDS,
   type TagLogReport, type ReportOptions, type OpRow, type Tally, type ProcessRow, type FileRow, type AccuracySection,
-  type LifetimeBucket, type LifetimeEnd, type OriginKey,
+  type LifetimeBucket, type LifetimeEnd, type OriginKey, type AfterRetagMisses,
 } from './report.js';
 export { renderBrief, renderMarkdown, renderPlots, writeReport, PLOT_NAMES } from './render.js';
 export { stackedBarChart, niceAxis, formatBytes, formatCount, escapeXml, PALETTE, type StackedBarChart, type BarSeries } from './svg.js';

@@ -151,6 +151,14 @@ function renderAccuracy(section: NonNullable<TagLogReport['accuracy']>): string[
   out.push(accuracyTable(section));
   out.push('');
   out.push(`Re-tags changed the tag of ${section.retagged.requests} requests (${formatBytes(section.retagged.bytes)}).`);
+  const misses = section.afterRetagMisses;
+  if (misses.overwritten + misses.notRetagged + misses.retagged > 0) {
+    out.push(
+      `Origin not right after re-tags: ${formatBytes(misses.overwritten)} overwritten before a re-tag reached them (a re-tag names the bytes ` +
+        `on the volume, so it corrects only the last write of each), ${formatBytes(misses.notRetagged)} never re-tagged, ` +
+        `${formatBytes(misses.retagged)} re-tagged and still not right.`,
+    );
+  }
   if (section.outsideTruth.requests > 0) out.push(`${section.outsideTruth.requests} requests beyond the truth's ${formatBytes(section.truth.volumeBytes)} were not scored.`);
   if (!section.afterRetagComplete) out.push('**Note:** re-tag bookkeeping hit its bound; later re-tags were not applied to the after-re-tag score.');
   out.push('', '### At request time', '', '```', renderAccuracyReport(section.atRequest), '```');

@@ -87,6 +87,20 @@ export interface AccuracySection {
   outsideTruth: Tally;
   /** False when re-tag bookkeeping hit its bound: later re-tags were not applied. */
   afterRetagComplete: boolean;
+  /** Bytes whose origin is not right after re-tags, by why no re-tag put them right (AfterRetagMisses). */
+  afterRetagMisses: AfterRetagMisses;
+}
+
+/**
+ * Why bytes stay wrong (or unknown) after re-tags. `overwritten`: a write whose bytes were overwritten, trimmed or
+ * zeroed before any re-tag reached them (a re-tag names the bytes on the volume, so it can only correct the last
+ * write of each); `notRetagged`: no re-tag came for them at all (reads, and writes never overwritten); `retagged`:
+ * re-tagged, and still not right.
+ */
+export interface AfterRetagMisses {
+  overwritten: number;
+  notRetagged: number;
+  retagged: number;
 }
 
 export interface TagLogReport {
@@ -281,7 +295,7 @@ class Counter {
   readonly ended: Record<LifetimeEnd, number> = { overwritten: 0, trimmed: 0, gone: 0 };
   readonly blocks: BirthMap;
   /** Epochs per re-tag grain: the last write, trim or zero of each (re-tags name the epoch they apply to). */
-  private readonly grains: EpochMap;
+  readonly grains: EpochMap;
   private readonly processKeys = new Map<string, { pid: number | null; exe: string | null }>();
 
   constructor(
@@ -380,19 +394,25 @@ class Counter {
 // ---------------------------------------------------------------------------------------------------------------
 // Pass 2: scoring
 
+/** Why a run of a request's bytes has its final tag (see AfterRetagMisses). */
+type FinalCause = keyof AfterRetagMisses;
+
 class Scorer {
   readonly atRequest = emptyReport();
   readonly afterRetag = emptyReport();
   readonly retagged = tally();
   readonly outsideTruth = tally();
+  readonly misses: AfterRetagMisses = { overwritten: 0, notRetagged: 0, retagged: 0 };
   private readonly grains: EpochMap;
   private readonly request: TaggedRequest = { offset: 0, length: 0, direction: 'read', tag: null };
-  private readonly runs: { offset: number; length: number; tag: LoggedTag | null }[] = [];
+  private readonly runs: { offset: number; length: number; tag: LoggedTag | null; cause: FinalCause }[] = [];
 
+  /** `lastEpochs`: pass 1's epochs at the end of the log (a write older than its grain's last epoch was overwritten). */
   constructor(
     header: TagLogHeader,
     private readonly truth: GroundTruth,
     private readonly book: RetagBook,
+    private readonly lastEpochs: EpochMap,
   ) {
     this.grains = new EpochMap(header.size);
   }
@@ -419,15 +439,19 @@ class Scorer {
     scoreOne(this.atRequest, request, this.truth);
     this.finalRuns(op, offset, length, line, record.tag);
     if (this.runs.length === 1 && this.runs[0]!.tag === record.tag) {
+      const before = notRight(this.afterRetag);
       scoreOne(this.afterRetag, request, this.truth);
+      this.misses[this.runs[0]!.cause] += notRight(this.afterRetag) - before;
       return;
     }
-    this.retagged.requests++;
-    this.retagged.bytes += length;
+    if (this.runs.some((run) => run.cause === 'retagged')) {
+      this.retagged.requests++;
+      this.retagged.bytes += length;
+    }
     this.scoreRuns(request);
   }
 
-  /** Splits the request into runs of blocks with the same final tag (in this.runs). */
+  /** Splits the request into runs of blocks with the same final tag and cause (in this.runs). */
   private finalRuns(op: 'read' | 'write', offset: number, length: number, line: number, own: LoggedTag | null): void {
     this.runs.length = 0;
     const end = offset + length;
@@ -437,27 +461,43 @@ class Scorer {
       if (op === 'write') this.grains.setEpoch(grain, line);
       const found = this.book.after(grain, this.grains.epoch(grain), line);
       const tag = found < 0 ? own : this.book.tags[found]!;
+      const cause: FinalCause = found >= 0 ? 'retagged' : op === 'write' && this.lastEpochs.epoch(grain) > line ? 'overwritten' : 'notRetagged';
       const start = Math.max(offset, grain * grainBytes);
       const stop = Math.min(end, (grain + 1) * grainBytes);
       const previous = this.runs[this.runs.length - 1];
-      if (previous !== undefined && previous.tag === tag) previous.length += stop - start;
-      else this.runs.push({ offset: start, length: stop - start, tag });
+      if (previous !== undefined && previous.tag === tag && previous.cause === cause) previous.length += stop - start;
+      else this.runs.push({ offset: start, length: stop - start, tag, cause });
     }
   }
 
   /** Bytes run by run; the request itself by the tag covering most of its bytes. */
   private scoreRuns(request: TaggedRequest): void {
     const bytesOnly = emptyReport();
-    let main = this.runs[0]!;
-    for (const run of this.runs) {
+    // The main tag: the longest stretch of one tag (runs of one tag differ in cause only where they touch).
+    let mainTag = this.runs[0]!.tag;
+    let mainLength = 0;
+    let stretch = 0;
+    for (let k = 0; k < this.runs.length; k++) {
+      const run = this.runs[k]!;
+      const before = notRight(bytesOnly);
       scoreOne(bytesOnly, { offset: run.offset, length: run.length, direction: request.direction, tag: run.tag }, this.truth);
-      if (run.length > main.length) main = run;
+      this.misses[run.cause] += notRight(bytesOnly) - before;
+      stretch = k > 0 && this.runs[k - 1]!.tag === run.tag ? stretch + run.length : run.length;
+      if (stretch > mainLength) {
+        mainLength = stretch;
+        mainTag = run.tag;
+      }
     }
     const requestOnly = emptyReport();
-    scoreOne(requestOnly, { ...request, tag: main.tag }, this.truth);
+    scoreOne(requestOnly, { ...request, tag: mainTag }, this.truth);
     addReport(this.afterRetag, bytesOnly, 'bytes');
     addReport(this.afterRetag, requestOnly, 'requests');
   }
+}
+
+/** Bytes scored whose origin is wrong or unknown so far. */
+function notRight(report: AccuracyReport): number {
+  return report.origin.wrong.bytes + report.origin.unknown.bytes;
 }
 
 function addTally(into: ScoreTally, from: ScoreTally, field: keyof ScoreTally): void {
@@ -515,7 +555,7 @@ export async function buildReport(logPath: string, options: ReportOptions = {}):
   const counted = counter as unknown as Counter;
   let accuracy: AccuracySection | undefined;
   if (truth !== null) {
-    const scorer = new Scorer(summary.header, truth, book!);
+    const scorer = new Scorer(summary.header, truth, book!, counted.grains);
     await readTagLog(logPath, (record) => scorer.visit(record));
     accuracy = {
       truth: { fsType: truth.fsType, volumeBytes: truth.volumeBytes, offsetInExport: truth.offsetInExport },
@@ -524,6 +564,7 @@ export async function buildReport(logPath: string, options: ReportOptions = {}):
       retagged: scorer.retagged,
       outsideTruth: scorer.outsideTruth,
       afterRetagComplete: book!.complete,
+      afterRetagMisses: scorer.misses,
     };
   }
   const topProcesses = options.topProcesses ?? 20;

@@ -180,6 +180,28 @@ describe('buildReport', () => {
     expect(report.accuracy!.retagged).toEqual({ requests: 1, bytes: 4096 });
   });
 
+  it('says why bytes stay wrong after re-tags: overwritten before a re-tag, never re-tagged, re-tagged wrong', async () => {
+    const wal = { origin: 'data', ioClass: 0, fileId: 'wal', fileSize: 16 * MiB };
+    const log = writeLog([
+      header,
+      /* 2 */ { t: 0, op: 'write', offset: 0, length: 8192, tag: meta() }, // a zero-fill, synced before the file is described
+      /* 3 */ { t: 1, op: 'write', offset: 0, length: 4096, tag: meta() }, // records over its first block, before the re-tag
+      /* 4 */ { t: 2, op: 'retag', cause: 'extents', offset: 0, length: 8192, tag: wal },
+      /* 5 */ { t: 3, op: 'read', offset: 8192, length: 4096, tag: meta() }, // no re-tag ever comes
+      /* 6 */ { t: 4, op: 'write', offset: 12288, length: 4096, tag: meta() },
+      /* 7 */ { t: 5, op: 'retag', cause: 'class', offset: 12288, length: 4096, tag: meta({ ioClass: 4 }) },
+    ]);
+    const truth = GroundTruth.fromParts({ volumeBytes: 16 * MiB, fsType: 'test', offsetInExport: 0, deviceBytes: 16 * MiB, spaceMap: 'none', spaceIntervals: [], files: [{ owner: { path: '/wal', sizeBytes: 16 * MiB, ino: 7 }, extents: [{ volumeOffset: 0, length: 16 * KiB }] }] });
+    const accuracy = (await buildReport(log, { truth })).accuracy!;
+    // Line 2's second block and line 3 are put right by the re-tag; line 2's first block was overwritten by line 3 first.
+    expect(accuracy.afterRetag.origin.right.bytes).toBe(8192);
+    expect(accuracy.afterRetag.origin.wrong.bytes).toBe(12288);
+    expect(accuracy.afterRetagMisses).toEqual({ overwritten: 4096, notRetagged: 4096, retagged: 4096 });
+    expect(accuracy.retagged).toEqual({ requests: 3, bytes: 8192 + 4096 + 4096 });
+    const out = renderMarkdown(await buildReport(log, { truth }));
+    expect(out).toContain('Origin not right after re-tags: 4.00 KiB overwritten before a re-tag reached them');
+  });
+
   it('applies a re-tag to the bytes it names, to 1 KiB (a 1 KiB-block file system shares a 4 KiB block between a file and metadata)', async () => {
     const f4 = { origin: 'data', ioClass: 4, fileId: 'f4', fileSize: 2048 };
     const log = writeLog([
