@@ -8,7 +8,8 @@ import net from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { renderAgentSummary, startAgent, type AgentSession, type VolumeRoute } from '../agent/index.js';
 import { encodeFrame, FrameDecoder, HINT_PROTOCOL_VERSION, HintClient } from '../hints/index.js';
-import { TraceError, type TraceOptions, type TraceTarget } from '../trace/index.js';
+import { NICE_MAX, TraceError, type TraceOptions, type TraceTarget } from '../trace/index.js';
+import { parseNice, TRACER_NICE_DEFAULT } from './trace.js';
 
 /** Exit codes of sky agent itself, when it cannot report the traced command's. */
 export const AGENT_EXIT = { usage: 2, tracer: 3, unreachable: 4, refused: 5, interrupted: 130 } as const;
@@ -23,6 +24,7 @@ interface AgentFlags {
   cgroup?: string;
   /** false: no extent read-ahead (--no-read-ahead). */
   readAhead?: boolean;
+  nice: number;
 }
 
 function parsePid(value: string): number {
@@ -150,7 +152,7 @@ export async function runAgent(command: string[], flags: AgentFlags): Promise<nu
   try {
     try {
       session = await startWithFallback(
-        { route, sink: (message) => client.send(message as unknown as { type: string }), pressure: () => client.whenWritable(), log: (line) => say(line), trace: { target }, ...(flags.readAhead === false ? { informer: { prefetch: false } } : {}) },
+        { route, sink: (message) => client.send(message as unknown as { type: string }), pressure: () => client.whenWritable(), log: (line) => say(line), trace: { target, nice: flags.nice }, ...(flags.readAhead === false ? { informer: { prefetch: false } } : {}) },
         flags.backend,
       );
     } catch (error) {
@@ -195,6 +197,7 @@ export function registerAgent(program: Command): void {
     .option('--pid <pid>', 'trace a running process and the children it starts from now on', parsePid)
     .option('--cgroup <path>', 'trace every process in a cgroup v2 directory and the cgroups below it')
     .option('--no-read-ahead', 'do not map the files around a file the workload opens for reading before it reads them')
+    .option('--nice <n>', `ebpf: lower the agent's own CPU priority by N once it is attached (0-${NICE_MAX}; 0 leaves it): the traced command keeps its own; hints may come later on a busy machine`, parseNice, TRACER_NICE_DEFAULT)
     .argument('[command...]', 'the command to run and trace, after --')
     .addHelpText(
       'after',

@@ -6,7 +6,7 @@
 import { once } from 'node:events';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { InsightEngine, renderSummary, type Insight } from '../insight/index.js';
-import { TraceError, attachedPids, startTrace, type TraceSession } from '../trace/index.js';
+import { NICE_MAX, TraceError, attachedPids, startTrace, type TraceSession } from '../trace/index.js';
 
 type Backend = 'ebpf' | 'ptrace';
 type Target =
@@ -23,6 +23,7 @@ interface TraceOptions {
   pid?: number;
   cgroup?: string;
   fdEvents?: 'all' | 'storage';
+  nice: number;
 }
 
 /** Exit codes of sky trace itself, when it cannot report the traced command's. */
@@ -34,6 +35,15 @@ function parsePid(value: string): number {
   const pid = Number(value);
   if (!Number.isSafeInteger(pid) || pid <= 0) throw new InvalidArgumentError('a pid is a positive integer');
   return pid;
+}
+
+/** How much sky trace and sky agent lower their CPU priority by default (see TraceOptions.nice). */
+export const TRACER_NICE_DEFAULT = 10;
+
+export function parseNice(value: string): number {
+  const nice = Number(value);
+  if (!Number.isSafeInteger(nice) || nice < 0 || nice > NICE_MAX) throw new InvalidArgumentError(`a nice increment is an integer from 0 to ${NICE_MAX}`);
+  return nice;
 }
 
 function targetOf(command: string[], options: TraceOptions): Target | string {
@@ -54,7 +64,7 @@ function warn(message: string): void {
 
 /** No --backend: eBPF first (cheapest), strace when eBPF is not available here. */
 async function start(target: Target, options: TraceOptions): Promise<TraceSession> {
-  const common = { target, record: options.record, onWarning: warn, ...(options.fdEvents ? { ebpf: { fdEvents: options.fdEvents } } : {}) };
+  const common = { target, record: options.record, onWarning: warn, nice: options.nice, ...(options.fdEvents ? { ebpf: { fdEvents: options.fdEvents } } : {}) };
   if (target.kind === 'replay') return startTrace({ backend: 'replay', ...common });
   if (options.backend) return startTrace({ backend: options.backend, ...common });
   try {
@@ -195,6 +205,7 @@ export function registerTrace(program: Command): void {
         'ebpf: which closes, dups and fcntls to report; storage (default) only those of regular files and block devices, all also those of directories, pipes and sockets (costlier on metadata walks)',
       ).choices(['storage', 'all']),
     )
+    .option('--nice <n>', `ebpf: lower the tracer's own CPU priority by N once it is attached (0-${NICE_MAX}; 0 leaves it): the traced command keeps its own, and the tracer catches up when the workload leaves CPU free`, parseNice, TRACER_NICE_DEFAULT)
     .argument('[command...]', 'the command to run and trace, after --')
     .addHelpText('after', '\nExamples:\n  sky trace -- cp big.iso /mnt/copy.iso\n  sky trace --json --backend ptrace -- gpg --symmetric secret.txt\n  sky trace --pid 1234\n')
     .action(async (command: string[], options: TraceOptions) => {

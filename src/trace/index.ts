@@ -21,6 +21,7 @@ import type { EventSink, RunningBackend, TraceOptions, TraceSession } from './se
 export { TraceError } from './errors.js';
 export type { EbpfTuning, PtraceTuning, TraceOptions, TraceSession, TraceTarget } from './session.js';
 export { attachedPids } from './session.js';
+export { NICE_MAX } from './system.js';
 export type { SyscallEvent, SyscallEventKind } from './events.js';
 export { AT_FDCWD, SYSCALL_EVENT_VERSION, monotonicNowNs } from './events.js';
 export { SKY_HINT_MAGIC, SKY_HINT_SYSCALLS } from './hint-abi.js';

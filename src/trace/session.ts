@@ -60,6 +60,13 @@ export interface TraceOptions {
   /** Also write every event to this file as JSONL (the replay backend's input). */
   record?: string;
   onWarning?: (message: string) => void;
+  /**
+   * ebpf: once the program is attached (before a command target runs), lower this process's CPU priority by this
+   * many nice steps (0, the default: leave it); the traced command and bpftrace keep theirs. For processes that only
+   * trace (sky trace, sky agent), not where the engine serves I/O from the same process. Not for ptrace: there the
+   * workload waits for strace, and strace for us, so a lower priority would slow the workload, not spare it.
+   */
+  nice?: number;
   ebpf?: EbpfTuning;
   ptrace?: PtraceTuning;
 }

@@ -1,7 +1,7 @@
 /** What a tracer needs from the machine, checked up front so a failure names the missing piece. */
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, readdirSync, statSync, statfsSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
+import { constants as osConstants, getPriority, setPriority } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { TraceError } from './errors.js';
 import { monotonicNowNs } from './events.js';
@@ -182,4 +182,35 @@ export function exitStatus(code: number | null, signal: NodeJS.Signals | null): 
   if (signal === null) return null;
   const number = (osConstants.signals as Record<string, number>)[signal];
   return number === undefined ? null : 128 + number;
+}
+
+/** The highest nice value (the lowest CPU priority) Linux has. */
+export const NICE_MAX = 19;
+
+/**
+ * Lowers the CPU priority of every thread of this process by `by` nice steps (at most to NICE_MAX): a tracer is an
+ * observer and should take the CPU only when the workload it observes leaves some, catching up in the gaps (its
+ * kernel side keeps recording meanwhile; what overflows the BPF maps is counted as lost, never silently dropped).
+ * Linux keeps a nice value per thread, and threads started later inherit their creator's, so every thread alive now
+ * is lowered. Children started before the call (the traced command, strace, bpftrace) keep their priority. Returns
+ * the main thread's nice value after the call (unchanged when the system refused).
+ */
+export function lowerOwnCpuPriority(by: number): number {
+  const mainNice = getPriority(0);
+  if (!(by > 0)) return mainNice;
+  let tids: string[];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    tids = [String(process.pid)];
+  }
+  for (const tid of tids) {
+    try {
+      const now = getPriority(Number(tid));
+      setPriority(Number(tid), Math.min(NICE_MAX, now + by));
+    } catch {
+      // A thread that ended since the directory was read.
+    }
+  }
+  return getPriority(0);
 }

@@ -11,8 +11,8 @@ import { LineSplitter } from '../lines.js';
 import { OrderedRelease } from '../order.js';
 import type { EbpfTuning, EventSink, RunningBackend, TraceOptions, TraceTarget } from '../session.js';
 import {
-  ensureTracefs, exitStatus, findExecutable, kernelInodeHasTimes, kernelIoUringTraceable, kernelStackBytes, processState, processTree, requireCgroup, requireExecutable,
-  requirePid, requireRoot, requireSyscallTracepoints,
+  ensureTracefs, exitStatus, findExecutable, kernelInodeHasTimes, kernelIoUringTraceable, kernelStackBytes, lowerOwnCpuPriority, processState, processTree,
+  requireCgroup, requireExecutable, requirePid, requireRoot, requireSyscallTracepoints,
 } from '../system.js';
 import { openMapNamed } from './bpf.js';
 import { Collector } from './collect.js';
@@ -171,6 +171,8 @@ class EbpfSession implements RunningBackend {
     this.timer = setInterval(() => this.collect(), this.tuning.collectMs ?? 100);
     if (filter.kind === 'cgroup') this.followCgroups(child.pid!, filter.path, filter.ids);
     if (this.options.target.kind === 'pid') addTracedPids(child.pid!, processTree(this.options.target.pid), filter.kind === 'pids' ? filter.pids : []);
+    // Before the command runs: it was started (stopped) at our priority and keeps it; bpftrace too.
+    if ((this.options.nice ?? 0) > 0) lowerOwnCpuPriority(this.options.nice!);
     this.wrapper?.child.kill('SIGCONT');
     this.wrapper?.exited.then(() => this.stop());
   }

@@ -4,6 +4,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKENDS, FIXTURES, tempDir } from './helpers.js';
@@ -154,6 +155,36 @@ describe.each(BACKENDS)('sky trace --backend %s on a live command', (backend) =>
     } finally {
       if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
     }
+  });
+});
+
+describe('sky trace --nice (ebpf)', () => {
+  let dir = '';
+  beforeAll(() => {
+    dir = tempDir('cli-nice');
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  // The command's parent is sky trace itself (the ebpf backend's wrapper execs the command): it writes its own nice
+  // value and that of every thread of its parent (field 19 of stat, the 17th after "pid (comm) ").
+  const script = "sed 's/.*) //' /proc/self/stat | cut -d' ' -f17 > own.txt; for t in /proc/$PPID/task/*; do sed 's/.*) //' $t/stat | cut -d' ' -f17; done > tracer.txt";
+  const read = (name: string): number[] => fs.readFileSync(path.join(dir, name), 'utf8').trim().split('\n').map(Number);
+  const base = os.getPriority(0);
+
+  it('lowers its own threads by 10 by default; the traced command keeps the caller\'s priority', () => {
+    expect(sky(['--backend', 'ebpf', '--', 'sh', '-c', script], dir).code).toBe(0);
+    expect(read('own.txt')).toEqual([base]);
+    const tracer = read('tracer.txt');
+    expect(tracer.length).toBeGreaterThan(1);
+    expect(new Set(tracer)).toEqual(new Set([Math.min(19, base + 10)]));
+  });
+
+  it('--nice 0 leaves it; a value outside 0-19 is refused', () => {
+    expect(sky(['--backend', 'ebpf', '--nice', '0', '--', 'sh', '-c', script], dir).code).toBe(0);
+    expect(new Set(read('tracer.txt'))).toEqual(new Set([base]));
+    const refused = sky(['--nice', '20', '--', 'true'], dir);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('a nice increment is an integer from 0 to 19');
   });
 });
 
