@@ -9,7 +9,10 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { renderAgentSummary, startAgent, type AgentSession, type VolumeRoute } from '../agent/index.js';
 import { encodeFrame, FrameDecoder, HINT_PROTOCOL_VERSION, HintClient } from '../hints/index.js';
 import { NICE_MAX, TraceError, type TraceOptions, type TraceTarget } from '../trace/index.js';
-import { parseNice, TRACER_NICE_DEFAULT } from './trace.js';
+import { parseNice } from './trace.js';
+
+/** The agent keeps its priority by default (see --nice); sky trace lowers its own (TRACER_NICE_DEFAULT). */
+const AGENT_NICE_DEFAULT = 0;
 
 /** Exit codes of sky agent itself, when it cannot report the traced command's. */
 export const AGENT_EXIT = { usage: 2, tracer: 3, unreachable: 4, refused: 5, interrupted: 130 } as const;
@@ -197,7 +200,7 @@ export function registerAgent(program: Command): void {
     .option('--pid <pid>', 'trace a running process and the children it starts from now on', parsePid)
     .option('--cgroup <path>', 'trace every process in a cgroup v2 directory and the cgroups below it')
     .option('--no-read-ahead', 'do not map the files around a file the workload opens for reading before it reads them')
-    .option('--nice <n>', `ebpf: lower the agent's own CPU priority by N once it is attached (0-${NICE_MAX}; 0 leaves it): the traced command keeps its own; hints may come later on a busy machine`, parseNice, TRACER_NICE_DEFAULT)
+    .option('--nice <n>', `ebpf: lower the agent's own CPU priority by N once it is attached (0-${NICE_MAX}): the traced command keeps its own. The default, 0, leaves it: a hint is worth most before the file system writes the data back, and a lower priority made the agent lag seconds behind a kernel untar`, parseNice, AGENT_NICE_DEFAULT)
     .argument('[command...]', 'the command to run and trace, after --')
     .addHelpText(
       'after',

@@ -37,7 +37,10 @@ function parsePid(value: string): number {
   return pid;
 }
 
-/** How much sky trace and sky agent lower their CPU priority by default (see TraceOptions.nice). */
+/**
+ * How much sky trace lowers its CPU priority by default (see TraceOptions.nice): it reports at the end, so it can wait
+ * for the CPU the workload leaves. (sky agent does not by default: its hints must beat the file system's writeback.)
+ */
 export const TRACER_NICE_DEFAULT = 10;
 
 export function parseNice(value: string): number {
