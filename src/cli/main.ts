@@ -1,13 +1,18 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
+
+/** What every sky command exits with when its arguments are wrong (commander's own default is 1). */
+const EXIT_USAGE = 2;
 
 const program = new Command();
 program
   .name('sky')
   .description('Sky: a semantic-aware virtual-disk engine served over NBD')
   .version('0.1.0')
-  .showHelpAfterError();
-const bench = new Command('bench').description('benchmarks that print ratios against an anchor measured in the same run');
+  .showHelpAfterError()
+  // Throw instead of exiting, so a usage error exits with EXIT_USAGE; subcommands inherit both settings.
+  .exitOverride();
+const bench = new Command('bench').description('benchmarks that print ratios against an anchor measured in the same run').showHelpAfterError().exitOverride();
 
 /**
  * Each command lives in its own module, loaded on start. A module that cannot load (say, a native library
@@ -40,4 +45,10 @@ await register(bench, 'accuracy', async () => (await import('./bench-accuracy.js
 await register(bench, 'tagging', async () => (await import('./bench-tagging.js')).registerBenchTagging);
 program.addCommand(bench);
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (!(error instanceof CommanderError)) throw error;
+  // Help and --version end with 0; anything else commander refuses is a usage error (it has printed why).
+  process.exitCode = error.exitCode === 0 ? 0 : EXIT_USAGE;
+}
