@@ -61,6 +61,8 @@ export function renderBrief(report: TagLogReport): string {
   out.push('', 'Patterns found:', '', patternTable(report, all));
   if (report.accuracy) {
     out.push('', `Accuracy against the ground truth (${report.accuracy.truth.fsType}):`, '', accuracyTable(report.accuracy));
+    const misses = afterRetagMissesLine(report.accuracy);
+    if (misses !== null) out.push('', misses);
   }
   out.push('');
   return out.join('\n');
@@ -144,6 +146,17 @@ function accuracyTable(section: NonNullable<TagLogReport['accuracy']>): string {
   ]);
 }
 
+/** Why bytes stay wrong after re-tags, in a sentence; null when nothing does. */
+function afterRetagMissesLine(section: NonNullable<TagLogReport['accuracy']>): string | null {
+  const misses = section.afterRetagMisses;
+  if (misses.overwritten + misses.notRetagged + misses.retagged === 0) return null;
+  return (
+    `Origin not right after re-tags: ${formatBytes(misses.overwritten)} overwritten before a re-tag reached them (a re-tag names the bytes ` +
+    `on the volume, so it corrects only the last write of each), ${formatBytes(misses.notRetagged)} never re-tagged, ` +
+    `${formatBytes(misses.retagged)} re-tagged and still not right.`
+  );
+}
+
 function renderAccuracy(section: NonNullable<TagLogReport['accuracy']>): string[] {
   const out: string[] = [];
   out.push(`## Accuracy against the ground truth (${section.truth.fsType}, reads and writes)`);
@@ -151,14 +164,8 @@ function renderAccuracy(section: NonNullable<TagLogReport['accuracy']>): string[
   out.push(accuracyTable(section));
   out.push('');
   out.push(`Re-tags changed the tag of ${section.retagged.requests} requests (${formatBytes(section.retagged.bytes)}).`);
-  const misses = section.afterRetagMisses;
-  if (misses.overwritten + misses.notRetagged + misses.retagged > 0) {
-    out.push(
-      `Origin not right after re-tags: ${formatBytes(misses.overwritten)} overwritten before a re-tag reached them (a re-tag names the bytes ` +
-        `on the volume, so it corrects only the last write of each), ${formatBytes(misses.notRetagged)} never re-tagged, ` +
-        `${formatBytes(misses.retagged)} re-tagged and still not right.`,
-    );
-  }
+  const misses = afterRetagMissesLine(section);
+  if (misses !== null) out.push(misses);
   if (section.outsideTruth.requests > 0) out.push(`${section.outsideTruth.requests} requests beyond the truth's ${formatBytes(section.truth.volumeBytes)} were not scored.`);
   if (!section.afterRetagComplete) out.push('**Note:** re-tag bookkeeping hit its bound; later re-tags were not applied to the after-re-tag score.');
   out.push('', '### At request time', '', '```', renderAccuracyReport(section.atRequest), '```');

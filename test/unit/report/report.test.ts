@@ -198,8 +198,8 @@ describe('buildReport', () => {
     expect(accuracy.afterRetag.origin.wrong.bytes).toBe(12288);
     expect(accuracy.afterRetagMisses).toEqual({ overwritten: 4096, notRetagged: 4096, retagged: 4096 });
     expect(accuracy.retagged).toEqual({ requests: 3, bytes: 8192 + 4096 + 4096 });
-    const out = renderMarkdown(await buildReport(log, { truth }));
-    expect(out).toContain('Origin not right after re-tags: 4.00 KiB overwritten before a re-tag reached them');
+    const report = await buildReport(log, { truth });
+    for (const out of [renderMarkdown(report), renderBrief(report)]) expect(out).toContain('Origin not right after re-tags: 4.00 KiB overwritten before a re-tag reached them');
   });
 
   it('applies a re-tag to the bytes it names, to 1 KiB (a 1 KiB-block file system shares a 4 KiB block between a file and metadata)', async () => {
