@@ -72,30 +72,35 @@ function probeOpen(state: EngineState, pid: number, ev: Ev<'open'>, path: string
     return { path: trustedPath ?? target.path, stat: fdStat, identity: fdStat, kind: fdStat.kind };
   }
   state.counters.lateInspections++;
-  if (pathStat && namesAnotherKnownFile(state, pathStat, named)) {
-    return { path: named, stat: null, identity: null, kind: pathStat.kind, doubt: 'the path named another file by the time it was inspected' };
-  }
   if (pathStat) {
-    return { path: named, stat: pathStat, identity: pathStat, kind: pathStat.kind, doubt: 'fd gone or reused before inspection; inspected by path' };
+    const doubt = 'fd gone or reused before inspection; inspected by path';
+    const elsewhere = named === null ? undefined : knownByAnotherName(state, pathStat, named);
+    if (elsewhere === undefined) return { path: named, stat: pathStat, identity: pathStat, kind: pathStat.kind, doubt };
+    // Still at the name it is known by: `named` leads there (a symbolic link), and that name is the file's.
+    if (stillAtKnownName(state, elsewhere, pathStat)) return { path: elsewhere.path, stat: pathStat, identity: pathStat, kind: pathStat.kind, doubt };
+    return { path: named, stat: null, identity: null, kind: pathStat.kind, doubt: 'the path named another file by the time it was inspected' };
   }
   return { path: named, stat: null, identity: null, kind: guess, doubt: 'process and file gone before inspection' };
 }
 
 /**
- * A look by path made after the fd was closed may find a file that took the name after the open: patch and editors
- * write a temporary, open the original, and rename the temporary over it; renameat2(RENAME_EXCHANGE) swaps two names.
- * A file with one link that the table knows by another name is not the one opened here, so its identity is not taken:
- * taking it would move that file's record to this name and end the life of the wrong file at the rename. A file still
- * at its known name is reached through a link. (A file renamed by a process we do not trace looks the same as one
- * renamed later; its record is left under the old name.)
+ * The record that knows the file with this single link by a name other than `path`. A look by path made after the
+ * fd was closed may find a file that took the name after the open: patch and editors write a temporary, open the
+ * original, and rename the temporary over it; renameat2(RENAME_EXCHANGE) swaps two names. Unless the file is still at
+ * its known name (then `path` is a link to it), it is not the one opened here, and taking its identity would move its
+ * record to this name and end the life of the wrong file at the rename. (A file renamed by a process we do not trace
+ * looks the same as one renamed later; its record is left under the old name.)
  */
-function namesAnotherKnownFile(state: EngineState, stat: FileStat, path: string | null): boolean {
-  if (path === null || stat.nlink > 1) return false;
+function knownByAnotherName(state: EngineState, stat: FileStat, path: string): FileRecord | undefined {
+  if (stat.nlink > 1) return undefined;
   const known = state.files.withIdentity(stat);
-  if (known === undefined || known.path === path || (known.otherNames ?? []).includes(path)) return false;
-  // Still at the name it is known by: `path` leads there (a symbolic link, see throughSymlink).
+  return known === undefined || state.files.atPath(path) === known ? undefined : known;
+}
+
+/** Whether the file the table knows as `known` is still at that name (one stat). */
+function stillAtKnownName(state: EngineState, known: FileRecord, identity: Identity): boolean {
   const atKnownName = state.inspector.statPath(known.path);
-  return atKnownName === null || !sameIdentity(atKnownName, stat);
+  return atKnownName !== null && state.isKernelIdentity(atKnownName, identity);
 }
 
 /**
@@ -111,9 +116,8 @@ function throughSymlink(state: EngineState, probe: Probe, flags: number): Probe 
   const known = probe.identity ? state.files.withIdentity(probe.identity) : undefined;
   if (known !== undefined && state.files.atPath(probe.path) === known) return probe;
   // Known by another name that still leads to it (a look made late, when the link may be gone already): that name.
-  if (known !== undefined && probe.identity !== null && (probe.stat?.nlink ?? 1) < 2) {
-    const atKnownName = state.inspector.statPath(known.path);
-    if (atKnownName !== null && state.isKernelIdentity(atKnownName, probe.identity)) return { ...probe, path: known.path };
+  if (known !== undefined && probe.identity !== null && (probe.stat?.nlink ?? 1) < 2 && stillAtKnownName(state, known, probe.identity)) {
+    return { ...probe, path: known.path };
   }
   const target = state.inspector.symlinkTarget(probe.path);
   return target === null ? probe : { ...probe, path: target };

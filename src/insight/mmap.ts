@@ -4,7 +4,7 @@
  * those reports the mapped file range as written back.
  */
 import type { SyscallEvent } from '../trace/events.js';
-import { noteChange } from './files.js';
+import { noteChange, noteData } from './files.js';
 import { isSharedWritableMapping } from './linux.js';
 import type { Mapping, Process } from './process.js';
 import type { EngineState } from './state.js';
@@ -23,7 +23,7 @@ export function onMmap(state: EngineState, ev: Ev<'mmap'>): void {
   const file = state.fdEntry(process, ev.fd, ev.ts)?.file.file;
   if (!file || file.metadata) return;
   file.mappedShared = true; // stores through it make no syscall: nothing about its bytes is trusted again
-  file.dataEnd = null;
+  noteData(file, null); // where stores through it put data is unknown
   noteChange(file, null);
   process.mappings.push({ start: ev.ret, length: ev.length, file, fileOffset: ev.offset });
 }
