@@ -30,7 +30,7 @@ import { PassthroughLayer } from '../volume/passthrough.js';
 import type { LayerContext, LayerFactory } from '../volume/stack.js';
 import type { BlockLayer, IoRequest, IoTag } from '../volume/types.js';
 import { FINGERPRINT_BLOCK_BYTES, FINGERPRINT_BYTES, fingerprintBlocks, quickKey } from './fingerprint.js';
-import { SEMANTIC_DEFAULTS, SemanticIndex, isRetagSink, type SemanticIndexOptions, type SmallBlockPrints, type SmallBlockSource } from './index-store.js';
+import { SEMANTIC_DEFAULTS, SemanticIndex, isRetagSink, type SemanticIndexOptions, type SmallBlockPrints, type WriteContent } from './index-store.js';
 import { importOpenCasCsv, IoClassRulesError, parseIoClassRules, parseIoClassRulesYaml, type IoClassRules } from './ioclass.js';
 
 export const RETAG_GRANULARITY_DEFAULT = 64 * 1024;
@@ -72,7 +72,10 @@ interface FingerprintBuffers {
   views: (Uint8Array | undefined)[];
 }
 
-export class ClassifyLayer extends PassthroughLayer implements SmallBlockSource {
+/** Compared against written blocks by allZero; never written into. */
+const ZERO_BLOCK = Buffer.alloc(FINGERPRINT_BLOCK_BYTES);
+
+export class ClassifyLayer extends PassthroughLayer implements WriteContent {
   readonly index: SemanticIndex;
   private readonly fingerprintBuffers = new WeakMap<IoRequest, FingerprintBuffers>();
   private readonly forgetOnTrim: boolean;
@@ -80,7 +83,7 @@ export class ClassifyLayer extends PassthroughLayer implements SmallBlockSource 
   private readonly sampleBlocks: number;
   /** Set at open when a layer below wants every fingerprint: then nothing is skipped or sampled. */
   private fingerprintEveryBlock = false;
-  /** The data of the write being tagged, while tagWrite may ask for its small-block fingerprints. */
+  /** The write being tagged, while the index may ask about its content (WriteContent). */
   private writeData: Buffer | null = null;
   /** Scratch for smallBlockPrints, reused by every write (its fingerprints are read before write() returns). */
   private readonly smallPrints: SmallBlockPrints = { fingerprints: new Uint8Array(0), firstBlockOffset: 0, blocks: 0, strideBlocks: 1, blockBytes: 1024 };
@@ -149,15 +152,31 @@ export class ClassifyLayer extends PassthroughLayer implements SmallBlockSource 
     return this.next.write(req, data);
   }
 
-  /** index.tagWrite, offering the write's small-block fingerprints (smallBlockPrints) where the volume may need them. */
+  /** index.tagWrite, which may ask about the write's content (WriteContent) while it runs. */
   private tagWrite(data: Buffer, offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, stride = 1): IoTag {
-    if (this.index.smallBlockBytes === 0) return this.index.tagWrite(offset, length, fingerprints, firstBlockOffset, blocks, stride);
     this.writeData = data;
     try {
       return this.index.tagWrite(offset, length, fingerprints, firstBlockOffset, blocks, stride, this);
     } finally {
       this.writeData = null;
     }
+  }
+
+  /**
+   * Whether the write is at least one 4 KiB block long and every byte of it is zero. Not "mostly": btrfs writes its
+   * 16 KiB tree nodes with the free space between items zeroed, whole 4 KiB blocks of it, so only a write with no
+   * byte of a header anywhere says preallocation. Stops at the first non-zero block (a block of metadata or file data
+   * differs from zeroes within its first bytes).
+   */
+  allZero(): boolean {
+    const data = this.writeData;
+    assert.ok(data !== null, 'the content of a write is asked about while it is tagged');
+    if (data.length < FINGERPRINT_BLOCK_BYTES) return false;
+    for (let at = 0; at < data.length; at += FINGERPRINT_BLOCK_BYTES) {
+      const end = Math.min(at + FINGERPRINT_BLOCK_BYTES, data.length);
+      if (data.compare(ZERO_BLOCK, 0, end - at, at, end) !== 0) return false;
+    }
+    return true;
   }
 
   /**
@@ -264,6 +283,7 @@ export const ClassifyOptionsSchema = z
     fingerprintTtlMsMax: count(1, 24 * 60 * 60 * 1000).default(SEMANTIC_DEFAULTS.fingerprintTtlMsMax),
     copyTtlMs: count(1, 24 * 60 * 60 * 1000).default(SEMANTIC_DEFAULTS.copyTtlMs),
     learnFromWrites: z.boolean().default(SEMANTIC_DEFAULTS.learnFromWrites),
+    zeroWritesAreData: z.boolean().default(SEMANTIC_DEFAULTS.zeroWritesAreData),
     forgetOnTrim: z.boolean().default(true),
     retagGranularity: SizeSchema.refine((n) => n >= FINGERPRINT_BLOCK_BYTES && (n & (n - 1)) === 0, 'must be a power of two of at least 4K').default(RETAG_GRANULARITY_DEFAULT),
     sampleBlocks: count(0, 1 << 20).default(SAMPLE_BLOCKS_DEFAULT),
@@ -322,6 +342,7 @@ export function createClassifyFactory(settings: { registry?: SemanticRegistry; c
         fingerprintTtlMsMax: options.fingerprintTtlMsMax,
         copyTtlMs: options.copyTtlMs,
         learnFromWrites: options.learnFromWrites,
+        zeroWritesAreData: options.zeroWritesAreData,
         clock: settings.clock,
       };
       if (options.rules !== undefined) indexOptions.rules = loadIoClassRules(options.rules);

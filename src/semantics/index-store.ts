@@ -21,6 +21,12 @@
  *  - A matched write teaches the LBA map that those blocks belong to the file (learnFromWrites).
  *  - Inside a DataRegions range (btrfs data block groups), what would be metadata is data of no described file: the
  *    file system puts nothing else there. Its extents, when they come, re-tag it as that file's.
+ *  - A write that would be metadata but is all zeroes (4 KiB or more) is data of no described file too
+ *    (zeroWritesAreData): file systems do not write metadata requests of nothing but zeroes (their blocks carry
+ *    headers, magic numbers, checksums; btrfs zeroes the free middle of its 16 KiB nodes, so a *partly* zero write
+ *    says nothing), applications do — preallocating a file by writing zeroes (PostgreSQL's WAL segments, VM images,
+ *    swap files, `dd if=/dev/zero`) — and they fsync it at once, so it reaches the volume before any hint can
+ *    describe it. The rare exception is a free-space bitmap that became all zero, written on its own.
  */
 import assert from 'node:assert/strict';
 import type { IoTag } from '../volume/types.js';
@@ -46,6 +52,12 @@ export interface SemanticIndexOptions {
   copyTtlMs?: number;
   /** Record the blocks of matched writes in the LBA map. Default true. */
   learnFromWrites?: boolean;
+  /**
+   * Tag a write that no fingerprint or known extent claims, and that is all zeroes (4 KiB or more), as data of a
+   * file not described yet instead of metadata. Default true. Costs other writes a comparison that stops at their
+   * first non-zero 4 KiB block, and only writes that would otherwise be metadata.
+   */
+  zeroWritesAreData?: boolean;
   /** Monotonic milliseconds (injected for tests). Default performance.now. */
   clock?: () => number;
 }
@@ -58,6 +70,7 @@ export const SEMANTIC_DEFAULTS = {
   fingerprintTtlMsMax: 10 * 60 * 1000,
   copyTtlMs: 60 * 1000,
   learnFromWrites: true,
+  zeroWritesAreData: true,
 } as const;
 
 /** One range whose tag changed after it was seen. */
@@ -118,6 +131,8 @@ export interface SemanticIndexStats {
   retagRanges: number;
   /** Bytes of the volume the sender said hold only file data (DataRegions). */
   dataRegionBytes: number;
+  /** Writes tagged data of no described file because they were all zeroes (zeroWritesAreData). */
+  zeroWrites: number;
 }
 
 /** Bound on the bitmap of seen granules (re-tags name only ranges that layers below may hold). */
@@ -151,11 +166,17 @@ interface FileRecord {
 }
 
 /**
- * Where tagWrite gets a write's fingerprints in blocks smaller than 4 KiB (SemanticIndex.smallBlockBytes), asked only
- * when no 4 KiB block of the write matched: the classify layer hashes them then, not for every write.
+ * What tagWrite may ask about the content of the write it tags, only when the answer can change the tag (each is a
+ * pass over the data): the classify layer computes them then, not for every write.
  */
-export interface SmallBlockSource {
+export interface WriteContent {
+  /**
+   * The write's fingerprints in blocks smaller than 4 KiB (SemanticIndex.smallBlockBytes), asked only when no 4 KiB
+   * block of the write matched.
+   */
   smallBlockPrints(offset: number, length: number): SmallBlockPrints | null;
+  /** Whether the write is 4 KiB or more of nothing but zeroes; asked only for a write that would be metadata. */
+  allZero(): boolean;
 }
 
 /** A write's fingerprints in blocks smaller than 4 KiB, laid out as in tagWrite. */
@@ -226,6 +247,7 @@ export class SemanticIndex {
     filesEvicted: 0,
     blocks: { matched: 0, unmatched: 0 },
     retagRanges: 0,
+    zeroWrites: 0,
   };
 
   constructor(options: SemanticIndexOptions = {}) {
@@ -239,6 +261,7 @@ export class SemanticIndex {
       fingerprintTtlMsMax: options.fingerprintTtlMsMax ?? SEMANTIC_DEFAULTS.fingerprintTtlMsMax,
       copyTtlMs: options.copyTtlMs ?? SEMANTIC_DEFAULTS.copyTtlMs,
       learnFromWrites: options.learnFromWrites ?? SEMANTIC_DEFAULTS.learnFromWrites,
+      zeroWritesAreData: options.zeroWritesAreData ?? SEMANTIC_DEFAULTS.zeroWritesAreData,
     };
     assert.ok(this.options.maxFiles >= 1 && this.options.maxFiles < 2 ** 31, 'maxFiles out of range');
     this.now = options.clock ?? (() => performance.now());
@@ -439,9 +462,9 @@ export class SemanticIndex {
    * LBA map the whole aligned range only when every sample matched the same file (blocks between samples are then
    * that file's too, short of a request made of several files' interleaved pieces).
    */
-  tagWrite(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks = 1, small: SmallBlockSource | null = null): IoTag {
+  tagWrite(offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks = 1, content: WriteContent | null = null): IoTag {
     if (this.seenActive) this.markSeen(offset, length);
-    const tag = this.tagWriteInner(offset, length, fingerprints, firstBlockOffset, blocks, strideBlocks, small);
+    const tag = this.tagWriteInner(offset, length, fingerprints, firstBlockOffset, blocks, strideBlocks, content);
     this.outcomes[3 + this.outcome]!++;
     return tag;
   }
@@ -463,7 +486,7 @@ export class SemanticIndex {
   }
 
   private tagWriteInner(
-    offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks: number, small: SmallBlockSource | null,
+    offset: number, length: number, fingerprints: Uint8Array | null, firstBlockOffset: number, blocks: number, strideBlocks: number, content: WriteContent | null,
   ): IoTag {
     if (!this.insight) {
       this.outcome = OUTCOME_UNKNOWN;
@@ -471,13 +494,13 @@ export class SemanticIndex {
     }
     let owner = NO_OWNER;
     if (fingerprints !== null && blocks > 0) owner = this.matchBlocks(offset, length, fingerprints, firstBlockOffset, blocks, strideBlocks, FINGERPRINT_BLOCK_BYTES);
-    const prints = owner === NO_OWNER && small !== null ? small.smallBlockPrints(offset, length) : null;
+    const prints = owner === NO_OWNER && content !== null && this.smallestBlockBytes !== 0 ? content.smallBlockPrints(offset, length) : null;
     if (prints !== null) owner = this.matchBlocks(offset, length, prints.fingerprints, prints.firstBlockOffset, prints.blocks, prints.strideBlocks, prints.blockBytes);
     if (owner !== NO_OWNER) {
       this.outcome = OUTCOME_DATA;
       return this.fileTag(owner, offset, length, 'write');
     }
-    return this.tagByMap(offset, length, 'write');
+    return this.tagByMap(offset, length, 'write', content);
   }
 
   /**
@@ -538,7 +561,7 @@ export class SemanticIndex {
   }
 
   /** Tags by the LBA map's dominant owner; sets `outcome`. */
-  private tagByMap(offset: number, length: number, direction: IoDirection): IoTag {
+  private tagByMap(offset: number, length: number, direction: IoDirection, content: WriteContent | null = null): IoTag {
     if (!this.insight) {
       this.outcome = OUTCOME_UNKNOWN;
       return this.unknownTag(offset, length, direction);
@@ -551,6 +574,11 @@ export class SemanticIndex {
     if (owner === GAP) {
       // Where the file system keeps only file data, a block no described file owns is a file's not described yet.
       if (this.dataRegions.length > 0 && this.inDataRegion(offset, length)) {
+        this.outcome = OUTCOME_DATA;
+        return this.fileOnly ? this.fileOnlyAnonymousDataTag : this.requestTag('data', offset, length, direction);
+      }
+      if (content !== null && this.options.zeroWritesAreData && content.allZero()) {
+        this.counters.zeroWrites++;
         this.outcome = OUTCOME_DATA;
         return this.fileOnly ? this.fileOnlyAnonymousDataTag : this.requestTag('data', offset, length, direction);
       }
@@ -841,6 +869,7 @@ export class SemanticIndex {
       blocks: { ...c.blocks },
       retagRanges: c.retagRanges,
       dataRegionBytes: this.dataRegionBytes(),
+      zeroWrites: c.zeroWrites,
     };
   }
 

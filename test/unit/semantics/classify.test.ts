@@ -141,6 +141,48 @@ describe('classify: data regions (btrfs data block groups)', () => {
   });
 });
 
+describe('classify: writes of zeroes (preallocation)', () => {
+  it('tags an unclaimed write of nothing but zeroes as data of no file; extents re-tag it; claimed writes keep their owner', async () => {
+    const { apply, write, index, recorder } = await setup();
+    apply({ type: 'Tracing' });
+    const zeroes = await write(8 * MiB, Buffer.alloc(64 * KiB));
+    expect(zeroes).toMatchObject({ origin: 'data', hints: new Set() });
+    expect(zeroes.fileId).toBeUndefined();
+    expect(zeroes.fileSize).toBeUndefined();
+    expect(index.stats().zeroWrites).toBe(1);
+    // Every byte must be zero: btrfs writes 16 KiB tree nodes whose free middle is whole 4 KiB blocks of zeroes.
+    const node = Buffer.alloc(16 * KiB);
+    node.write('btrfs node header', 0);
+    node.write('items', 16 * KiB - 5);
+    expect(await write(12 * MiB, node)).toMatchObject({ origin: 'metadata' });
+    expect(await write(12 * MiB, Buffer.concat([Buffer.alloc(12 * KiB), blocks(1, 3)]))).toMatchObject({ origin: 'metadata' });
+    // 4 KiB or more, aligned or not; a smaller one is metadata as before.
+    expect(await write(16 * MiB + 1 * KiB, Buffer.alloc(6 * KiB))).toMatchObject({ origin: 'data' });
+    expect(await write(16 * MiB, Buffer.alloc(2 * KiB))).toMatchObject({ origin: 'metadata' });
+    // A known file's extent keeps the write its own, zeroes or not (a hole punched by writing zeroes).
+    apply(extentsOf('A', 20 * MiB, [20 * MiB, 1 * MiB]));
+    expect(await write(20 * MiB, Buffer.alloc(8 * KiB))).toMatchObject({ origin: 'data', fileId: 'A', ioClass: 0 });
+    // The file's extents, when they come, re-tag the anonymous zeroes.
+    apply(extentsOf('W', 16 * MiB, [8 * MiB, 64 * KiB]));
+    expect(recorder.retags.at(-1)?.ranges[0]).toMatchObject({ offset: 8 * MiB, tag: { origin: 'data', fileId: 'W' } });
+    expect(index.stats().zeroWrites).toBe(2);
+  });
+
+  it('can be turned off: zero writes are metadata as the fingerprints say', async () => {
+    const { apply, write, index } = await setup({ zeroWritesAreData: false });
+    apply({ type: 'Tracing' });
+    expect(await write(8 * MiB, Buffer.alloc(64 * KiB))).toMatchObject({ origin: 'metadata' });
+    expect(index.stats().zeroWrites).toBe(0);
+  });
+
+  it('is a classify option in the volume config (default on)', () => {
+    const factory = createClassifyFactory({ registry: new SemanticRegistry() });
+    expect(factory.schema.parse({ type: 'classify' })).toMatchObject({ zeroWritesAreData: true });
+    expect(factory.schema.parse({ type: 'classify', zeroWritesAreData: false })).toMatchObject({ zeroWritesAreData: false });
+    expect(() => factory.schema.parse({ type: 'classify', zeroWritesAreData: 'yes' })).toThrow();
+  });
+});
+
 describe('classify: writes', () => {
   it('fingerprints each whole aligned 4 KiB block once into req.fingerprints (for a layer below that wants them)', async () => {
     const { write, recorder } = await setup({}, { wantsFingerprints: true });
@@ -274,7 +316,10 @@ describe('classify: writes', () => {
   it('never registers the zero block (every sparse file has it)', async () => {
     const { apply, write } = await setup();
     apply({ type: 'WriteFingerprints', fileId: 'B', blockSize: 4096, fingerprints: hexes(Buffer.alloc(4096)), ttlMs: 30_000 });
-    expect(await write(0, Buffer.alloc(4096))).toMatchObject({ origin: 'metadata' });
+    // Not B's: zeroes are data of no described file (zeroWritesAreData), whoever registered them.
+    const zeroes = await write(0, Buffer.alloc(4096));
+    expect(zeroes).toMatchObject({ origin: 'data' });
+    expect(zeroes.fileId).toBeUndefined();
   });
 
   it('never attributes a forgotten file\'s fingerprints to the file that reuses its slot', async () => {
