@@ -165,7 +165,13 @@ export class FileTable {
    * identity the backend read in-kernel; `created` when it is new to us.
    */
   lookup(path: string, stat: FileStat | null, identity: Identity | null = stat): { record: FileRecord; created: boolean } {
-    const known = identity ? this.byIdentity.get(identityKey(identity.dev, identity.ino)) : undefined;
+    let known = identity ? this.byIdentity.get(identityKey(identity.dev, identity.ino)) : undefined;
+    // A directory and a regular file under one inode number: the number was freed and reused (a directory removed
+    // where the trace did not see it go, then a file created), so the record is another file's.
+    if (known && stat !== null && stat.kind !== 'other' && (stat.kind === 'directory') !== known.metadata) {
+      this.retire(known);
+      known = undefined;
+    }
     if (known) {
       this.bindPath(known, path);
       return { record: known, created: false };

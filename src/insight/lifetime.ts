@@ -25,7 +25,13 @@ export function onUnlink(state: EngineState, ev: Ev<'unlink'>): void {
   }
   // The name it was reported by is gone, another link remains (git links each object from a temporary name).
   if (reportedAs !== undefined && file.path !== reportedAs) renamed(state, file, reportedAs, ev);
-  if ((ev.flags & AT_REMOVEDIR) !== 0 || file.metadata) return;
+  if ((ev.flags & AT_REMOVEDIR) !== 0) {
+    // A removed directory's inode number is free for the next file made (its fds' closes are not traced with ebpf,
+    // so the record would otherwise still hold the number).
+    state.files.retire(file);
+    return;
+  }
+  if (file.metadata) return;
   nameRemoved(state, file, 'unlink', ev.ts, process.pid);
 }
 

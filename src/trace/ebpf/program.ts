@@ -360,10 +360,16 @@ function sizeProbes(): ExitProbe[] {
     { syscall, nr, body: detachAggregate(intArg(0)) },
     { syscall, nr, body: emit(Code.fsync, [intArg(0), `${dataOnly}`, RET]) },
   ];
+  // ftruncate and fallocate change the size under the writes counted so far: those go first, in a summary of their
+  // own, or an append before `truncate(fd, 1000)` would be summed with the appends after it and land past the cut.
+  const resize = (syscall: string, nr: number, report: string): ExitProbe[] => [
+    { syscall, nr, body: detachAggregate(intArg(0)) },
+    { syscall, nr, body: report },
+  ];
   return [
     { syscall: 'truncate', nr: 76, body: emit(Code.truncate, [arg(1), RET], [pathArg(0)]) },
-    { syscall: 'ftruncate', nr: 77, body: emit(Code.ftruncate, [intArg(0), arg(1), RET]) },
-    { syscall: 'fallocate', nr: 285, body: emit(Code.fallocate, [intArg(0), intArg(1), arg(2), arg(3), RET]) },
+    ...resize('ftruncate', 77, emit(Code.ftruncate, [intArg(0), arg(1), RET])),
+    ...resize('fallocate', 285, emit(Code.fallocate, [intArg(0), intArg(1), arg(2), arg(3), RET])),
     ...fsync('fsync', 74, 0),
     ...fsync('fdatasync', 75, 1),
   ];

@@ -14,6 +14,17 @@ interface Description {
   kind: FdKind | 'unknown';
   /** File position after the last call we saw, or -1 when we cannot know it. */
   position: number;
+  /**
+   * O_APPEND: every plain write goes to the end of the file, wherever the position was (an lseek(SEEK_SET) does not
+   * place the next write), and leaves the position there.
+   */
+  append: boolean;
+  /**
+   * For O_APPEND: the end of the file, where the next write goes, or -1 when we cannot know it. Known from an
+   * O_TRUNC open, an lseek(SEEK_END) (Python's open('ab') makes one), an ftruncate through the description, and
+   * kept by the appends after; lost when the file may have changed otherwise (truncate by name).
+   */
+  end: number;
 }
 
 /** One fd's calls since its last summary. */
@@ -32,6 +43,8 @@ interface FdState {
 }
 
 const O_APPEND = 0x400;
+const O_TRUNC = 0x200;
+const SEEK_END = 2;
 
 function fdState(description: Description): FdState {
   return {
@@ -61,13 +74,14 @@ export class RwAggregator {
   }
 
   opened(pid: number, fd: number, kind: FdKind, flags: number): void {
-    this.replace(pid, fd, { kind, position: (flags & O_APPEND) !== 0 ? -1 : 0 });
+    const append = (flags & O_APPEND) !== 0;
+    this.replace(pid, fd, { kind, position: 0, append, end: (flags & O_TRUNC) !== 0 ? 0 : -1 });
   }
 
   /** dup family: the new fd shares the source's description (and so its position). */
   duplicated(pid: number, fd: number, target: number, kind: FdKind | null): void {
     const source = this.table(pid).get(fd)?.description;
-    const description = source ?? { kind: kind ?? 'unknown', position: -1 };
+    const description = source ?? { kind: kind ?? 'unknown', position: -1, append: false, end: -1 };
     if (kind !== null && description.kind === 'unknown') description.kind = kind;
     this.replace(pid, target, description);
   }
@@ -75,13 +89,41 @@ export class RwAggregator {
   /** An fd whose target strace printed (any decoded call): learn what it is if we did not know. */
   learned(pid: number, fd: number, kind: FdKind): void {
     const state = this.table(pid).get(fd);
-    if (!state) this.table(pid).set(fd, fdState({ kind, position: -1 }));
+    if (!state) this.table(pid).set(fd, fdState({ kind, position: -1, append: false, end: -1 }));
     else if (state.description.kind === 'unknown') state.description.kind = kind;
   }
 
-  seeked(pid: number, fd: number, position: number): void {
-    const state = this.table(pid).get(fd);
-    if (state) state.description.position = position;
+  /** fcntl(F_SETFL) turned O_APPEND on or off. */
+  flagsSet(pid: number, fd: number, flags: number): void {
+    const description = this.table(pid).get(fd)?.description;
+    if (!description) return;
+    const append = (flags & O_APPEND) !== 0;
+    if (append && !description.append) description.end = -1;
+    description.append = append;
+  }
+
+  /** lseek returned `position`; with SEEK_END that is the end of the file plus `offset`. */
+  seeked(pid: number, fd: number, position: number, whence: number, offset: number): void {
+    const description = this.table(pid).get(fd)?.description;
+    if (!description) return;
+    description.position = position;
+    if (whence === SEEK_END && Number.isFinite(offset)) description.end = position - offset;
+  }
+
+  /**
+   * ftruncate/fallocate through fd: what was written before goes first (a summary of its own), and an O_APPEND
+   * description's next write goes to the new end when ftruncate set it.
+   */
+  resized(pid: number, fd: number, newEnd: number | null): void {
+    this.flush(pid, fd);
+    const description = this.table(pid).get(fd)?.description;
+    if (description?.append) description.end = newEnd ?? -1;
+  }
+
+  /** truncate by name: every pending summary goes first, and no O_APPEND description knows its file's end now. */
+  truncatedByName(): void {
+    this.flushAll();
+    for (const table of this.tables.values()) for (const state of table.values()) if (state.description.append) state.description.end = -1;
   }
 
   /** One read or write; `offset` is the explicit offset of positional calls (pread, pwritev...). */
@@ -90,14 +132,18 @@ export class RwAggregator {
     const table = this.table(pid);
     let state = table.get(fd);
     if (!state) {
-      state = fdState({ kind: 'unknown', position: -1 });
+      state = fdState({ kind: 'unknown', position: -1, append: false, end: -1 });
       table.set(fd, state);
     }
     const description = state.description;
     if (description.kind === 'unknown') description.kind = probeKind(pid, fd);
     if (description.kind !== 'file') return;
-    const start = offset ?? description.position;
-    if (offset === null && description.position >= 0) description.position += ret;
+    const appended = write && offset === null && description.append;
+    const start = appended ? description.end : offset ?? description.position;
+    if (appended) {
+      if (description.end >= 0) description.end += ret;
+      description.position = description.end;
+    } else if (offset === null && description.position >= 0) description.position += ret;
     state.lastTs = ts;
     state.lastTid = tid;
     if (write) this.wrote(state, start, ret);

@@ -199,13 +199,20 @@ export class StraceDecoder {
       case 'fchdir':
         return { kind: 'fchdir', ...b, fd: n(0), ret };
       case 'lseek':
-        if (ret >= 0) this.aggregator.seeked(b.pid, n(0), ret);
+        if (ret >= 0) this.aggregator.seeked(b.pid, n(0), ret, n(2), n(1));
         return { kind: 'lseek', ...b, fd: n(0), offset: n(1), whence: n(2), ret };
+      // A size change goes after the writes before it: their summary first (as at fsync), or appends on both sides
+      // of a truncation would be summed into one that lands past the cut. truncate(path) may name a file any fd
+      // writes to: every pending summary goes (it is rare).
       case 'truncate':
+        if (ret === 0) this.aggregator.truncatedByName();
         return this.withPath(a[0], (path) => ({ kind: 'truncate', ...b, path, length: n(1), ret }));
       case 'ftruncate':
+        this.aggregator.resized(b.pid, n(0), ret === 0 ? n(1) : null);
         return { kind: 'ftruncate', ...b, fd: n(0), length: n(1), ret };
       case 'fallocate':
+        // A fallocate that changes the size (most modes can) leaves an append's end unknown: the file system knows it.
+        this.aggregator.resized(b.pid, n(0), null);
         return { kind: 'fallocate', ...b, fd: n(0), mode: n(1), offset: n(2), length: n(3), ret };
       case 'fsync':
       case 'fdatasync':
@@ -298,6 +305,7 @@ export class StraceDecoder {
     const ret = line.ret.value!;
     // strace 6.1 does not know the rw-hint commands, so their pointer argument is not followed: value unknown.
     if (cmd === F_SET_RW_HINT || cmd === F_SET_FILE_RW_HINT) return { kind: 'fcntl', ...b, fd, cmd, arg: -1, ret };
+    if (cmd === F_SETFL && ret === 0) this.aggregator.flagsSet(b.pid, fd, parseNumber(arg ?? ''));
     if (cmd === F_SETFD || cmd === F_SETFL) return { kind: 'fcntl', ...b, fd, cmd, arg: parseNumber(arg ?? ''), ret };
     return null;
   }

@@ -26,7 +26,7 @@ import {
   type TraceResult,
 } from './helpers.js';
 
-const FD_MODES = ['dup2', 'paths', 'append', 'threads', 'fork', 'lifetime', 'mmap', 'apphints', 'tmpfile'] as const;
+const FD_MODES = ['dup2', 'paths', 'append', 'threads', 'fork', 'lifetime', 'mmap', 'apphints', 'tmpfile', 'resize'] as const;
 /** Nested shells: the innermost file is written three execs and two forks below the traced command. */
 const NESTED = 'mkdir nested && cd nested && sh -c "printf 12345 > inner.out; sh -c \\"printf 1234567 > deepest.out\\""; printf 12 > outer.out';
 /** A shell reopening one file at fd 1 three times: each redirection's writes are its own, not the last one's. */
@@ -55,7 +55,9 @@ async function runFdScenarios(backend: Backend, dir: string): Promise<TraceResul
 
 async function runCopies(backend: Backend, dir: string): Promise<TraceResult> {
   for (const name of ['cp', 'cat', 'dd']) randomFile(path.join(dir, `${name}.src`), 300_000);
-  const script = 'cp cp.src cp.dst && cat cat.src > cat.dst && dd if=dd.src of=dd.dst bs=64k status=none';
+  // An in-place edit: sed writes a temporary and renames it over what it read — no copy, whenever we look.
+  fs.writeFileSync(path.join(dir, 'sed.txt'), Array.from({ length: 3000 }, (_, k) => `${k + 1}\n`).join(''));
+  const script = 'cp cp.src cp.dst && cat cat.src > cat.dst && dd if=dd.src of=dd.dst bs=64k status=none && sed -i s/2/TWO/ sed.txt';
   return traceCommand(backend, ['sh', '-c', script], dir);
 }
 
@@ -157,13 +159,36 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
   });
 
   it('measures lifetimes ended by unlink and truncate', () => {
-    const ended = ofKind(fd.insights, 'lifetime_ended').filter((l) => !l.path.includes('/tmpfile/'));
+    const ended = ofKind(fd.insights, 'lifetime_ended').filter((l) => !l.path.includes('/tmpfile/') && !l.path.includes('/resize/'));
     expect(ended.map((l) => [l.path, l.cause, l.bytes, l.bornFrom])).toEqual([
       [at('fd', 'lifetime', 'doomed.out'), 'unlink', 8192, 'created'],
       [at('fd', 'lifetime', 'shrunk.out'), 'truncate', 9000, 'created'],
     ]);
     expect(ended[0].livedMs).toBeGreaterThanOrEqual(100);
     expect(ended[1].livedMs).toBeGreaterThanOrEqual(50);
+  });
+
+  it('orders writes and an ftruncate through one O_APPEND fd: the cut bytes end, the appends after land at the new end', () => {
+    const log = at('fd', 'resize', 'cut.log');
+    const sizes = ofKind(fd.insights, 'file_size_changed').filter((c) => c.path === log);
+    expect(sizes.map((c) => [c.oldSize, c.size, c.cause])).toEqual([
+      [0, 5000, 'write'],
+      [5000, 1000, 'ftruncate'],
+      [1000, 5100, 'write'],
+    ]);
+    const ended = ofKind(fd.insights, 'lifetime_ended').filter((l) => l.path === log);
+    expect(ended.map((l) => [l.cause, l.bytes])).toEqual([['truncate', 4000]]);
+    expect(lastClosed(fd.insights, log)).toMatchObject({ size: 5100, writeBytes: 9100 });
+    expect([...sizes, ...ended].filter((i) => i.uncertain !== undefined)).toEqual([]);
+  });
+
+  it('does not take a file made after rmdir for the removed directory (its inode number is reused)', () => {
+    const file = at('fd', 'resize', 'after-dir.out');
+    const opened = ofKind(fd.insights, 'file_opened').filter((o) => o.path === file);
+    expect(opened.map((o) => [o.size, o.metadata, o.ioClass])).toEqual([[0, false, 4]]);
+    expect(lastClosed(fd.insights, file)).toMatchObject({ size: 5, metadata: false, writeBytes: 5 });
+    // The directory's own close, reported when its fd number was taken again, still names the directory.
+    for (const closed of ofKind(fd.insights, 'file_closed').filter((c) => c.metadata)) expect(closed.path).not.toBe(file);
   });
 
   it('follows O_TMPFILE files: named by linkat (AT_EMPTY_PATH or a /proc fd link), or dying unnamed at close', () => {
@@ -216,6 +241,12 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
   it('does not trace a process the target did not start', () => {
     expect(fs.statSync(at('fd', 'outside.out')).size).toBeGreaterThan(0);
     expect(fd.insights.filter((i) => JSON.stringify(i).includes('outside.out'))).toEqual([]);
+  });
+
+  it('does not report an in-place edit (sed -i) as a copy of the file onto itself', () => {
+    const edited = at('copies', 'sed.txt');
+    expect(ofKind(copies.insights, 'copy_detected').filter((c) => c.srcPath === edited || c.dstPath === edited)).toEqual([]);
+    expect(ofKind(copies.insights, 'file_renamed').filter((r) => r.path === edited)).toHaveLength(1);
   });
 
   it('finds cp and `cat a > b` (copy_file_range) and dd (read/write) as copies', () => {
