@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { basename, extname } from 'node:path';
 import { BLOCK_BYTES, entropyBitsPerByte, fingerprint, readSample, sameBlocks, unarmor, type BlockReader } from './content.js';
-import { HEAD_BYTES, noteLook, trustedFirstBlock, type FileRecord } from './files.js';
+import { HEAD_BYTES, noteLook, sameIdentity, trustedFirstBlock, type FileRecord } from './files.js';
 import type { FileStat } from './inspector.js';
 import { COPY_SOURCES_RECENT, forgetIo, type FileIo, type Process } from './process.js';
 import type { EngineState, FileView } from './state.js';
@@ -171,6 +171,9 @@ function compareCopy(state: EngineState, source: FileRecord, target: FileRecord,
   const sourceSeen = state.statOf(source);
   if (!sourceSeen) return 'unknown';
   try {
+    // The source's name leads to the target itself now: an in-place edit (sed -i, perl -pi) renamed what it wrote
+    // over the file it read before we looked. A file is no copy of itself, and what the source held is gone.
+    if (sameIdentity(sourceSeen.stat, targetSeen.stat)) return 'unknown';
     noteLook(source, sourceSeen.stat);
     const length = Math.min(written, sourceSeen.stat.size, targetSeen.stat.size);
     if (length * 2 < written) return 'unknown';

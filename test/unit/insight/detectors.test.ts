@@ -137,6 +137,25 @@ describe('copy detection', () => {
     ]);
   });
 
+  it('does not call an in-place edit a copy of the file onto itself (looked at after the new content took the name)', () => {
+    // ptrace looks late: by then sed's temporary has been renamed over the file it read, so the source's name and
+    // the target both lead to the new content — identical to itself.
+    const system = systemWith('/usr/bin/sed', { '/w/s': pseudoRandom(20_000, 'edited') });
+    const engine = new InsightEngine({ inspector: system });
+    const sed = new Task(new Clock(), 50);
+    const insights = run(engine, [
+      sed.open('/w/s', O_RDONLY, 3),
+      sed.open('/w/sedAB12', CREATE, 4),
+      sed.summary(3, { readCalls: 5, readBytes: 20_000, position: 20_000 }),
+      sed.summary(4, { writeCalls: 5, writeBytes: 20_000, writeStart: 0, writeEnd: 20_000, position: 20_000 }),
+      sed.close(3),
+      sed.rename('/w/sedAB12', '/w/s'),
+      sed.close(4),
+    ]);
+    expect(ofKind(insights, 'file_renamed')).toMatchObject([{ from: '/w/sedAB12', path: '/w/s' }]);
+    expect(ofKind(insights, 'copy_detected')).toEqual([]);
+  });
+
   it('does not call a sub-block file with repeated content a copy (gpg writes its lock file with the pid it read)', () => {
     const line = Buffer.from('31111\nvm\n');
     const system = systemWith('/usr/bin/gpg', { '/w/pubring.kbx.lock': line, '/w/.#lk0x1.vm.31111': Buffer.from(line) });
