@@ -152,7 +152,7 @@ export function onOpen(state: EngineState, ev: Ev<'open'>): void {
   const path = state.resolve(process, ev.dirfd, ev.path, ev.ts, identityOf(ev.dirIno, ev.dirDev), (ev.flags & (O_DIRECTORY | O_PATH)) === 0);
   if ((ev.flags & O_PATH) !== 0) {
     // A handle for *at() calls and fchdir: no I/O goes through it, so it is not a file opened.
-    state.attach(process, ev.ret, state.newOpenFile(guessKind(path, ev.flags), path, ev.flags, ev.ts), cloexec(ev.flags), ev.ts);
+    state.attachOpened(process, ev.ret, state.newOpenFile(guessKind(path, ev.flags), path, ev.flags, ev.ts), cloexec(ev.flags), ev.ts);
     return;
   }
   if ((ev.flags & O_TMPFILE) === O_TMPFILE && path !== null && !isVirtual(path)) return openTmpfile(state, process, ev, path);
@@ -174,7 +174,7 @@ export function onOpen(state: EngineState, ev: Ev<'open'>): void {
     if (created && !probe.atOpen && !sizeSetByOpen(ev.flags)) settleLateLook(state, record, probe, ev);
   }
   doubtAsyncIo(process, openFile);
-  state.attach(process, ev.ret, openFile, cloexec(ev.flags), ev.ts);
+  state.attachOpened(process, ev.ret, openFile, cloexec(ev.flags), ev.ts);
   if (openFile.file) state.emitOpened(process, ev.ret, openFile, ev.ts, false, doubt);
 }
 
@@ -203,7 +203,7 @@ function openTmpfile(state: EngineState, process: Process, ev: Ev<'open'>, dir: 
   record.bornFrom = 'created';
   record.doomed = { ts: ev.ts, pid: process.pid, cause: 'tmpfile' };
   doubtAsyncIo(process, openFile);
-  state.attach(process, ev.ret, openFile, cloexec(ev.flags), ev.ts);
+  state.attachOpened(process, ev.ret, openFile, cloexec(ev.flags), ev.ts);
   state.emitOpened(process, ev.ret, openFile, ev.ts, false, identity ? undefined : 'O_TMPFILE file gone before inspection; inode unknown');
 }
 

@@ -298,6 +298,17 @@ export class EngineState {
     if (openFile.kind === 'directory') file.metadata = true;
   }
 
+  /**
+   * attach for an fd an open call returned: the kernel hands out only free numbers, so whatever our table still held
+   * there was closed without our seeing the close — with the ebpf backend's default fd events, every directory fd
+   * (their closes are not traced). Its file_closed says so: it comes now, reported as 'replaced'.
+   */
+  attachOpened(process: Process, fd: number, openFile: OpenFile, cloexec: boolean, ts: number): void {
+    const stale = process.fds.get(fd)?.file;
+    if (stale && stale.refs === 1 && !stale.uncertain) stale.uncertain = 'closed before its fd number was opened again; the close itself was not traced';
+    this.attach(process, fd, openFile, cloexec, ts);
+  }
+
   attach(process: Process, fd: number, openFile: OpenFile, cloexec: boolean, ts: number): void {
     openFile.refs++;
     process.attachedFds?.delete(fd); // an event put something else there: what /proc said at attach is history
