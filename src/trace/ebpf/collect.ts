@@ -130,7 +130,14 @@ export class Collector {
     for (const map of Object.values(this.maps)) map.close();
   }
 
+  /**
+   * The program starts generations too (at a truncation, program.ts): the next one is after whichever is later.
+   * Everything counted before this call has a generation below the new one, so it is finished. (Two truncations
+   * between the read and the write here would set the generation back by one; writes in that microsecond window
+   * could be summed across the second truncation.)
+   */
   private bumpGeneration(): void {
+    if (this.maps.generation.lookup(this.zeroKey, this.generationValue)) this.generation = Math.max(this.generation, int64At(this.generationValue, 0));
     this.generation++;
     this.generationValue.writeBigInt64LE(BigInt(this.generation));
     this.maps.generation.update(this.zeroKey, this.generationValue);

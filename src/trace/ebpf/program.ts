@@ -144,6 +144,10 @@ const FICLONERANGE = 0x4020940d;
 const AT_REMOVEDIR = 0x200;
 const AT_FDCWD = -100;
 const O_CREAT_WRONLY_TRUNC = 0x241;
+const O_APPEND = 0x400;
+/** pwritev2 flags: append whatever the offset; or not, even on an O_APPEND fd. */
+const RWF_APPEND = 0x10;
+const RWF_NOAPPEND = 0x20;
 
 /** Register holding syscall argument i on x86-64. */
 const ARG_REGISTER = ['di', 'si', 'dx', 'r10', 'r8', 'r9'] as const;
@@ -366,9 +370,13 @@ function sizeProbes(): ExitProbe[] {
     { syscall, nr, body: detachAggregate(intArg(0)) },
     { syscall, nr, body: report },
   ];
+  // A truncation through a name, or through another process's fd (\`truncate -s 0 log\`, logrotate's copytruncate),
+  // cuts under writes other fds have counted, which this program cannot find: it starts a new generation, so what
+  // they write from now on is counted apart from what they wrote before (collect.ts takes the old generation).
+  const newGeneration = `if (${RET} == 0) { @g = @g + 1; }`;
   return [
-    { syscall: 'truncate', nr: 76, body: emit(Code.truncate, [arg(1), RET], [pathArg(0)]) },
-    ...resize('ftruncate', 77, emit(Code.ftruncate, [intArg(0), arg(1), RET])),
+    { syscall: 'truncate', nr: 76, body: `${emit(Code.truncate, [arg(1), RET], [pathArg(0)])} ${newGeneration}` },
+    ...resize('ftruncate', 77, `${emit(Code.ftruncate, [intArg(0), arg(1), RET])} ${newGeneration}`),
     ...resize('fallocate', 285, emit(Code.fallocate, [intArg(0), intArg(1), arg(2), arg(3), RET])),
     ...fsync('fsync', 74, 0),
     ...fsync('fdatasync', 75, 1),
@@ -466,10 +474,19 @@ const DATA_CALLS: readonly DataCall[] = [
  */
 function aggregate(call: DataCall): string {
   // preadv2/pwritev2 take -1 for "the file position".
-  const start =
+  let start =
     call.offsetArg === null
       ? '$start = $pos - $ret;'
       : `$start = ${arg(call.offsetArg)}; if ($start < 0) { $start = $pos - $ret; }`;
+  if (call.write && call.offsetArg !== null) {
+    // A positional write appends whatever its offset when the fd is O_APPEND (Linux's pwrite does) or pwritev2 says
+    // RWF_APPEND (unless RWF_NOAPPEND): it went to the end of the file, which its size now ends.
+    const flags = call.syscall === 'pwritev2'
+      ? `if ((${arg(5)} & ${RWF_APPEND}) != 0) { $ap = 1; } if ((${arg(5)} & ${RWF_NOAPPEND}) != 0) { $ap = 0; }`
+      : '';
+    start = `${start} $ap = (int64)0; if (((uint64)$f->f_flags & ${O_APPEND}) != 0) { $ap = 1; } ${flags}
+      if ($ap != 0) { $start = (int64)$f->f_inode->i_size - $ret; }`;
+  }
   return aggregateUpdate(call.write, start, writeHead(call));
 }
 

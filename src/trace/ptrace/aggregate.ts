@@ -20,9 +20,9 @@ interface Description {
    */
   append: boolean;
   /**
-   * For O_APPEND: the end of the file, where the next write goes, or -1 when we cannot know it. Known from an
-   * O_TRUNC open, an lseek(SEEK_END) (Python's open('ab') makes one), an ftruncate through the description, and
-   * kept by the appends after; lost when the file may have changed otherwise (truncate by name).
+   * The end of the file, where the next append goes, or -1 when we cannot know it. Known from an O_TRUNC open, an
+   * lseek(SEEK_END) (Python's open('ab') makes one), an ftruncate through the description, and kept by the writes
+   * after; lost when the file may have changed otherwise (a truncation elsewhere).
    */
   end: number;
 }
@@ -111,23 +111,29 @@ export class RwAggregator {
   }
 
   /**
-   * ftruncate/fallocate through fd: what was written before goes first (a summary of its own), and an O_APPEND
-   * description's next write goes to the new end when ftruncate set it.
+   * ftruncate/fallocate through fd: what was written before goes first, through every fd (another process may be
+   * appending to the file: \`truncate -s 0 log\`, logrotate's copytruncate), and an O_APPEND description's next write
+   * goes to the new end when ftruncate set it; other descriptions (of the same file or not: we cannot tell) no longer
+   * know theirs.
    */
   resized(pid: number, fd: number, newEnd: number | null): void {
-    this.flush(pid, fd);
+    this.truncatedByName();
     const description = this.table(pid).get(fd)?.description;
-    if (description?.append) description.end = newEnd ?? -1;
+    if (description) description.end = newEnd ?? -1;
   }
 
-  /** truncate by name: every pending summary goes first, and no O_APPEND description knows its file's end now. */
+  /** truncate by name: every pending summary goes first, and no description knows its file's end now. */
   truncatedByName(): void {
     this.flushAll();
-    for (const table of this.tables.values()) for (const state of table.values()) if (state.description.append) state.description.end = -1;
+    for (const table of this.tables.values()) for (const state of table.values()) state.description.end = -1;
   }
 
   /** One read or write; `offset` is the explicit offset of positional calls (pread, pwritev...). */
-  data(pid: number, tid: number, ts: number, fd: number, write: boolean, offset: number | null, ret: number): void {
+  /**
+   * `appendFlag`: pwritev2's RWF_APPEND (true) or RWF_NOAPPEND (false); null otherwise. A write on an O_APPEND
+   * description goes to the end of the file even with an explicit offset (Linux's pwrite appends there too).
+   */
+  data(pid: number, tid: number, ts: number, fd: number, write: boolean, offset: number | null, ret: number, appendFlag: boolean | null = null): void {
     if (ret < 0) return;
     const table = this.table(pid);
     let state = table.get(fd);
@@ -138,12 +144,17 @@ export class RwAggregator {
     const description = state.description;
     if (description.kind === 'unknown') description.kind = probeKind(pid, fd);
     if (description.kind !== 'file') return;
-    const appended = write && offset === null && description.append;
+    const appended = write && (appendFlag ?? description.append);
     const start = appended ? description.end : offset ?? description.position;
     if (appended) {
       if (description.end >= 0) description.end += ret;
-      description.position = description.end;
-    } else if (offset === null && description.position >= 0) description.position += ret;
+      // A positional write leaves the position where it was; a plain one leaves it at the end.
+      if (offset === null) description.position = description.end;
+    } else {
+      if (offset === null && description.position >= 0) description.position += ret;
+      // The end is kept by every write through the description, for a later RWF_APPEND.
+      if (write && ret > 0) description.end = start >= 0 && description.end >= 0 ? Math.max(description.end, start + ret) : -1;
+    }
     state.lastTs = ts;
     state.lastTid = tid;
     if (write) this.wrote(state, start, ret);

@@ -23,6 +23,8 @@ export interface StraceDecoderOptions {
 }
 
 const CLONE_THREAD = 0x10000;
+const RWF_APPEND = 0x10;
+const RWF_NOAPPEND = 0x20;
 const O_CLOEXEC = 0x80000;
 const F_DUPFD = 0;
 const F_DUPFD_CLOEXEC = 1030;
@@ -152,7 +154,7 @@ export class StraceDecoder {
     if (ret === null) return; // exit, exit_group: the +++ line reports them
     for (const arg of args) this.learn(b.pid, arg);
     const data = DATA_CALLS[name];
-    if (data) return this.data(b, args, ret, data);
+    if (data) return this.data(b, args, ret, data, line.name);
     const event = this.decode(line, b, ret);
     if (event) this.emit(event);
   }
@@ -164,10 +166,14 @@ export class StraceDecoder {
     if (fd >= 0) this.aggregator.learned(pid, fd, fdKindOf(target!));
   }
 
-  private data(b: Base, args: string[], ret: number, call: { write: boolean; offsetArg: number | null }): void {
+  private data(b: Base, args: string[], ret: number, call: { write: boolean; offsetArg: number | null }, name: string): void {
     const offset = call.offsetArg === null ? null : parseNumber(args[call.offsetArg]);
     const explicit = offset === null || offset === -1 ? null : offset; // preadv2/pwritev2: -1 is the position
-    this.aggregator.data(b.pid, b.tid, b.ts, parseNumber(args[0]), call.write, explicit, ret);
+    // pwritev2(fd, iov, iovcnt, pos_l, pos_h, flags), printed raw: RWF_APPEND appends whatever the offset,
+    // RWF_NOAPPEND does not even on an O_APPEND fd.
+    const flags = name === 'pwritev2' ? parseNumber(args[5] ?? '') : 0;
+    const append = (flags & RWF_APPEND) !== 0 ? true : (flags & RWF_NOAPPEND) !== 0 ? false : null;
+    this.aggregator.data(b.pid, b.tid, b.ts, parseNumber(args[0]), call.write, explicit, ret, append);
   }
 
   private decode(line: Call, b: Base, ret: number): SyscallEvent | null {
