@@ -14,8 +14,9 @@
  * - The same registers carry the paper's app hint (extra trailing arguments of read/write/pread64/pwrite64),
  *   so there is no raw_syscalls probe: it would run for every syscall of every process (+15% on find).
  * - Plain reads and writes are aggregated per (pid, fd, inode, generation); user space bumps the generation
- *   (@g) each time it collects, so an aggregate it collects is complete. fsync moves its fd's aggregate into a
- *   record of its own, so the summary precedes the fsync.
+ *   (@g) each time it collects, so an aggregate it collects is complete. fsync (and close, dup2 over the fd,
+ *   ftruncate, fallocate) moves its fd's aggregate into a record of its own, so the summary precedes the call; a
+ *   truncation, which may cut under other fds' counts, starts a generation itself.
  * - An open reports what stat would say of the new fd's inode (size, type, links, mtime), as of the call: a stat
  *   from user space costs ~5 µs here and may describe a later file. *at() calls and fchdir report the identity
  *   of their directory fd, so with 'storage' fd events (the default) user space need not see directory fds

@@ -117,21 +117,24 @@ export class RwAggregator {
    * know theirs.
    */
   resized(pid: number, fd: number, newEnd: number | null): void {
-    this.truncatedByName();
+    this.cutSomewhere();
     const description = this.table(pid).get(fd)?.description;
     if (description) description.end = newEnd ?? -1;
   }
 
-  /** truncate by name: every pending summary goes first, and no description knows its file's end now. */
-  truncatedByName(): void {
+  /**
+   * Some file was cut (by name, or through some fd) and we cannot tell whose fds it is under: every pending summary
+   * goes first, and no description knows its file's end now.
+   */
+  cutSomewhere(): void {
     this.flushAll();
     for (const table of this.tables.values()) for (const state of table.values()) state.description.end = -1;
   }
 
-  /** One read or write; `offset` is the explicit offset of positional calls (pread, pwritev...). */
   /**
-   * `appendFlag`: pwritev2's RWF_APPEND (true) or RWF_NOAPPEND (false); null otherwise. A write on an O_APPEND
-   * description goes to the end of the file even with an explicit offset (Linux's pwrite appends there too).
+   * One read or write; `offset` is the explicit offset of positional calls (pread, pwritev...), `appendFlag`
+   * pwritev2's RWF_APPEND (true) or RWF_NOAPPEND (false), null otherwise. A write on an O_APPEND description goes to
+   * the end of the file even with an explicit offset (Linux's pwrite appends there too).
    */
   data(pid: number, tid: number, ts: number, fd: number, write: boolean, offset: number | null, ret: number, appendFlag: boolean | null = null): void {
     if (ret < 0) return;

@@ -211,7 +211,7 @@ export class StraceDecoder {
       // of a truncation would be summed into one that lands past the cut. truncate(path) may name a file any fd
       // writes to: every pending summary goes (it is rare).
       case 'truncate':
-        if (ret === 0) this.aggregator.truncatedByName();
+        if (ret === 0) this.aggregator.cutSomewhere();
         return this.withPath(a[0], (path) => ({ kind: 'truncate', ...b, path, length: n(1), ret }));
       case 'ftruncate':
         this.aggregator.resized(b.pid, n(0), ret === 0 ? n(1) : null);
