@@ -23,6 +23,9 @@ export interface StraceDecoderOptions {
 }
 
 const CLONE_THREAD = 0x10000;
+const O_TRUNC = 0x200;
+/** An fd's link in /proc (or /dev/fd), as a process names it. */
+const FD_LINK = /^\/(?:proc\/(?:self|thread-self|\d+)|dev)\/fd\/\d+$/;
 const RWF_APPEND = 0x10;
 const RWF_NOAPPEND = 0x20;
 const O_CLOEXEC = 0x80000;
@@ -293,7 +296,18 @@ export class StraceDecoder {
   private open(b: Base, dirfd: number, pathArg: string, flags: number, mode: number, line: Call): SyscallEvent | null {
     const ret = line.ret.value!;
     if (ret >= 0) this.aggregator.opened(b.pid, ret, fdKindOf(line.ret.target ?? ''), flags);
-    return this.withPath(pathArg, (path) => ({ kind: 'open', ...b, dirfd, path, flags, mode, ret }));
+    return this.withPath(pathArg, (path) => {
+      if (ret >= 0 && FD_LINK.test(path)) {
+        // A reopen of some fd's link reaches a file other processes may have pending counts on: those go first (and
+        // with O_TRUNC it cuts under them). strace named the file the new fd leads to, as of the call: that is the
+        // path opened (a look at the link later may find the fd gone).
+        if ((flags & O_TRUNC) !== 0) this.aggregator.cutSomewhere();
+        else this.aggregator.flushAll();
+        const target = line.ret.target;
+        if (target !== null && target.startsWith('/') && !target.endsWith(' (deleted)')) return { kind: 'open', ...b, dirfd: AT_FDCWD, path: target, flags, mode, ret };
+      }
+      return { kind: 'open', ...b, dirfd, path, flags, mode, ret };
+    });
   }
 
   private dup(b: Base, fd: number, cloexec: boolean, line: Call): SyscallEvent {

@@ -26,7 +26,7 @@ import {
   type TraceResult,
 } from './helpers.js';
 
-const FD_MODES = ['dup2', 'paths', 'append', 'threads', 'fork', 'lifetime', 'mmap', 'apphints', 'tmpfile', 'resize', 'rotate'] as const;
+const FD_MODES = ['dup2', 'paths', 'append', 'threads', 'fork', 'lifetime', 'mmap', 'apphints', 'tmpfile', 'resize', 'rotate', 'procfd'] as const;
 /** Nested shells: the innermost file is written three execs and two forks below the traced command. */
 const NESTED = 'mkdir nested && cd nested && sh -c "printf 12345 > inner.out; sh -c \\"printf 1234567 > deepest.out\\""; printf 12 > outer.out';
 /** A shell reopening one file at fd 1 three times: each redirection's writes are its own, not the last one's. */
@@ -200,6 +200,14 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
     }
     expect(lastClosed(fd.insights, log)).toMatchObject({ size: 250 });
     expect(lastClosed(fd.insights, at('fd', 'rotate', 'rwf.out'))).toMatchObject({ size: 1300, writeBytes: 1300 });
+  });
+
+  it('follows a reopen of another process\'s fd through /proc to the file behind it', () => {
+    const file = at('fd', 'procfd', 'pf.out');
+    const opened = ofKind(fd.insights, 'file_opened').filter((o) => o.path === file);
+    expect(opened).toHaveLength(2);
+    expect(opened[1]?.pid).not.toBe(opened[0]?.pid);
+    expect(lastClosed(fd.insights, file)).toMatchObject({ size: 3006 });
   });
 
   it('does not take a file made after rmdir for the removed directory (its inode number is reused)', () => {
