@@ -146,29 +146,13 @@ function probeAgainst(
   return { path: named, stat: null, identity: expected, kind: guess, doubt: 'file changed or gone before inspection; size unknown' };
 }
 
-/** An fd's link in /proc (or /dev/fd): opening it opens the file behind that fd again. */
-const FD_LINK = /^\/(?:proc\/(?:self|thread-self|\d+)|dev)\/fd\/\d+$/;
-
-/**
- * The file an open of another fd's link reopened (`echo x >> /proc/$PPID/fd/3`), by its name: the file the kernel
- * says the open reached, if the trace knows it; otherwise (ptrace) what the new fd leads to, if it is a file. Null when
- * `path` is no such link or the file cannot be told.
- */
-function reopenedThroughFdLink(state: EngineState, pid: number, ev: Ev<'open'>, path: string | null): string | null {
-  if (path === null || !FD_LINK.test(path)) return null;
-  const identity = identityOf(ev.ino, ev.dev);
-  const known = identity ? state.files.withIdentity(identity) : undefined;
-  if (known) return known.metadata ? null : known.path;
-  if (identity || !state.live) return null;
-  const target = state.inspector.fdTarget(pid, ev.ret);
-  return target && !target.deleted && !isVirtual(target.path) ? target.path : null;
-}
-
 export function onOpen(state: EngineState, ev: Ev<'open'>): void {
   if (ev.ret < 0) return;
   const process = state.processFor(ev);
   const resolved = state.resolve(process, ev.dirfd, ev.path, ev.ts, identityOf(ev.dirIno, ev.dirDev), (ev.flags & (O_DIRECTORY | O_PATH)) === 0);
-  const path = reopenedThroughFdLink(state, process.pid, ev, resolved) ?? resolved;
+  // An fd link (`echo x >> /proc/$PPID/fd/3`) reopens the file behind that fd: it is opened by that file's name.
+  const reopened = resolved === null ? undefined : state.fileAtFdLink(process, resolved, ev.ts);
+  const path = reopened && !reopened.metadata ? reopened.path : resolved;
   if ((ev.flags & O_PATH) !== 0) {
     // A handle for *at() calls and fchdir: no I/O goes through it, so it is not a file opened.
     state.attachOpened(process, ev.ret, state.newOpenFile(guessKind(path, ev.flags), path, ev.flags, ev.ts), cloexec(ev.flags), ev.ts);

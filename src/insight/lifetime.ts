@@ -3,7 +3,7 @@
  * kernel actually frees the blocks); truncation ends the life of the bytes cut off (handlers-data.ts). A name we
  * never saw has unknown bytes: it is counted, not reported, because a guess would be silently wrong.
  */
-import type { SyscallEvent } from '../trace/events.js';
+import { FD_LINK_PATH, type SyscallEvent } from '../trace/events.js';
 import { heldBytes, identityOf, type FileRecord } from './files.js';
 import { AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, RENAME_EXCHANGE } from './linux.js';
 import type { Process } from './process.js';
@@ -91,20 +91,13 @@ export function onLink(state: EngineState, ev: Ev<'link'>): void {
   state.files.alias(to, file);
 }
 
-/** /proc/self/fd/N, /proc/thread-self/fd/N, /proc/PID/fd/N: magic links to an open file (linkat's AT_SYMLINK_FOLLOW). */
-const PROC_FD_LINK = /^\/proc\/(self|thread-self|\d+)(?:\/task\/\d+)?\/fd\/(\d+)$/;
-
 /**
  * What linkat links: the file open at olddirfd for AT_EMPTY_PATH with an empty path, the file open at a /proc fd
  * link followed (how O_TMPFILE files are usually named), else the file at the old path.
  */
 function linkSource(state: EngineState, process: Process, ev: Ev<'link'>): FileRecord | undefined {
   if ((ev.flags & AT_EMPTY_PATH) !== 0 && ev.oldpath === '') return state.fdEntry(process, ev.olddirfd, ev.ts)?.file.file ?? undefined;
-  const magic = (ev.flags & AT_SYMLINK_FOLLOW) !== 0 ? PROC_FD_LINK.exec(ev.oldpath) : null;
-  if (magic) {
-    const owner = magic[1] === 'self' || magic[1] === 'thread-self' ? process : state.processes.get(Number(magic[1]));
-    return owner ? state.fdEntry(owner, Number(magic[2]), ev.ts)?.file.file ?? undefined : undefined;
-  }
+  if ((ev.flags & AT_SYMLINK_FOLLOW) !== 0 && FD_LINK_PATH.test(ev.oldpath)) return state.fileAtFdLink(process, ev.oldpath, ev.ts);
   const from = state.resolve(process, ev.olddirfd, ev.oldpath, ev.ts, identityOf(ev.oldDirIno, ev.oldDirDev));
   return from === null ? undefined : state.files.atPath(from);
 }

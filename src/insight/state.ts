@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { posix } from 'node:path';
-import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
+import { AT_FDCWD, FD_LINK_PATH, type SyscallEvent } from '../trace/events.js';
 import { FileTable, sameIdentity, type FileRecord, type Identity } from './files.js';
 import type { FdInfo, FileReader, FileStat, SystemInspector } from './inspector.js';
 import { classifyFile, validateIoClassTable, type IoClass, type IoClassTable } from './ioclass.js';
@@ -296,6 +296,18 @@ export class EngineState {
     file.opens++;
     file.openCount++;
     if (openFile.kind === 'directory') file.metadata = true;
+  }
+
+  /**
+   * The file open at an fd link (FD_LINK_PATH) `process` named — the file linkat(AT_SYMLINK_FOLLOW) links and an open
+   * of the link reopens — when the trace knows that fd's file; undefined for any other path.
+   */
+  fileAtFdLink(process: Process, path: string, ts: number): FileRecord | undefined {
+    const link = FD_LINK_PATH.exec(path);
+    if (!link) return undefined;
+    const own = link[1] === undefined || link[1] === 'self' || link[1] === 'thread-self';
+    const owner = own ? process : this.processes.get(Number(link[1]));
+    return owner ? this.fdEntry(owner, Number(link[2]), ts)?.file.file ?? undefined : undefined;
   }
 
   /**

@@ -573,12 +573,11 @@ export class SemanticIndex {
     }
     if (owner === GAP) {
       // Where the file system keeps only file data, a block no described file owns is a file's not described yet.
-      if (this.dataRegions.length > 0 && this.inDataRegion(offset, length)) {
-        this.outcome = OUTCOME_DATA;
-        return this.fileOnly ? this.fileOnlyAnonymousDataTag : this.requestTag('data', offset, length, direction);
-      }
-      if (content !== null && this.options.zeroWritesAreData && content.allZero()) {
-        this.counters.zeroWrites++;
+      // A write of nothing but zeroes is an application's preallocation (zeroWritesAreData).
+      const inRegion = this.dataRegions.length > 0 && this.inDataRegion(offset, length);
+      const zeroes = !inRegion && content !== null && this.options.zeroWritesAreData && content.allZero();
+      if (zeroes) this.counters.zeroWrites++;
+      if (inRegion || zeroes) {
         this.outcome = OUTCOME_DATA;
         return this.fileOnly ? this.fileOnlyAnonymousDataTag : this.requestTag('data', offset, length, direction);
       }

@@ -33,6 +33,12 @@ export function monotonicNowNs(): number {
 /** AT_FDCWD as the kernel passes it. */
 export const AT_FDCWD = -100;
 
+/**
+ * A magic link to an open fd, as a process names it: /proc/self|thread-self|PID[/task/TID]/fd/N, or /dev/fd/N (its
+ * own). Group 1: whose fd (absent for /dev/fd), group 2: the fd. Opening one reopens the file behind that fd.
+ */
+export const FD_LINK_PATH = /^\/(?:proc\/(self|thread-self|\d+)(?:\/task\/\d+)?|dev)\/fd\/(\d+)$/;
+
 export type FileType = 'regular' | 'directory' | 'other';
 
 /**

@@ -5,7 +5,7 @@
  * returns in the parent; those lines wait until the clone says whose child it is.
  */
 import assert from 'node:assert/strict';
-import type { SyscallEvent } from '../events.js';
+import { FD_LINK_PATH, type SyscallEvent } from '../events.js';
 import { RwAggregator } from './aggregate.js';
 import {
   Resumer, decoration, fdKindOf, parseBracketedNumber, parseNumber, parseStraceLine, parseString, parseStringArray, seenPath,
@@ -24,8 +24,6 @@ export interface StraceDecoderOptions {
 
 const CLONE_THREAD = 0x10000;
 const O_TRUNC = 0x200;
-/** An fd's link in /proc (or /dev/fd), as a process names it. */
-const FD_LINK = /^\/(?:proc\/(?:self|thread-self|\d+)|dev)\/fd\/\d+$/;
 const RWF_APPEND = 0x10;
 const RWF_NOAPPEND = 0x20;
 const O_CLOEXEC = 0x80000;
@@ -297,14 +295,11 @@ export class StraceDecoder {
     const ret = line.ret.value!;
     if (ret >= 0) this.aggregator.opened(b.pid, ret, fdKindOf(line.ret.target ?? ''), flags);
     return this.withPath(pathArg, (path) => {
-      if (ret >= 0 && FD_LINK.test(path)) {
+      if (ret >= 0 && FD_LINK_PATH.test(path)) {
         // A reopen of some fd's link reaches a file other processes may have pending counts on: those go first (and
-        // with O_TRUNC it cuts under them). strace named the file the new fd leads to, as of the call: that is the
-        // path opened (a look at the link later may find the fd gone).
+        // with O_TRUNC it cuts under them).
         if ((flags & O_TRUNC) !== 0) this.aggregator.cutSomewhere();
         else this.aggregator.flushAll();
-        const target = line.ret.target;
-        if (target !== null && target.startsWith('/') && !target.endsWith(' (deleted)')) return { kind: 'open', ...b, dirfd: AT_FDCWD, path: target, flags, mode, ret };
       }
       return { kind: 'open', ...b, dirfd, path, flags, mode, ret };
     });
