@@ -231,9 +231,12 @@ function settleLateLook(state: EngineState, record: FileRecord, probe: Probe, ev
   if (probe.doubt || (stat && sinceOpen(stat.mtimeNs) !== false)) record.sizeDoubted = true;
 }
 
-/** O_TRUNC (writable) and O_CREAT|O_EXCL leave an empty file: the size is known without looking. */
+/**
+ * O_TRUNC and O_CREAT|O_EXCL leave an empty file: the size is known without looking. (Linux truncates whatever the
+ * access mode: an O_RDONLY|O_TRUNC open needs write permission and cuts the file too.)
+ */
 function sizeSetByOpen(flags: number): boolean {
-  const truncates = (flags & O_TRUNC) !== 0 && isWritable(flags);
+  const truncates = (flags & O_TRUNC) !== 0;
   return truncates || (flags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL);
 }
 
@@ -244,8 +247,7 @@ function cloexec(flags: number): boolean {
 /** O_TRUNC ends the life of whatever the file held; a new or emptied file starts one. */
 function applyOpenFlags(state: EngineState, file: FileRecord, created: boolean, stat: FileStat | null, ev: Ev<'open'>): void {
   if (file.metadata) return;
-  const truncates = (ev.flags & O_TRUNC) !== 0 && isWritable(ev.flags);
-  if (truncates) {
+  if ((ev.flags & O_TRUNC) !== 0) {
     noteChange(file, 0);
     // A stat of a new record ran after the truncation (maybe after later writes too): only 0 is known at open.
     if (!created && file.size !== null && file.size > 0) endLifetimeByTruncate(state, file, 0, ev.ts, ev.pid);

@@ -146,6 +146,8 @@ const AT_REMOVEDIR = 0x200;
 const AT_FDCWD = -100;
 const O_CREAT_WRONLY_TRUNC = 0x241;
 const O_APPEND = 0x400;
+const O_TRUNC = 0x200;
+const O_ACCMODE = 3;
 /** pwritev2 flags: append whatever the offset; or not, even on an O_APPEND fd. */
 const RWF_APPEND = 0x10;
 const RWF_NOAPPEND = 0x20;
@@ -249,21 +251,40 @@ function fdIdentity(fd: string, name: string, fdt = 'curtask->files->fdt'): stri
 }
 
 function openProbes(options: ProgramOptions): ExitProbe[] {
-  const open = (dirfd: string, flags: string, mode: string, path: string) =>
-    `${retInode(options)} ${fdIdentity(dirfd, 'dir', '$fdt')} ${emit(Code.open, [dirfd, flags, mode, RET, '$ino', '$dev', '$size', '$tn', '$mt', '$diri', '$dird'], [path])}`;
-  const opens: ExitProbe[] = [
-    { syscall: 'open', nr: 2, body: open(`${AT_FDCWD}`, intArg(1), intArg(2), pathArg(0)) },
-    { syscall: 'openat', nr: 257, body: open(intArg(0), intArg(2), intArg(3), pathArg(1)) },
-    { syscall: 'creat', nr: 85, body: open(`${AT_FDCWD}`, `${O_CREAT_WRONLY_TRUNC}`, intArg(1), pathArg(0)) },
+  const calls = [
+    { syscall: 'open', nr: 2, dirfd: `${AT_FDCWD}`, flags: intArg(1), mode: intArg(2), path: pathArg(0) },
+    { syscall: 'openat', nr: 257, dirfd: intArg(0), flags: intArg(2), mode: intArg(3), path: pathArg(1) },
+    { syscall: 'creat', nr: 85, dirfd: `${AT_FDCWD}`, flags: `${O_CREAT_WRONLY_TRUNC}`, mode: intArg(1), path: pathArg(0) },
     {
       syscall: 'openat2',
       nr: 437,
-      body: open(intArg(0), '*(int64 *)uptr($r->dx)', '*(int64 *)uptr($r->dx + 8)', pathArg(1)),
+      dirfd: intArg(0),
+      flags: '*(int64 *)uptr($r->dx)',
+      mode: '*(int64 *)uptr($r->dx + 8)',
+      path: pathArg(1),
     },
   ];
+  const opens = calls.map(({ syscall, nr, dirfd, flags, mode, path }) => ({
+    syscall,
+    nr,
+    body: `${retInode(options)} ${fdIdentity(dirfd, 'dir', '$fdt')} ${emit(Code.open, [dirfd, flags, mode, RET, '$ino', '$dev', '$size', '$tn', '$mt', '$diri', '$dird'], [path])}`,
+  }));
   // A second program per open (one would not fit the BPF stack). Both run before the call returns, so before
   // any call through the new fd; the detached summary is timed by its last call, so it sorts before the open.
-  const detach = opens.map((probe) => ({ ...probe, body: `if (${RET} >= 0) { ${detachAggregate(RET)} }` }));
+  // O_TRUNC (whatever the access mode: Linux truncates an O_RDONLY open too) cuts under what other fds have counted
+  // (`: > log` while a writer appends), as a truncation by name does: it starts a generation — only when some
+  // other description has the file open for writing (i_writecount counts this one's too), as a shell's `> f` or a
+  // program's open('w') of a file nobody else writes is the common case and need not split every aggregate.
+  const detach = calls.map(({ syscall, nr, flags }) => ({
+    syscall,
+    nr,
+    body: `if (${RET} >= 0) { ${detachAggregate(RET)}
+      if ($dm == ${S_IFREG} && (${flags} & ${O_TRUNC}) != 0) {
+        $own = (int64)0; if ((${flags} & ${O_ACCMODE}) != 0) { $own = 1; }
+        if ((int64)$f->f_inode->i_writecount.counter > $own) { @g = @g + 1; }
+      }
+    }`,
+  }));
   return [...detach, ...opens];
 }
 
@@ -307,7 +328,7 @@ function storageCloseProbe(options: ProgramOptions): string {
   ${detachAggregate('(int64)args->fd')}
 }`;
   }
-  // The fd's aggregate of this generation goes with it (a shell's \`echo a > f; echo b >> f\` writes both through fd
+  // The fd's aggregate of this generation goes with it (a shell's `echo a > f; echo b >> f` writes both through fd
   // 1): a record of its own, under the close's stamp (sub-record 1), so the close's counts are its own.
   return `tracepoint:syscalls:sys_enter_close ${predicate(options.filter)} {
   $fd = (int64)args->fd; ${storageCheck('$fd')}
@@ -371,7 +392,7 @@ function sizeProbes(): ExitProbe[] {
     { syscall, nr, body: detachAggregate(intArg(0)) },
     { syscall, nr, body: report },
   ];
-  // A truncation through a name, or through another process's fd (\`truncate -s 0 log\`, logrotate's copytruncate),
+  // A truncation through a name, or through another process's fd (`truncate -s 0 log`, logrotate's copytruncate),
   // cuts under writes other fds have counted, which this program cannot find: it starts a new generation, so what
   // they write from now on is counted apart from what they wrote before (collect.ts takes the old generation).
   const newGeneration = `if (${RET} == 0) { @g = @g + 1; }`;

@@ -112,7 +112,7 @@ export class RwAggregator {
 
   /**
    * ftruncate/fallocate through fd: what was written before goes first, through every fd (another process may be
-   * appending to the file: \`truncate -s 0 log\`, logrotate's copytruncate), and an O_APPEND description's next write
+   * appending to the file: `truncate -s 0 log`, logrotate's copytruncate), and an O_APPEND description's next write
    * goes to the new end when ftruncate set it; other descriptions (of the same file or not: we cannot tell) no longer
    * know theirs.
    */

@@ -293,14 +293,13 @@ export class StraceDecoder {
 
   private open(b: Base, dirfd: number, pathArg: string, flags: number, mode: number, line: Call): SyscallEvent | null {
     const ret = line.ret.value!;
+    // O_TRUNC (whatever the access mode) cuts the file under counts other fds have pending (`: > log` while a
+    // writer appends): those go first, as at a truncation by name.
+    if (ret >= 0 && (flags & O_TRUNC) !== 0) this.aggregator.cutSomewhere();
     if (ret >= 0) this.aggregator.opened(b.pid, ret, fdKindOf(line.ret.target ?? ''), flags);
     return this.withPath(pathArg, (path) => {
-      if (ret >= 0 && FD_LINK_PATH.test(path)) {
-        // A reopen of some fd's link reaches a file other processes may have pending counts on: those go first (and
-        // with O_TRUNC it cuts under them).
-        if ((flags & O_TRUNC) !== 0) this.aggregator.cutSomewhere();
-        else this.aggregator.flushAll();
-      }
+      // A reopen of some fd's link reaches a file other processes may have pending counts on: those go first.
+      if (ret >= 0 && FD_LINK_PATH.test(path) && (flags & O_TRUNC) === 0) this.aggregator.flushAll();
       return { kind: 'open', ...b, dirfd, path, flags, mode, ret };
     });
   }
