@@ -8,7 +8,7 @@ import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
 import { heldBytes, identityOf, noteChange, noteData, type FileRecord } from './files.js';
 import { endLifetimeByTruncate, endLifetimeOfBytes } from './handlers-fd.js';
 import { syscallArgsHint } from './hints.js';
-import { FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from './linux.js';
+import { FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../trace/linux.js';
 import { writeBackFile } from './mmap.js';
 import { doubtAsyncIo, fileIo, recordProcessRead, type OpenFile, type Process } from './process.js';
 import type { EngineState } from './state.js';

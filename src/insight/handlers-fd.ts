@@ -25,7 +25,7 @@ import {
   O_TMPFILE,
   O_TRUNC,
   isWritable,
-} from './linux.js';
+} from '../trace/linux.js';
 import { doubtAsyncIo, type OpenFileKind, type Process } from './process.js';
 import { guessKind, isVirtual, LOOK_SLACK_NS, type EngineState } from './state.js';
 

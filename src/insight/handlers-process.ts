@@ -6,7 +6,7 @@
  */
 import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
 import { identityOf } from './files.js';
-import { O_CLOEXEC } from './linux.js';
+import { O_CLOEXEC } from '../trace/linux.js';
 import { endMappings } from './mmap.js';
 import { newProcess, type Process } from './process.js';
 import type { EngineState } from './state.js';

@@ -38,4 +38,4 @@ export type { SystemInspector, FileStat, FdInfo } from './inspector.js';
 export { entropyBitsPerByte, fingerprint, BLOCK_BYTES } from './content.js';
 export { encryptionEvidence, ENCRYPTING_EXES, ENCRYPTED_EXTENSIONS, ENTROPY_THRESHOLD_BITS } from './detectors.js';
 export { HINT_MAGIC } from './hint-magic.js';
-export { opensExistingForReading } from './linux.js';
+export { opensExistingForReading } from '../trace/linux.js';

@@ -5,7 +5,7 @@
  */
 import { FD_LINK_PATH, type SyscallEvent } from '../trace/events.js';
 import { heldBytes, identityOf, type FileRecord } from './files.js';
-import { AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, RENAME_EXCHANGE } from './linux.js';
+import { AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, RENAME_EXCHANGE } from '../trace/linux.js';
 import type { Process } from './process.js';
 import type { EngineState } from './state.js';
 import type { LifetimeCause } from './types.js';

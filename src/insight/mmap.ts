@@ -5,7 +5,7 @@
  */
 import type { SyscallEvent } from '../trace/events.js';
 import { noteChange, noteData } from './files.js';
-import { isSharedWritableMapping } from './linux.js';
+import { isSharedWritableMapping } from '../trace/linux.js';
 import type { Mapping, Process } from './process.js';
 import type { EngineState } from './state.js';
 import type { WritebackTrigger } from './types.js';

@@ -9,7 +9,7 @@ import { AT_FDCWD, FD_LINK_PATH, type SyscallEvent } from '../trace/events.js';
 import { FileTable, sameIdentity, type FileRecord, type Identity } from './files.js';
 import type { FdInfo, FileReader, FileStat, SystemInspector } from './inspector.js';
 import { classifyFile, validateIoClassTable, type IoClass, type IoClassTable } from './ioclass.js';
-import { O_APPEND, O_CLOEXEC, O_DIRECTORY } from './linux.js';
+import { O_APPEND, O_CLOEXEC, O_DIRECTORY } from '../trace/linux.js';
 import { COPY_SOURCES_RECENT, FdTable, newProcess, type AttachedFd, type FdEntry, type OpenFile, type OpenFileKind, type Process } from './process.js';
 import type { CloseCause, FileRef, Insight, SizeChangeCause } from './types.js';
 

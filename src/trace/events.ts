@@ -30,8 +30,8 @@ export function monotonicNowNs(): number {
   return Number(process.hrtime.bigint());
 }
 
-/** AT_FDCWD as the kernel passes it. */
-export const AT_FDCWD = -100;
+/** AT_FDCWD as the kernel passes it (dirfd fields hold it for calls relative to the working directory). */
+export { AT_FDCWD } from './linux.js';
 
 /**
  * A magic link to an open fd, as a process names it: /proc/self|thread-self|PID[/task/TID]/fd/N, or /dev/fd/N (its

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import type { FileType, SyscallEvent } from '../events.js';
 import { SKY_HINT_MAGIC } from '../hint-abi.js';
 import { int64At } from './bpf.js';
-import { AGGREGATE_FIELDS, ARGV_MAX as ARGV_LIMIT, ASYNC_APIS, ASYNC_UNSEEN, COPY_CALLS, Code, RECORD_FIELDS, STRING_BYTES, S_IFDIR, S_IFMT, S_IFREG } from './program.js';
+import { S_IFDIR, S_IFMT, S_IFREG } from '../linux.js';
+import { AGGREGATE_FIELDS, ARGV_MAX as ARGV_LIMIT, ASYNC_APIS, ASYNC_UNSEEN, COPY_CALLS, Code, RECORD_FIELDS, STRING_BYTES } from './program.js';
 
 type Ev<K extends SyscallEvent['kind']> = Extract<SyscallEvent, { kind: K }>;
 type Base = { ts: number; pid: number; tid: number };

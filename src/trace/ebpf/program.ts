@@ -37,6 +37,11 @@
  */
 import assert from 'node:assert/strict';
 import { SKY_HINT_MAGIC } from '../hint-abi.js';
+import {
+  AT_FDCWD, AT_REMOVEDIR, CLONE_THREAD, CREAT_FLAGS, F_DUPFD, F_DUPFD_CLOEXEC, F_SETFD, F_SETFL, F_SET_FILE_RW_HINT,
+  F_SET_RW_HINT, FICLONE, FICLONERANGE, O_ACCMODE, O_APPEND, O_CLOEXEC, O_TRUNC, RWF_APPEND, RWF_NOAPPEND, S_IFBLK,
+  S_IFMT, S_IFREG,
+} from '../linux.js';
 
 /** Record codes shared by the generated program and the decoder. */
 export const Code = {
@@ -126,31 +131,6 @@ export interface ProgramOptions {
   /** io_uring's tracepoints and struct io_rw are there (system.ts kernelIoUringTraceable): follow ring reads and writes. */
   ioUring: boolean;
 }
-
-const O_CLOEXEC = 0x80000;
-const CLONE_THREAD = 0x10000;
-/** File type bits of i_mode, shared with the decoder. */
-export const S_IFMT = 0xf000;
-export const S_IFREG = 0x8000;
-export const S_IFDIR = 0x4000;
-const S_IFBLK = 0x6000;
-const F_DUPFD = 0;
-const F_SETFD = 2;
-const F_SETFL = 4;
-const F_DUPFD_CLOEXEC = 1030;
-const F_SET_RW_HINT = 1036;
-const F_SET_FILE_RW_HINT = 1038;
-const FICLONE = 0x40049409;
-const FICLONERANGE = 0x4020940d;
-const AT_REMOVEDIR = 0x200;
-const AT_FDCWD = -100;
-const O_CREAT_WRONLY_TRUNC = 0x241;
-const O_APPEND = 0x400;
-const O_TRUNC = 0x200;
-const O_ACCMODE = 3;
-/** pwritev2 flags: append whatever the offset; or not, even on an O_APPEND fd. */
-const RWF_APPEND = 0x10;
-const RWF_NOAPPEND = 0x20;
 
 /** Register holding syscall argument i on x86-64. */
 const ARG_REGISTER = ['di', 'si', 'dx', 'r10', 'r8', 'r9'] as const;
@@ -254,7 +234,7 @@ function openProbes(options: ProgramOptions): ExitProbe[] {
   const calls = [
     { syscall: 'open', nr: 2, dirfd: `${AT_FDCWD}`, flags: intArg(1), mode: intArg(2), path: pathArg(0) },
     { syscall: 'openat', nr: 257, dirfd: intArg(0), flags: intArg(2), mode: intArg(3), path: pathArg(1) },
-    { syscall: 'creat', nr: 85, dirfd: `${AT_FDCWD}`, flags: `${O_CREAT_WRONLY_TRUNC}`, mode: intArg(1), path: pathArg(0) },
+    { syscall: 'creat', nr: 85, dirfd: `${AT_FDCWD}`, flags: `${CREAT_FLAGS}`, mode: intArg(1), path: pathArg(0) },
     {
       syscall: 'openat2',
       nr: 437,

@@ -7,6 +7,7 @@
  */
 import { readlinkSync, statSync } from 'node:fs';
 import type { SyscallEvent } from '../events.js';
+import { O_APPEND, O_TRUNC, SEEK_END } from '../linux.js';
 import type { FdKind } from './parse.js';
 
 /** An open file description: what dup and fork share. */
@@ -42,9 +43,6 @@ interface FdState {
   lastTid: number;
 }
 
-const O_APPEND = 0x400;
-const O_TRUNC = 0x200;
-const SEEK_END = 2;
 
 function fdState(description: Description): FdState {
   return {

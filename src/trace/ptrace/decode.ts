@@ -6,6 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { FD_LINK_PATH, type SyscallEvent } from '../events.js';
+import {
+  AT_FDCWD, AT_REMOVEDIR, CLONE_THREAD, CREAT_FLAGS, F_DUPFD, F_DUPFD_CLOEXEC, F_SETFD, F_SETFL, F_SET_FILE_RW_HINT,
+  F_SET_RW_HINT, FICLONE, FICLONERANGE, O_CLOEXEC, O_TRUNC, RWF_APPEND, RWF_NOAPPEND,
+} from '../linux.js';
 import { RwAggregator } from './aggregate.js';
 import {
   Resumer, decoration, fdKindOf, parseBracketedNumber, parseNumber, parseStraceLine, parseString, parseStringArray, seenPath,
@@ -22,22 +26,6 @@ export interface StraceDecoderOptions {
   threads?: ReadonlyMap<number, number>;
 }
 
-const CLONE_THREAD = 0x10000;
-const O_TRUNC = 0x200;
-const RWF_APPEND = 0x10;
-const RWF_NOAPPEND = 0x20;
-const O_CLOEXEC = 0x80000;
-const F_DUPFD = 0;
-const F_DUPFD_CLOEXEC = 1030;
-const F_SETFD = 2;
-const F_SETFL = 4;
-const F_SET_RW_HINT = 1036;
-const F_SET_FILE_RW_HINT = 1038;
-const FICLONE = 0x40049409;
-const FICLONERANGE = 0x4020940d;
-const AT_FDCWD = -100;
-const AT_REMOVEDIR = 0x200;
-const CREAT_FLAGS = 0x241;
 /** Lines of threads whose clone has not returned yet; beyond this they are taken as their own group. */
 const WAITING_LINES_MAX = 10_000;
 

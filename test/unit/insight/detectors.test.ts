@@ -10,7 +10,7 @@ import {
   validateIoClassTable,
 } from '../../../src/insight/index.js';
 import type { SyscallEvent } from '../../../src/trace/events.js';
-import { AT_EMPTY_PATH, O_TMPFILE } from '../../../src/insight/linux.js';
+import { AT_EMPTY_PATH, O_TMPFILE } from '../../../src/trace/linux.js';
 import { CREATE, Clock, FakeSystem, MS, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY, Task, ofKind, pseudoRandom, run } from './helpers.js';
 
 const MiB = 1024 * 1024;

@@ -7,9 +7,9 @@ import { AT_FDCWD, type SyscallEvent } from '../../../src/trace/events.js';
 import type { FdInfo, FileReader, FileStat, SystemInspector } from '../../../src/insight/inspector.js';
 import { InsightEngine, type Insight, type InsightKind } from '../../../src/insight/index.js';
 
-import { O_CREAT, O_TRUNC, O_WRONLY } from '../../../src/insight/linux.js';
+import { O_CREAT, O_TRUNC, O_WRONLY } from '../../../src/trace/linux.js';
 
-export { O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_RDWR, O_TRUNC, O_WRONLY } from '../../../src/insight/linux.js';
+export { O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_RDWR, O_TRUNC, O_WRONLY } from '../../../src/trace/linux.js';
 /** Read-only is the absence of the access-mode bits. */
 export const O_RDONLY = 0;
 export const CREATE = O_WRONLY | O_CREAT | O_TRUNC;

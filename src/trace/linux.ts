@@ -1,5 +1,6 @@
 /**
- * Linux x86_64 ABI numbers the process table needs to interpret raw syscall arguments. Backends pass flags
+ * Linux x86_64 ABI numbers: the backends use them to decide what to follow (the eBPF program is generated with
+ * them), and the insight engine to interpret the raw syscall arguments the events carry. Backends pass flags
  * through as the kernel saw them, so these must be the kernel's values, not libc's.
  */
 
@@ -15,6 +16,23 @@ export const O_CLOEXEC = 0o2000000;
 export const O_PATH = 0o10000000;
 /** O_TMPFILE includes O_DIRECTORY in its value; test for the whole value. */
 export const O_TMPFILE = 0o20000000 | O_DIRECTORY;
+/** The flags creat(2) opens with. */
+export const CREAT_FLAGS = O_CREAT | O_WRONLY | O_TRUNC;
+
+/** pwritev2 flags: append whatever the offset; or not, even on an O_APPEND fd. */
+export const RWF_APPEND = 0x10;
+export const RWF_NOAPPEND = 0x20;
+
+export const CLONE_THREAD = 0x10000;
+
+/** File type bits of i_mode / st_mode. */
+export const S_IFMT = 0o170000;
+export const S_IFREG = 0o100000;
+export const S_IFDIR = 0o40000;
+export const S_IFBLK = 0o60000;
+
+export const FICLONE = 0x40049409;
+export const FICLONERANGE = 0x4020940d;
 
 export const F_DUPFD = 0;
 export const F_SETFD = 2;
@@ -25,10 +43,12 @@ export const F_SET_FILE_RW_HINT = 1038;
 export const FD_CLOEXEC = 1;
 
 export const SEEK_SET = 0;
+export const SEEK_END = 2;
 
 export const CLOSE_RANGE_UNSHARE = 2;
 export const CLOSE_RANGE_CLOEXEC = 4;
 
+export const AT_FDCWD = -100;
 export const AT_REMOVEDIR = 0x200;
 export const AT_SYMLINK_FOLLOW = 0x400;
 export const AT_EMPTY_PATH = 0x1000;
