@@ -21,13 +21,29 @@ import { RAW_SYSCALLS, StraceDecoder, TRACED_SYSCALLS } from './decode.js';
 const STRING_LIMIT = 65_535;
 const FLUSH_INTERVAL_MS = 1000;
 const STOP_GRACE_MS = 10_000;
-/** Written into the FIFO after strace exits: everything before it is strace's. */
-const END_MARKER = '\u0000sky-trace-end\n';
+/**
+ * Written into the FIFO after strace exits: everything before it is strace's. It starts a line of its own: strace
+ * ends its output without a newline when it re-raises a tracee's fatal signal (`+++ killed by SIGKILL +++`).
+ */
+const END_LINE = '\u0000sky-trace-end';
+const END_MARKER = `\n${END_LINE}\n`;
+
+/**
+ * Signals whose default action ends the process. strace prints \`+++ killed by SIG +++\` only for signals in its
+ * \`-e signal\` set (with \`signal=none\` a process killed by SIGKILL just vanishes, and its files are never closed);
+ * the set costs a \`--- SIG ---\` line per delivery of a handled one, which the decoder skips. SIGCHLD, the commonest,
+ * is not in it: it never kills.
+ */
+const FATAL_SIGNALS = [
+  'SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGKILL', 'SIGUSR1', 'SIGSEGV',
+  'SIGUSR2', 'SIGPIPE', 'SIGALRM', 'SIGTERM', 'SIGSTKFLT', 'SIGXCPU', 'SIGXFSZ', 'SIGVTALRM', 'SIGPROF', 'SIGIO',
+  'SIGPWR', 'SIGSYS',
+] as const;
 
 export function straceArguments(output: string): string[] {
   return [
     '-f', '--seccomp-bpf', '-q', '-X', 'raw', '-yy', '--timestamps=unix,ns', '-s', String(STRING_LIMIT),
-    '-e', 'signal=none', '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', `raw=${RAW_SYSCALLS.join(',')}`, '-o', output,
+    '-e', `signal=${FATAL_SIGNALS.join(',')}`, '-e', `trace=${TRACED_SYSCALLS.join(',')}`, '-e', `raw=${RAW_SYSCALLS.join(',')}`, '-o', output,
   ];
 }
 
@@ -145,8 +161,8 @@ class PtraceSession implements RunningBackend {
   }
 
   private line(text: string): void {
-    if (text === END_MARKER.slice(0, -1)) return this.finish();
-    this.decoder.line(text);
+    if (text === END_LINE) return this.finish();
+    if (text !== '') this.decoder.line(text);
   }
 
   /** strace is gone: mark the end of its output in the FIFO, and finish when the reader gets there. */

@@ -90,6 +90,17 @@ describe.each(BACKENDS)('sky trace --backend %s on a live command', (backend) =>
     expect(stdout).toMatch(/5 B {2}class 4 .* written {7}5 B {2}.*\/out\.txt/);
   });
 
+  it('closes the files of a process killed by SIGKILL, and exits as it did (128 + 9)', () => {
+    const { code, stdout } = sky(['--backend', backend, '--json', '--', 'sh', '-c', 'exec 3> killed.out; printf 1234567 >&3; kill -KILL $$'], dir);
+    expect(code).toBe(137);
+    const closed = stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { kind: string; path?: string; size?: number; cause?: string })
+      .filter((i) => i.kind === 'file_closed' && path.basename(i.path ?? '') === 'killed.out');
+    expect(closed.map((i) => [i.size, i.cause])).toEqual([[7, 'exit']]);
+  });
+
   // The log has no cwd for the traced command, so the replay reports the relative path as given (flagged).
   it('records a log that replays to the same insights', () => {
     const log = path.join(dir, 'run.jsonl');
