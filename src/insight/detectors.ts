@@ -35,7 +35,8 @@ export function writesFinished(state: EngineState, process: Process, file: FileR
   const firstLook = !io.recheck;
   if (io.writeBytes > 0) {
     const found = detectReadWriteCopy(state, process, file, io, ts);
-    if (firstLook) detectEncryption(state, process, file, ts);
+    // ccrypt encrypts in place and renames the file at once: the first look may find neither fd nor name.
+    if (firstLook || io.encryptionUnseen) io.encryptionUnseen = !detectEncryption(state, process, file, ts);
     io.recheck = !found && !final;
   }
   if (!io.recheck) {
@@ -244,11 +245,13 @@ function opensslEncrypts(argv: string[]): boolean {
   return OPENSSL_ENCRYPTING.test(subcommand) || argv.includes('-encrypt');
 }
 
-function detectEncryption(state: EngineState, process: Process, file: FileRecord, ts: number): void {
+/** Whether the file was looked at (false: it could not be read back, so a later look may still decide). */
+function detectEncryption(state: EngineState, process: Process, file: FileRecord, ts: number): boolean {
   const evidence = encryptionEvidence(process, file.path);
-  if (evidence.length === 0) return;
+  if (evidence.length === 0) return true;
   const entropy = sampledEntropy(state, file);
-  if (entropy === null || entropy <= ENTROPY_THRESHOLD_BITS) return;
+  if (entropy === 'unreadable') return false;
+  if (entropy === 'inconclusive' || entropy <= ENTROPY_THRESHOLD_BITS) return true;
   state.emit({
     kind: 'encryption_detected',
     ts,
@@ -259,20 +262,52 @@ function detectEncryption(state: EngineState, process: Process, file: FileRecord
     entropy,
     ...state.uncertainty(file),
   });
+  return true;
 }
 
-function sampledEntropy(state: EngineState, file: FileRecord): number | null {
+/**
+ * Compressed and media formats: dense, so their entropy can pass for ciphertext (xz's does), but a file that starts
+ * with one of these magic numbers is that format, whatever its name says (`xz -c f > f.enc`). Offsets and bytes.
+ */
+const PLAIN_FORMAT_MAGICS: ReadonlyArray<readonly [number, readonly number[]]> = [
+  [0, [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]], // xz
+  [0, [0x1f, 0x8b]], // gzip
+  [0, [0x42, 0x5a, 0x68]], // bzip2
+  [0, [0x28, 0xb5, 0x2f, 0xfd]], // zstd
+  [0, [0x04, 0x22, 0x4d, 0x18]], // lz4
+  [0, [0x4c, 0x5a, 0x49, 0x50]], // lzip
+  [0, [0x5d, 0x00, 0x00]], // lzma (alone)
+  [0, [0x50, 0x4b, 0x03, 0x04]], // zip
+  [0, [0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c]], // 7z
+  [0, [0x52, 0x61, 0x72, 0x21, 0x1a, 0x07]], // rar
+  [0, [0xff, 0xd8, 0xff]], // jpeg
+  [0, [0x89, 0x50, 0x4e, 0x47]], // png
+  [4, [0x66, 0x74, 0x79, 0x70]], // mp4, mov, heic ("ftyp")
+  [0, [0x1a, 0x45, 0xdf, 0xa3]], // matroska, webm
+  [0, [0x4f, 0x67, 0x67, 0x53]], // ogg
+];
+
+function plainFormat(head: Buffer): boolean {
+  return PLAIN_FORMAT_MAGICS.some(([at, magic]) => head.length >= at + magic.length && magic.every((byte, i) => head[at + i] === byte));
+}
+
+/**
+ * Bits per byte of a sample of the file; 'unreadable' when it could not be opened (renamed or removed since, with
+ * its fd closed), 'inconclusive' when too small to tell or in a known plain format.
+ */
+function sampledEntropy(state: EngineState, file: FileRecord): number | 'unreadable' | 'inconclusive' {
   const seen = state.openOf(file);
-  if (!seen) return null;
+  if (!seen) return 'unreadable';
   try {
-    if (seen.stat.size < ENTROPY_SAMPLE_MIN_BYTES) return null;
+    if (seen.stat.size < ENTROPY_SAMPLE_MIN_BYTES) return 'inconclusive';
     const head = seen.read(0, Math.min(BLOCK_BYTES, seen.stat.size));
-    if (!head) return null;
+    if (!head) return 'unreadable';
+    if (plainFormat(head)) return 'inconclusive';
     const armored = unarmor(head) !== head;
     const sample = armored
       ? unarmor(seen.read(0, Math.min(ARMOR_PREFIX_BYTES, seen.stat.size)) ?? head)
       : readSample(seen.read, seen.stat.size);
-    if (!sample || sample.length < ENTROPY_SAMPLE_MIN_BYTES * (armored ? 0.75 : 1)) return null;
+    if (!sample || sample.length < ENTROPY_SAMPLE_MIN_BYTES * (armored ? 0.75 : 1)) return 'inconclusive';
     return entropyBitsPerByte(sample);
   } finally {
     seen.close();

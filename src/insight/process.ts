@@ -120,6 +120,8 @@ export interface FileIo {
   copiesIn: Map<string, PendingCopy>;
   /** A read-write copy check found no source yet: retry when the process exits. */
   recheck: boolean;
+  /** The encryption check had evidence but could not read the file back: retried with the copy check. */
+  encryptionUnseen: boolean;
   /**
    * Sources whose first block already differed from this file's: not read again at each recheck (a mail server
    * appends to a file and closes it hundreds of times, with the same similar-sized files read in between).
@@ -190,7 +192,7 @@ export function newProcess(pid: number, fds: FdTable, discovered: boolean): Proc
 export function fileIo(process: Process, file: FileRecord): FileIo {
   let io = process.io.get(file);
   if (io) return io;
-  io = { readBytes: 0, writeBytes: 0, wroteAtStart: false, copiesIn: new Map(), recheck: false, ruledOut: null };
+  io = { readBytes: 0, writeBytes: 0, wroteAtStart: false, copiesIn: new Map(), recheck: false, encryptionUnseen: false, ruledOut: null };
   process.io.set(file, io);
   if (process.io.size > PROCESS_IO_FILES_MAX) dropOldest(process);
   return io;

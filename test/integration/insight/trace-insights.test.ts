@@ -66,13 +66,18 @@ async function runCrypto(backend: Backend, dir: string): Promise<TraceResult> {
   fs.mkdirSync(home, { mode: 0o700 });
   randomFile(path.join(dir, 'plain'), 200_000);
   randomFile(path.join(dir, 'plain2'), 200_000);
+  const text = Array.from({ length: 4000 }, (_, k) => `line ${k} of a plain text file\n`).join('');
+  for (const name of ['plain3', 'plain4']) fs.writeFileSync(path.join(dir, name), text);
   const gpg = 'gpg --batch --yes --pinentry-mode loopback --passphrase x --symmetric plain';
   const env = { ...process.env, GNUPGHOME: home };
   // The agent is a daemon: started outside the trace so the traced command is only gpg and gzip (ptrace would
   // otherwise follow the daemon, which outlives the command).
   execFileSync('gpg-connect-agent', ['/bye'], { env, stdio: 'ignore' });
   try {
-    return await traceCommand(backend, ['sh', '-c', `${gpg} && gzip -k plain2`], dir, { GNUPGHOME: home });
+    // ccrypt encrypts in place and renames the file to plain3.cpt at once; xz's output is dense enough to pass for
+    // ciphertext, under a ciphertext name.
+    const script = `${gpg} && gzip -k plain2 && ccrypt -e -K key plain3 && xz -c plain4 > plain4.xz.enc`;
+    return await traceCommand(backend, ['sh', '-c', script], dir, { GNUPGHOME: home });
   } finally {
     execFileSync('gpgconf', ['--kill', 'gpg-agent'], { env });
   }
@@ -298,9 +303,12 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
     ]);
   });
 
-  it('finds gpg --symmetric as encryption, and gzip as neither encryption nor copy', () => {
+  it('finds gpg --symmetric and ccrypt (in place) as encryption, and gzip and xz (named .enc) as neither encryption nor copy', () => {
     const found = ofKind(crypto.insights, 'encryption_detected');
-    expect(found.map((e) => [e.path, path.basename(e.exe ?? '')])).toEqual([[at('crypto', 'plain.gpg'), 'gpg']]);
+    expect(found.map((e) => [e.path, path.basename(e.exe ?? '')])).toEqual([
+      [at('crypto', 'plain.gpg'), 'gpg'],
+      [at('crypto', 'plain3.cpt'), 'ccrypt'],
+    ]);
     expect(found[0].evidence).toEqual(expect.arrayContaining(['exe:gpg', 'extension:.gpg']));
     expect(found[0].entropy).toBeGreaterThan(7.9);
     expect(lastClosed(crypto.insights, at('crypto', 'plain2.gz'))?.writeBytes).toBeGreaterThan(100_000);
