@@ -56,6 +56,11 @@ export interface FileRecord {
    * ftruncate or fallocate alone is a hole, and its bytes have no life to end. null: unknown (all of `size` counts).
    */
   dataEnd: number | null;
+  /**
+   * The data may not run unbroken up to dataEnd: a write began past it, a summary's writes covered less than their
+   * span, or a hole was punched or inserted. Bytes counted from the size (a cut, an unlink) may then include holes.
+   */
+  holes: boolean;
 }
 
 /** Bytes of the file that may hold data (see FileRecord.dataEnd); null when its size is unknown. */
@@ -63,10 +68,25 @@ export function heldBytes(file: FileRecord): number | null {
   return file.size === null ? null : Math.min(file.size, file.dataEnd ?? file.size);
 }
 
-/** Data was put in the file up to `end` (null: somewhere unknown). */
-export function noteData(file: FileRecord, end: number | null): void {
+/**
+ * `bytes` of data were put in the file between `start` and `end` (a summary's span: the calls it sums may have
+ * left gaps in it; null: somewhere unknown).
+ */
+export function noteData(file: FileRecord, start: number | null, end: number | null, bytes: number): void {
+  if (start !== null && end !== null && (bytes < end - start || (file.dataEnd !== null && start > file.dataEnd))) file.holes = true;
   if (file.dataEnd === null) return;
   file.dataEnd = end === null ? null : Math.max(file.dataEnd, end);
+}
+
+/** The file is empty now (created, emptied): what it holds later is what is written. */
+export function noteEmptied(file: FileRecord): void {
+  file.dataEnd = 0;
+  file.holes = false;
+}
+
+/** A flag for bytes counted from the size of a file that may have holes (see FileRecord.holes). */
+export function holesDoubt(file: FileRecord): { uncertain?: string } {
+  return file.holes ? { uncertain: 'the file has holes: fewer of these bytes may have held data' } : {};
 }
 
 export interface Identity {
@@ -206,6 +226,7 @@ export class FileTable {
       writtenHead: null,
       sizeDoubted: false,
       dataEnd: null,
+      holes: false,
     };
     this.byId.set(record.id, record);
     if (identity) this.bindIdentity(record, identity);

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { AT_FDCWD, type SyscallEvent } from '../trace/events.js';
-import { heldBytes, identityOf, noteChange, noteData, type FileRecord } from './files.js';
+import { heldBytes, identityOf, noteChange, noteData, noteEmptied, type FileRecord } from './files.js';
 import { endLifetimeByTruncate, endLifetimeOfBytes } from './handlers-fd.js';
 import { syscallArgsHint } from './hints.js';
 import { FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../trace/linux.js';
@@ -49,7 +49,7 @@ function recordWrite(
     file.bornTs = write.bornBy;
     file.bornFrom = 'first-write';
   }
-  noteData(file, write.end);
+  noteData(file, write.start, write.end, write.bytes);
   if (write.end === null) {
     file.uncertain ??= `write of ${write.bytes} bytes at an unknown offset`;
     file.sizeDoubted = true;
@@ -166,6 +166,7 @@ export function truncateTo(state: EngineState, file: FileRecord, length: number,
   endLifetimeByTruncate(state, file, length, ts, pid);
   if (file.dataEnd !== null) file.dataEnd = Math.min(file.dataEnd, length);
   if (length === 0) {
+    noteEmptied(file);
     file.bornTs = null;
     file.bornFrom = null;
   }
@@ -211,6 +212,7 @@ export function onFallocate(state: EngineState, ev: Ev<'fallocate'>): void {
     if ((ev.mode & FALLOC_FL_COLLAPSE_RANGE) !== 0) file.dataEnd = Math.max(ev.offset, file.dataEnd - ev.length);
     else if ((ev.mode & FALLOC_FL_INSERT_RANGE) !== 0) file.dataEnd += ev.length;
   }
+  if ((ev.mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_INSERT_RANGE)) !== 0 && ev.offset < (file.dataEnd ?? file.size)) file.holes = true;
   const size = fallocatedSize(file.size, ev.mode, ev.offset, ev.length);
   state.setSize(file, size, 'fallocate', ev.ts, process.pid);
 }
@@ -281,7 +283,7 @@ function copyInto(
     file.bornFrom = 'first-write';
   }
   const end = copy.start === null ? null : copy.start + copy.bytes;
-  noteData(file, end);
+  noteData(file, copy.start, end, copy.bytes);
   if (end !== null) state.setSize(file, Math.max(file.size ?? 0, end), 'copy', copy.ts, process.pid);
   if (!copy.source || copy.source === file) return;
   const io = fileIo(process, file);

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import type { SyscallEvent } from '../trace/events.js';
-import { heldBytes, identityOf, noteChange, noteLook, sameIdentity, type FileRecord, type Identity } from './files.js';
+import { heldBytes, holesDoubt, identityOf, noteChange, noteEmptied, noteLook, sameIdentity, type FileRecord, type Identity } from './files.js';
 import type { FileStat } from './inspector.js';
 import { rwHint } from './hints.js';
 import {
@@ -200,7 +200,7 @@ function openTmpfile(state: EngineState, process: Process, ev: Ev<'open'>, dir: 
   const { record } = state.files.lookup(name, stat, identity);
   state.bindFile(openFile, record);
   record.size = 0;
-  record.dataEnd = 0;
+  noteEmptied(record);
   record.nlink = 0;
   record.bornTs = ev.ts;
   record.bornFrom = 'created';
@@ -266,7 +266,7 @@ function applyOpenFlags(state: EngineState, file: FileRecord, created: boolean, 
 function startLife(file: FileRecord, ts: number, from: 'created' | 'first-write'): void {
   file.bornTs = ts;
   file.bornFrom = from;
-  if (from === 'created') file.dataEnd = 0; // empty now: what it holds later is what is written
+  if (from === 'created') noteEmptied(file);
 }
 
 function startLifeFromMtime(state: EngineState, file: FileRecord, stat: FileStat): void {
@@ -294,7 +294,7 @@ export function endLifetimeOfBytes(state: EngineState, file: FileRecord, bytes: 
     livedMs: file.bornTs === null ? null : Math.max(0, (ts - file.bornTs) / 1e6),
     bornFrom: file.bornFrom,
     cause,
-    ...state.uncertainty(file),
+    ...state.uncertainty(file, holesDoubt(file)),
   });
 }
 

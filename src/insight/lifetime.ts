@@ -4,7 +4,7 @@
  * never saw has unknown bytes: it is counted, not reported, because a guess would be silently wrong.
  */
 import { FD_LINK_PATH, type SyscallEvent } from '../trace/events.js';
-import { heldBytes, identityOf, type FileRecord } from './files.js';
+import { heldBytes, holesDoubt, identityOf, type FileRecord } from './files.js';
 import { AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, RENAME_EXCHANGE } from '../trace/linux.js';
 import type { Process } from './process.js';
 import type { EngineState } from './state.js';
@@ -130,7 +130,7 @@ function endLife(state: EngineState, file: FileRecord, cause: LifetimeCause, ts:
     livedMs: file.bornTs === null ? null : Math.max(0, (ts - file.bornTs) / 1e6),
     bornFrom: file.bornFrom,
     cause,
-    ...state.uncertainty(file),
+    ...state.uncertainty(file, holesDoubt(file)),
   });
   file.doomed = null;
   file.nlink = 0;

@@ -23,7 +23,7 @@ export function onMmap(state: EngineState, ev: Ev<'mmap'>): void {
   const file = state.fdEntry(process, ev.fd, ev.ts)?.file.file;
   if (!file || file.metadata) return;
   file.mappedShared = true; // stores through it make no syscall: nothing about its bytes is trusted again
-  noteData(file, null); // where stores through it put data is unknown
+  noteData(file, null, null, 0); // where stores through it put data is unknown
   noteChange(file, null);
   process.mappings.push({ start: ev.ret, length: ev.length, file, fileOffset: ev.offset });
 }

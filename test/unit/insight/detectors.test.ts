@@ -546,6 +546,30 @@ describe('lifetimes', () => {
     expect(ended([p.unlink('/t/sparse')])).toMatchObject([{ bytes: 100, cause: 'unlink' }]);
   });
 
+  it('bytes cut from a file that may have holes (a write past its data, a summary with gaps) are flagged: fewer may have held data', () => {
+    const engine = new InsightEngine({ inspector: 'none' });
+    const p = new Task(new Clock(), 1);
+    const ended = (events: SyscallEvent[]) => ofKind(run(engine, events), 'lifetime_ended');
+    const MiB = 1 << 20;
+    run(engine, [p.open('/t/dense', CREATE, 3), p.write(3, MiB, 0), p.write(3, MiB, MiB)]);
+    expect(ended([p.ev('ftruncate', { fd: 3, length: MiB, ret: 0 })])).toEqual([
+      expect.not.objectContaining({ uncertain: expect.anything() }),
+    ]);
+    run(engine, [p.open('/t/gap', CREATE, 4), p.write(4, MiB, 0), p.write(4, 65_536, 4 * MiB)]);
+    expect(ended([p.ev('ftruncate', { fd: 4, length: 2 * MiB, ret: 0 })])).toMatchObject([
+      { bytes: 2 * MiB + 65_536, uncertain: expect.stringContaining('holes') },
+    ]);
+    // One summary for both calls (the eBPF backend's aggregate): 1 MiB + 64 KiB written over a 4 MiB + 64 KiB span.
+    run(engine, [p.open('/t/summed', CREATE, 5), p.summary(5, { writeCalls: 2, writeBytes: MiB + 65_536, writeStart: 0, writeEnd: 4 * MiB + 65_536 })]);
+    expect(ended([p.unlink('/t/summed')])).toEqual([]); // still open: its blocks die at the close
+    expect(ended([p.close(5)])).toMatchObject([{ cause: 'unlink', uncertain: expect.stringContaining('holes') }]);
+    // Emptied, the file starts again without holes.
+    expect(ended([p.ev('ftruncate', { fd: 4, length: 0, ret: 0 }), p.write(4, 4096, 0), p.ev('ftruncate', { fd: 4, length: 0, ret: 0 })])).toEqual([
+      expect.objectContaining({ uncertain: expect.stringContaining('holes') }),
+      expect.not.objectContaining({ uncertain: expect.anything() }),
+    ]);
+  });
+
   it('a file opened through a symbolic link is reported by the name the link leads to; removing the link ends nothing', () => {
     const system = new FakeSystem();
     system.addFile('/t/a', 'abc');
