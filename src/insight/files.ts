@@ -193,7 +193,9 @@ export class FileTable {
       known = undefined;
     }
     if (known) {
-      this.bindPath(known, path);
+      // Opened through another name we know it by (a hard link): reported by that name now, the other kept.
+      if (this.byPath.get(path) === known && known.path !== path) this.promoteOtherName(known, path);
+      else this.bindPath(known, path);
       return { record: known, created: false };
     }
     const named = this.byPath.get(path);
@@ -245,6 +247,16 @@ export class FileTable {
     if (this.byPath.get(record.path) === record) this.byPath.delete(record.path);
     record.path = path;
     this.byPath.set(path, record);
+  }
+
+  /** `path`, one of the record's other names, becomes the name it is reported by; the old one becomes another name. */
+  private promoteOtherName(record: FileRecord, path: string): void {
+    const others = record.otherNames ?? [];
+    const at = others.indexOf(path);
+    if (at >= 0) others[at] = record.path;
+    else others.push(record.path);
+    record.otherNames = others;
+    record.path = path;
   }
 
   /** `path` is another name of `record` (a hard link): it finds the record too. */

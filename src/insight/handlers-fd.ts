@@ -174,7 +174,7 @@ export function onOpen(state: EngineState, ev: Ev<'open'>): void {
     if (probe.stat && probe.atOpen && !isWritable(ev.flags)) noteLook(record, probe.stat);
     applyOpenFlags(state, record, created, probe.stat, ev);
     // (A file already known keeps the size its traced writes gave it: a late look did not set it.)
-    if (created && !probe.atOpen && !sizeSetByOpen(ev.flags)) settleLateLook(state, record, probe, ev);
+    if (created && !probe.atOpen) settleLateLook(state, record, probe, ev);
   }
   doubtAsyncIo(process, openFile);
   state.attachOpened(process, ev.ret, openFile, cloexec(ev.flags), ev.ts);
@@ -211,10 +211,11 @@ function openTmpfile(state: EngineState, process: Process, ev: Ev<'open'>, dir: 
 }
 
 /**
- * A new record's size came from a look after the open (ptrace always; ebpf when the kernel's inode has no times), so
- * it may include what the process wrote since. A file born at this open (its creation time) was empty at it: the
- * writes that follow give its size. Otherwise, with O_APPEND, a look that is doubtful or that found the file
- * modified after the open cannot tell the appends before it from those after: the size is re-read, not summed.
+ * A new record's size and link count came from a look after the open (ptrace always; ebpf when the kernel's inode
+ * has no times), so they may include what the process wrote and linked since. A file born at this open (its
+ * creation time) was empty at it, with one name: the writes and links that follow give the rest. Otherwise, with
+ * O_APPEND, a look that is doubtful or that found the file modified after the open cannot tell the appends before it
+ * from those after: the size is re-read, not summed.
  */
 function settleLateLook(state: EngineState, record: FileRecord, probe: Probe, ev: Ev<'open'>): void {
   const stat = probe.stat;
@@ -222,12 +223,15 @@ function settleLateLook(state: EngineState, record: FileRecord, probe: Probe, ev
     const at = wallNs === undefined ? null : state.inspector.wallToMonotonicNs(wallNs);
     return at === null ? null : at >= ev.ts - LOOK_SLACK_NS;
   };
-  if (stat && (ev.flags & O_CREAT) !== 0 && stat.size > 0 && sinceOpen(stat.birthNs) === true) {
-    record.size = 0;
-    startLife(record, ev.ts, 'created');
+  if (stat && (ev.flags & O_CREAT) !== 0 && sinceOpen(stat.birthNs) === true) {
+    record.nlink = 1;
+    if (!sizeSetByOpen(ev.flags)) {
+      record.size = 0;
+      startLife(record, ev.ts, 'created');
+    }
     return;
   }
-  if ((ev.flags & O_APPEND) === 0) return;
+  if (sizeSetByOpen(ev.flags) || (ev.flags & O_APPEND) === 0) return;
   if (probe.doubt || (stat && sinceOpen(stat.mtimeNs) !== false)) record.sizeDoubted = true;
 }
 

@@ -31,6 +31,14 @@ const FD_MODES = ['dup2', 'paths', 'append', 'threads', 'fork', 'lifetime', 'mma
 const NESTED = 'mkdir nested && cd nested && sh -c "printf 12345 > inner.out; sh -c \\"printf 1234567 > deepest.out\\""; printf 12 > outer.out';
 /** A shell reopening one file at fd 1 three times: each redirection's writes are its own, not the last one's. */
 const REDIRECTS = 'mkdir redirect && cd redirect && echo a > f && echo bb >> f && printf ccc >> f';
+/**
+ * Hard links: a file written through both its names, then both removed; a second name removed first. And an append
+ * fd opened on a new file and looked at before its first write (ptrace's look finds it created at the open and
+ * modified since), cut by another open's O_TRUNC.
+ */
+const LINKS =
+  'mkdir links && cd links && echo hello > a && ln a b && echo more >> b && rm a && rm b && echo x > c && ln c d && rm d && rm c' +
+  ' && exec 3>> app.log && sleep 0.3 && printf 12345 >&3 && : > app.log && printf 12 >&3';
 const TRACED_EXIT = 7;
 
 let binDir = '';
@@ -49,7 +57,7 @@ afterAll(() => fs.rmSync(binDir, { recursive: true, force: true }));
 async function runFdScenarios(backend: Backend, dir: string): Promise<TraceResult> {
   for (const mode of FD_MODES) fs.mkdirSync(path.join(dir, mode));
   const steps = FD_MODES.map((mode) => `(cd ${mode} && ${fdops} ${mode})`);
-  const script = [...steps, `(${NESTED})`, `(${REDIRECTS})`, `exit ${TRACED_EXIT}`].join(' && ');
+  const script = [...steps, `(${NESTED})`, `(${REDIRECTS})`, `(${LINKS})`, `exit ${TRACED_EXIT}`].join(' && ');
   return traceCommand(backend, ['sh', '-c', script], dir);
 }
 
@@ -164,7 +172,7 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
   });
 
   it('measures lifetimes ended by unlink and truncate', () => {
-    const ended = ofKind(fd.insights, 'lifetime_ended').filter((l) => !['/tmpfile/', '/resize/', '/rotate/'].some((part) => l.path.includes(part)));
+    const ended = ofKind(fd.insights, 'lifetime_ended').filter((l) => !['/tmpfile/', '/resize/', '/rotate/', '/links/'].some((part) => l.path.includes(part)));
     expect(ended.map((l) => [l.path, l.cause, l.bytes, l.bornFrom])).toEqual([
       [at('fd', 'lifetime', 'doomed.out'), 'unlink', 8192, 'created'],
       [at('fd', 'lifetime', 'shrunk.out'), 'truncate', 9000, 'created'],
@@ -208,6 +216,16 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
     }
     expect(lastClosed(fd.insights, log)).toMatchObject({ size: 30 });
     expect(lastClosed(fd.insights, at('fd', 'rotate', 'rwf.out'))).toMatchObject({ size: 1300, writeBytes: 1300 });
+  });
+
+  it('ends a hard-linked file\'s life with its last name, whichever name it was written through and removed by first', () => {
+    const ended = ofKind(fd.insights, 'lifetime_ended').filter((l) => l.path.includes('/links/'));
+    expect(ended.map((l) => [path.basename(l.path), l.cause, l.bytes, l.uncertain])).toEqual([
+      ['b', 'unlink', 11, undefined],
+      ['c', 'unlink', 2, undefined],
+      ['app.log', 'truncate', 5, undefined],
+    ]);
+    expect(lastClosed(fd.insights, at('fd', 'links', 'app.log'))).toMatchObject({ size: 2 });
   });
 
   it('follows a reopen of another process\'s fd through /proc to the file behind it', () => {
