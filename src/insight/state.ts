@@ -20,6 +20,8 @@ export interface Counters {
   lostEvents: number;
   /** Events naming an fd that neither the stream nor /proc could identify. */
   unknownFds: number;
+  /** fds never seen opened whose file the trace knew by the inode the kernel named (SCM_RIGHTS, pidfd_getfd). */
+  receivedFds: number;
   /** Unlinks, renames and truncates of names we had no record of (their bytes are unknown). */
   unknownNames: number;
   /** Opens whose file could only be inspected by path, or not at all. */
@@ -89,6 +91,7 @@ export class EngineState {
     processes: 0,
     lostEvents: 0,
     unknownFds: 0,
+    receivedFds: 0,
     unknownNames: 0,
     lateInspections: 0,
     unverifiedCopies: 0,
@@ -402,7 +405,7 @@ export class EngineState {
    * table missed an open or close, so the entry is replaced by what /proc says, or doubted when /proc cannot say.
    */
   fdEntryFor(process: Process, fd: number, ts: number, identity: Identity | null): FdEntry | null {
-    const entry = this.fdEntry(process, fd, ts);
+    const entry = this.fdEntry(process, fd, ts, identity ? { identity } : undefined);
     const file = entry?.file.file;
     if (!entry || !identity || !file || file.dev === null || sameIdentity(file, identity)) return entry;
     const reason = `fd ${fd} of pid ${process.pid} is not the file the stream said (missed open or close)`;
@@ -435,7 +438,7 @@ export class EngineState {
       if (!seen || agrees(seen, attached.path, attached.stat)) return this.adoptAttachedFd(process, attached, ts);
     }
     const target = this.live ? this.inspector.fdTarget(process.pid, fd) : null;
-    if (!target) return this.placeholder(process, fd, ts);
+    if (!target) return (seen?.identity && this.receivedFd(process, fd, ts, seen.identity)) || this.placeholder(process, fd, ts);
     const stat = this.inspector.statFd(process.pid, fd);
     if (seen && !agrees(seen, target.path, stat)) {
       this.counters.lateInspections++;
@@ -451,6 +454,23 @@ export class EngineState {
     const entry = process.fds.get(fd);
     assert.ok(entry);
     return entry;
+  }
+
+  /**
+   * An fd no event opened and /proc can no longer name (closed, or the process gone), used on a file the kernel
+   * identified at the call and the trace knows by that inode: an fd passed over a unix socket (SCM_RIGHTS) or taken
+   * with pidfd_getfd, neither of which makes an open. Its calls are that file's; only the name may be stale.
+   */
+  private receivedFd(process: Process, fd: number, ts: number, identity: Identity): FdEntry | null {
+    const record = this.files.withIdentity(identity);
+    if (!record || record.metadata) return null;
+    const openFile = this.newOpenFile('regular', record.path, 0, ts);
+    openFile.position = null;
+    this.bindFile(openFile, record);
+    this.attach(process, fd, openFile, false, ts);
+    this.emitOpened(process, fd, openFile, ts, true, `fd ${fd} of pid ${process.pid} was never seen opened (passed over a socket or taken with pidfd_getfd?): its file found by inode`);
+    this.counters.receivedFds++;
+    return process.fds.get(fd) ?? null;
   }
 
   /** The entry of an fd the process had at attach and no event has used yet (a close must still report it). */

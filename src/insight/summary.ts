@@ -203,6 +203,7 @@ export function renderSummary(summary: InsightSummary, fileLimit = 25): string {
   ];
   const doubts = [
     c.unknownFds ? `${c.unknownFds} fd(s) used but never seen opened (inherited, or opened before tracing)` : '',
+    c.receivedFds ? `${c.receivedFds} fd(s) never seen opened, found by inode (passed over a socket or taken with pidfd_getfd?)` : '',
     c.unknownNames ? `${c.unknownNames} unlink/rename/link/truncate of untracked names` : '',
     c.lateInspections ? `${c.lateInspections} open(s) inspected late (process or fd gone)` : '',
     c.unverifiedCopies ? `${c.unverifiedCopies} possible copies not verifiable` : '',
