@@ -115,6 +115,8 @@ class EbpfSession implements RunningBackend {
   private ready: { resolve: () => void; reject: (error: Error) => void } = { resolve: () => undefined, reject: () => undefined };
   private failure: Error | null = null;
   private resolveExited: (status: number | null) => void = () => undefined;
+  /** Traced thread groups not seen exit (forks and group exits of the stream): what a command may leave running. */
+  private readonly living = new Set<number>();
 
   constructor(
     private readonly options: TraceOptions,
@@ -135,6 +137,8 @@ class EbpfSession implements RunningBackend {
   /** A pid target's session ends with the process, like a command target's. */
   private deliver(event: SyscallEvent): void {
     this.sink.event(event);
+    if (event.kind === 'fork' && !event.thread) this.living.add(event.child);
+    else if (event.kind === 'exit' && event.group) this.living.delete(event.pid);
     const target = this.options.target;
     if (event.kind !== 'exit' || !event.group || target.kind !== 'pid' || event.pid !== target.pid) return;
     this.resolveExited(event.code ?? (event.signal === undefined ? null : 128 + event.signal));
@@ -174,7 +178,29 @@ class EbpfSession implements RunningBackend {
     // Before the command runs: it was started (stopped) at our priority and keeps it; bpftrace too.
     if ((this.options.nice ?? 0) > 0) lowerOwnCpuPriority(this.options.nice!);
     this.wrapper?.child.kill('SIGCONT');
-    this.wrapper?.exited.then(() => this.stop());
+    this.wrapper?.exited.then(() => this.afterCommand());
+  }
+
+  /**
+   * The command exited: the trace goes on while processes it started live on (a daemon that double-forked, a job
+   * left in the background), as strace -f does, so what they do later is not lost; Ctrl-C stops it.
+   */
+  private async afterCommand(): Promise<void> {
+    const roundMs = this.tuning.collectMs ?? 100;
+    // The forks of the command's last moments reach `living` a collection or two later.
+    await new Promise((resolve) => setTimeout(resolve, 2 * roundMs + 10));
+    let told = false;
+    while (!this.stopping) {
+      const left = [...this.living].filter((pid) => pid !== this.wrapper?.child.pid && !['Z', 'X', null].includes(processState(pid)));
+      if (left.length === 0) break;
+      if (!told) {
+        const pids = left.slice(0, 5).join(', ') + (left.length > 5 ? ', …' : '');
+        this.sink.warning(`ebpf: the command exited; still tracing ${left.length} process(es) it left running (${pids}) until they exit (Ctrl-C stops)`);
+        told = true;
+      }
+      await new Promise((resolve) => setTimeout(resolve, roundMs));
+    }
+    await this.stop();
   }
 
   /** Cgroups created under the target later join the traced set (a quarter-second scan of the tree). */

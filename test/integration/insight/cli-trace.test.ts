@@ -90,6 +90,18 @@ describe.each(BACKENDS)('sky trace --backend %s on a live command', (backend) =>
     expect(stdout).toMatch(/5 B {2}class 4 .* written {7}5 B {2}.*\/out\.txt/);
   });
 
+  it('follows a process the command left running (a daemon) until it exits, and exits with the command\'s status', () => {
+    const daemon = 'setsid sh -c "sleep 1; printf 123456 > late.out" < /dev/null > /dev/null 2>&1 &';
+    const { code, stdout } = sky(['--backend', backend, '--json', '--', 'sh', '-c', `${daemon} exit 3`], dir);
+    expect(code).toBe(3);
+    const closed = stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { kind: string; path?: string; size?: number })
+      .filter((i) => i.kind === 'file_closed' && path.basename(i.path ?? '') === 'late.out');
+    expect(closed.map((i) => i.size)).toEqual([6]);
+  });
+
   it('closes the files of a process killed by SIGKILL, and exits as it did (128 + 9)', () => {
     const { code, stdout } = sky(['--backend', backend, '--json', '--', 'sh', '-c', 'exec 3> killed.out; printf 1234567 >&3; kill -KILL $$'], dir);
     expect(code).toBe(137);
