@@ -14,7 +14,7 @@ import {
   ensureTracefs, exitStatus, findExecutable, kernelInodeHasTimes, kernelIoUringTraceable, kernelStackBytes, lowerOwnCpuPriority, processState, processTree,
   requireCgroup, requireExecutable, requirePid, requireRoot, requireSyscallTracepoints,
 } from '../system.js';
-import { openMapNamed } from './bpf.js';
+import { openMapNamed, type BpfMap } from './bpf.js';
 import { Collector } from './collect.js';
 import { STRING_BYTES, buildProgram, type ProgramFilter } from './program.js';
 import { CgroupFollower, cgroupTreeIds } from './cgroup.js';
@@ -189,9 +189,25 @@ class EbpfSession implements RunningBackend {
     const roundMs = this.tuning.collectMs ?? 100;
     // The forks of the command's last moments reach `living` a collection or two later.
     await new Promise((resolve) => setTimeout(resolve, 2 * roundMs + 10));
+    // The program's own set says who is still traced: a pid whose exit the stream lost, reused since by a process
+    // nobody traces, must not keep the trace open.
+    let traced: BpfMap | null = null;
+    try {
+      if (this.bpftrace?.pid) traced = openMapNamed(this.bpftrace.pid, 'AT_t');
+    } catch {
+      traced = null; // bpftrace is gone: stop() below ends the trace
+    }
+    const key = Buffer.alloc(traced?.info.keySize ?? 8);
+    const value = Buffer.alloc(traced?.info.valueSize ?? 8);
+    const stillTraced = (pid: number): boolean => {
+      if (traced === null) return false;
+      key.fill(0);
+      key.writeUIntLE(pid, 0, Math.min(6, key.length));
+      return traced.lookup(key, value);
+    };
     let told = false;
     while (!this.stopping) {
-      const left = [...this.living].filter((pid) => pid !== this.wrapper?.child.pid && !['Z', 'X', null].includes(processState(pid)));
+      const left = [...this.living].filter((pid) => pid !== this.wrapper?.child.pid && !['Z', 'X', null].includes(processState(pid)) && stillTraced(pid));
       if (left.length === 0) break;
       if (!told) {
         const pids = left.slice(0, 5).join(', ') + (left.length > 5 ? ', …' : '');
@@ -200,6 +216,7 @@ class EbpfSession implements RunningBackend {
       }
       await new Promise((resolve) => setTimeout(resolve, roundMs));
     }
+    traced?.close();
     await this.stop();
   }
 
