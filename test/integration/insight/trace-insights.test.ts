@@ -341,7 +341,9 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
 
   it('finds gpg --symmetric and ccrypt (in place) as encryption, and gzip and xz (named .enc) as neither encryption nor copy', () => {
     const found = ofKind(crypto.insights, 'encryption_detected');
-    expect(found.map((e) => [e.path, path.basename(e.exe ?? '')])).toEqual([
+    // ccrypt's file is found under the name it had when the look came: before or after its rename.
+    const named = (file: string) => file.replace(/\/plain3$/, '/plain3.cpt');
+    expect(found.map((e) => [named(e.path), path.basename(e.exe ?? '')])).toEqual([
       [at('crypto', 'plain.gpg'), 'gpg'],
       [at('crypto', 'plain3.cpt'), 'ccrypt'],
     ]);
