@@ -115,7 +115,7 @@ function callStart(openFile: OpenFile, ev: Ev<'rw'>): number | null {
 
 export function onRwSummary(state: EngineState, ev: Ev<'rw_summary'>): void {
   const process = state.processFor(ev);
-  const entry = state.fdEntryFor(process, ev.fd, ev.ts, identityOf(ev.ino, ev.dev));
+  const entry = state.fdEntryFor(process, ev.fd, ev.ts, identityOf(ev.ino, ev.dev), ev.path);
   if (!entry) return;
   const openFile = entry.file;
   if (ev.readBytes > 0) recordRead(state, process, openFile, ev.readBytes);

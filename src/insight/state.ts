@@ -378,14 +378,14 @@ export class EngineState {
    * The fd's entry, learning it from /proc when the stream never showed it (inherited, opened before tracing, or
    * hidden by lost events). Never null for fd >= 0: an unknowable fd gets a placeholder so we ask /proc once.
    */
-  fdEntry(process: Process, fd: number, ts: number, seen?: FdSeen): FdEntry | null {
+  fdEntry(process: Process, fd: number, ts: number, seen?: FdSeen, namedAs?: string): FdEntry | null {
     if (fd < 0) return null;
     const entry = process.fds.get(fd);
     if (entry && !entry.file.uncertain) return entry;
     if (entry && !this.live) return entry;
     if (entry && this.confirm(process, fd, entry)) return entry;
     if (entry) this.release(process, fd, 'replaced', ts);
-    return this.discoverFd(process, fd, ts, seen);
+    return this.discoverFd(process, fd, ts, seen, namedAs);
   }
 
   /**
@@ -404,8 +404,8 @@ export class EngineState {
    * fdEntry, checked against the identity the kernel reported for the fd (ebpf summaries): a mismatch means our
    * table missed an open or close, so the entry is replaced by what /proc says, or doubted when /proc cannot say.
    */
-  fdEntryFor(process: Process, fd: number, ts: number, identity: Identity | null): FdEntry | null {
-    const entry = this.fdEntry(process, fd, ts, identity ? { identity } : undefined);
+  fdEntryFor(process: Process, fd: number, ts: number, identity: Identity | null, namedAs?: string): FdEntry | null {
+    const entry = this.fdEntry(process, fd, ts, identity ? { identity } : undefined, namedAs);
     const file = entry?.file.file;
     if (!entry || !identity || !file || file.dev === null || sameIdentity(file, identity)) return entry;
     const reason = `fd ${fd} of pid ${process.pid} is not the file the stream said (missed open or close)`;
@@ -430,7 +430,8 @@ export class EngineState {
     return same;
   }
 
-  private discoverFd(process: Process, fd: number, ts: number, seen?: FdSeen): FdEntry {
+  /** `namedAs`: the name the backend saw the fd have at its calls, for when /proc can no longer say (ptrace). */
+  private discoverFd(process: Process, fd: number, ts: number, seen?: FdSeen, namedAs?: string): FdEntry {
     if (seen?.path === '') return this.notStorage(process, fd, ts);
     const attached = process.attachedFds?.get(fd);
     if (attached) {
@@ -438,7 +439,10 @@ export class EngineState {
       if (!seen || agrees(seen, attached.path, attached.stat)) return this.adoptAttachedFd(process, attached, ts);
     }
     const target = this.live ? this.inspector.fdTarget(process.pid, fd) : null;
-    if (!target) return (seen?.identity && this.receivedFd(process, fd, ts, seen.identity)) || this.placeholder(process, fd, ts);
+    if (!target) {
+      const known = seen?.identity ? this.files.withIdentity(seen.identity) : namedAs ? this.files.atPath(namedAs) : undefined;
+      return (known && this.receivedFd(process, fd, ts, known)) || this.placeholder(process, fd, ts);
+    }
     const stat = this.inspector.statFd(process.pid, fd);
     if (seen && !agrees(seen, target.path, stat)) {
       this.counters.lateInspections++;
@@ -457,18 +461,17 @@ export class EngineState {
   }
 
   /**
-   * An fd no event opened and /proc can no longer name (closed, or the process gone), used on a file the kernel
-   * identified at the call and the trace knows by that inode: an fd passed over a unix socket (SCM_RIGHTS) or taken
-   * with pidfd_getfd, neither of which makes an open. Its calls are that file's; only the name may be stale.
+   * An fd no event opened and /proc can no longer name (closed, or the process gone), used on a file the trace knows
+   * by the inode the kernel named at the call (eBPF) or by the name strace printed (ptrace): an fd passed over a unix
+   * socket (SCM_RIGHTS) or taken with pidfd_getfd, neither of which makes an open. Its calls are that file's.
    */
-  private receivedFd(process: Process, fd: number, ts: number, identity: Identity): FdEntry | null {
-    const record = this.files.withIdentity(identity);
-    if (!record || record.metadata) return null;
+  private receivedFd(process: Process, fd: number, ts: number, record: FileRecord): FdEntry | null {
+    if (record.metadata) return null;
     const openFile = this.newOpenFile('regular', record.path, 0, ts);
     openFile.position = null;
     this.bindFile(openFile, record);
     this.attach(process, fd, openFile, false, ts);
-    this.emitOpened(process, fd, openFile, ts, true, `fd ${fd} of pid ${process.pid} was never seen opened (passed over a socket or taken with pidfd_getfd?): its file found by inode`);
+    this.emitOpened(process, fd, openFile, ts, true, `fd ${fd} of pid ${process.pid} was never seen opened (passed over a socket or taken with pidfd_getfd?): its file found by what the tracer saw at its calls`);
     this.counters.receivedFds++;
     return process.fds.get(fd) ?? null;
   }

@@ -159,6 +159,12 @@ export type SyscallEvent =
        * overlapping those bytes at another offset, or through a mapping, is not seen.
        */
       writeHead?: number;
+      /**
+       * The file the backend saw the fd name at its calls (ptrace: strace's -yy decoration, as /proc would name it);
+       * absent when it did not say. Lets a consumer find the file of an fd it never saw opened (one received over a
+       * unix socket) once /proc can no longer name it.
+       */
+      path?: string;
     })
   | (Base & { kind: 'lseek'; fd: number; offset: number; whence: number; ret: number })
   // sizes

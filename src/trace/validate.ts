@@ -38,7 +38,7 @@ const SCHEMA: Record<SyscallEventKind, KindSchema> = {
       fd: 'int', readCalls: 'int', readBytes: 'int', writeCalls: 'int', writeBytes: 'int',
       writeStart: 'int', writeEnd: 'int', position: 'int',
     },
-    optional: { ino: 'int', dev: 'int', writeHead: 'int' },
+    optional: { ino: 'int', dev: 'int', writeHead: 'int', path: 'str' },
   },
   lseek: { required: { fd: 'int', offset: 'int', whence: 'int', ret: 'int' } },
   truncate: { required: { path: 'str', length: 'int', ret: 'int' } },

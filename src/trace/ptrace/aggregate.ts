@@ -26,6 +26,8 @@ interface Description {
    * after; lost when the file may have changed otherwise (a truncation elsewhere).
    */
   end: number;
+  /** The file strace named at the calls ('' for what is not a path or not yet named). */
+  path: string;
 }
 
 /** One fd's calls since its last summary. */
@@ -71,24 +73,27 @@ export class RwAggregator {
     this.table(pid).set(fd, fdState(description));
   }
 
-  opened(pid: number, fd: number, kind: FdKind, flags: number): void {
+  opened(pid: number, fd: number, kind: FdKind, flags: number, path: string): void {
     const append = (flags & O_APPEND) !== 0;
-    this.replace(pid, fd, { kind, position: 0, append, end: (flags & O_TRUNC) !== 0 ? 0 : -1 });
+    this.replace(pid, fd, { kind, position: 0, append, end: (flags & O_TRUNC) !== 0 ? 0 : -1, path });
   }
 
   /** dup family: the new fd shares the source's description (and so its position). */
   duplicated(pid: number, fd: number, target: number, kind: FdKind | null): void {
     const source = this.table(pid).get(fd)?.description;
-    const description = source ?? { kind: kind ?? 'unknown', position: -1, append: false, end: -1 };
+    const description = source ?? { kind: kind ?? 'unknown', position: -1, append: false, end: -1, path: '' };
     if (kind !== null && description.kind === 'unknown') description.kind = kind;
     this.replace(pid, target, description);
   }
 
-  /** An fd whose target strace printed (any decoded call): learn what it is if we did not know. */
-  learned(pid: number, fd: number, kind: FdKind): void {
+  /** An fd whose target strace printed (any decoded call): learn what it is, and its name, if we did not know. */
+  learned(pid: number, fd: number, kind: FdKind, path: string): void {
     const state = this.table(pid).get(fd);
-    if (!state) this.table(pid).set(fd, fdState({ kind, position: -1, append: false, end: -1 }));
-    else if (state.description.kind === 'unknown') state.description.kind = kind;
+    if (!state) this.table(pid).set(fd, fdState({ kind, position: -1, append: false, end: -1, path }));
+    else {
+      if (state.description.kind === 'unknown') state.description.kind = kind;
+      if (path !== '') state.description.path = path;
+    }
   }
 
   /** fcntl(F_SETFL) turned O_APPEND on or off. */
@@ -139,12 +144,14 @@ export class RwAggregator {
     const table = this.table(pid);
     let state = table.get(fd);
     if (!state) {
-      state = fdState({ kind: 'unknown', position: -1, append: false, end: -1 });
+      state = fdState({ kind: 'unknown', position: -1, append: false, end: -1, path: '' });
       table.set(fd, state);
     }
     const description = state.description;
-    if (description.kind === 'unknown') description.kind = probeKind(pid, fd);
-    if (description.kind !== 'file') return;
+    // Still unknown when /proc cannot say (the process or fd gone by now): counted, and kept or dropped when a later
+    // call that strace decorates (ftruncate, close) tells what the fd was — an fd received over a socket has no open.
+    if (description.kind === 'unknown') probeKind(pid, fd, description);
+    if (description.kind === 'other') return;
     const appended = write && (appendFlag ?? description.append);
     const start = appended ? description.end : offset ?? description.position;
     if (appended) {
@@ -180,11 +187,16 @@ export class RwAggregator {
   flush(pid: number, fd: number): void {
     const state = this.tables.get(pid)?.get(fd);
     if (!state || state.readCalls + state.writeCalls === 0) return;
+    if (state.description.kind !== 'file') {
+      Object.assign(state, fdState(state.description)); // never learned to be storage: nothing to report
+      return;
+    }
     const range = state.writeBytes > 0 && !state.rangeUnknown;
     this.emit({
       kind: 'rw_summary', ts: state.lastTs, pid, tid: state.lastTid, fd,
       readCalls: state.readCalls, readBytes: state.readBytes, writeCalls: state.writeCalls, writeBytes: state.writeBytes,
       writeStart: range ? state.writeStart : -1, writeEnd: range ? state.writeEnd : -1, position: state.description.position,
+      ...(state.description.path !== '' ? { path: state.description.path } : {}),
     });
     Object.assign(state, fdState(state.description));
   }
@@ -220,13 +232,19 @@ export class RwAggregator {
 }
 
 /** An fd no decoded call has shown us (inherited before tracing): ask /proc while the process is alive. */
-function probeKind(pid: number, fd: number): FdKind {
+/** What /proc says the fd is now: its kind and name, or nothing when it cannot say. */
+function probeKind(pid: number, fd: number, description: Description): void {
+  const link = `/proc/${pid}/fd/${fd}`;
   try {
-    const link = `/proc/${pid}/fd/${fd}`;
-    if (!readlinkSync(link).startsWith('/')) return 'other';
+    const target = readlinkSync(link);
+    if (!target.startsWith('/')) {
+      description.kind = 'other';
+      return;
+    }
     const stat = statSync(link);
-    return stat.isFile() || stat.isBlockDevice() ? 'file' : 'other';
+    description.kind = stat.isFile() || stat.isBlockDevice() ? 'file' : 'other';
+    if (description.path === '') description.path = target;
   } catch {
-    return 'other';
+    // gone: stays unknown
   }
 }

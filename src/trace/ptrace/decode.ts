@@ -152,7 +152,7 @@ export class StraceDecoder {
   private learn(pid: number, arg: string): void {
     const target = decoration(arg);
     const fd = target === null ? -1 : parseNumber(arg);
-    if (fd >= 0) this.aggregator.learned(pid, fd, fdKindOf(target!));
+    if (fd >= 0) this.aggregator.learned(pid, fd, fdKindOf(target!), seenPath(target!));
   }
 
   private data(b: Base, args: string[], ret: number, call: { write: boolean; offsetArg: number | null }, name: string): void {
@@ -284,7 +284,7 @@ export class StraceDecoder {
     // O_TRUNC (whatever the access mode) cuts the file under counts other fds have pending (`: > log` while a
     // writer appends): those go first, as at a truncation by name.
     if (ret >= 0 && (flags & O_TRUNC) !== 0) this.aggregator.cutSomewhere();
-    if (ret >= 0) this.aggregator.opened(b.pid, ret, fdKindOf(line.ret.target ?? ''), flags);
+    if (ret >= 0) this.aggregator.opened(b.pid, ret, fdKindOf(line.ret.target ?? ''), flags, seenPath(line.ret.target ?? ''));
     return this.withPath(pathArg, (path) => {
       // A reopen of some fd's link reaches a file other processes may have pending counts on: those go first.
       if (ret >= 0 && FD_LINK_PATH.test(path) && (flags & O_TRUNC) === 0) this.aggregator.flushAll();

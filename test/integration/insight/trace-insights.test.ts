@@ -192,7 +192,8 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
     const ended = ofKind(fd.insights, 'lifetime_ended').filter((l) => l.path === log);
     expect(ended.map((l) => [l.cause, l.bytes])).toEqual([['truncate', 4000]]);
     expect(lastClosed(fd.insights, log)).toMatchObject({ size: 5100, writeBytes: 9100 });
-    expect([...sizes, ...ended].filter((i) => i.uncertain !== undefined)).toEqual([]);
+    // ptrace's look at the open may come after the process moved on (a loaded machine): right, but flagged.
+    if (backend === 'ebpf') expect([...sizes, ...ended].filter((i) => i.uncertain !== undefined)).toEqual([]);
   });
 
   it('orders appends around truncations by another process (ftruncate, an O_TRUNC open) and by name; a pwritev2(RWF_APPEND) appends', () => {
@@ -228,21 +229,23 @@ describe.each(BACKENDS)('insights through the %s backend', (backend: Backend) =>
     expect(lastClosed(fd.insights, at('fd', 'links', 'app.log'))).toMatchObject({ size: 2 });
   });
 
-  it('follows an fd passed over a unix socket to the file behind it (eBPF: by the inode the kernel named)', () => {
+  it('follows an fd passed over a unix socket to the file behind it (by the inode the kernel named, or the name strace printed)', () => {
     const file = at('fd', 'passfd', 'passed.out');
     const opened = ofKind(fd.insights, 'file_opened').filter((o) => o.path === file);
     const ended = ofKind(fd.insights, 'lifetime_ended').filter((l) => l.path === file);
+    expect(opened.map((o) => o.discovered)).toEqual([false, true]);
+    // The receiver's close (the parent may close its own fd before or after the child writes).
+    const received = ofKind(fd.insights, 'file_closed').filter((c) => c.path === file && c.pid === opened[1]?.pid);
     if (backend === 'ebpf') {
-      expect(opened.map((o) => o.discovered)).toEqual([false, true]);
       expect(ended.map((l) => [l.cause, l.bytes])).toEqual([['truncate', 18_000]]);
-      expect(lastClosed(fd.insights, file)).toMatchObject({ size: 30_500, writeBytes: 30_500 });
+      expect(received).toMatchObject([{ size: 30_500, writeBytes: 30_500 }]);
     } else {
-      // ptrace's summaries carry no inode: the receiver's fd is found only if /proc still names it when the events are
-      // handled (a late look); what is reported from it is right or flagged.
-      expect(opened.map((o) => o.discovered)).toEqual(opened.length === 1 ? [false] : [false, true]);
+      // ptrace knows no position for an fd it never saw opened: its writes land at unknown offsets, so sizes are
+      // looked at (flagged) rather than summed; what it reports unflagged is right.
+      expect(ended.length).toBeLessThanOrEqual(1);
       for (const cut of ended) if (cut.uncertain === undefined) expect([cut.cause, cut.bytes]).toEqual(['truncate', 18_000]);
-      const closed = lastClosed(fd.insights, file);
-      if (opened.length === 2 && closed?.uncertain === undefined) expect(closed).toMatchObject({ size: 30_500 });
+      expect(received).toHaveLength(1);
+      if (received[0]?.uncertain === undefined) expect(received[0]).toMatchObject({ size: 30_500 });
     }
   });
 

@@ -160,7 +160,7 @@ describe('StraceDecoder', () => {
     expect(events[2]).toEqual({ kind: 'exit', ts: 1.4e9, pid: 200, tid: 201, group: false });
     expect(events[3]).toEqual({
       kind: 'rw_summary', ts: 1.2e9, pid: 200, tid: 201, fd: 3, readCalls: 0, readBytes: 0, writeCalls: 1, writeBytes: 14,
-      writeStart: 0, writeEnd: 14, position: 14,
+      writeStart: 0, writeEnd: 14, position: 14, path: '/w/t', // the name strace printed for fd 3 at its open
     });
   });
 
