@@ -8,8 +8,8 @@ import net from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { renderAgentSummary, startAgent, type AgentSession, type VolumeRoute } from '../agent/index.js';
 import { encodeFrame, FrameDecoder, HINT_PROTOCOL_VERSION, HintClient } from '../hints/index.js';
-import { NICE_MAX, TraceError, type TraceOptions, type TraceTarget } from '../trace/index.js';
-import { parseNice } from './trace.js';
+import { LINGER_DEFAULT_MS, NICE_MAX, TraceError, type TraceOptions, type TraceTarget } from '../trace/index.js';
+import { LINGER_OPTION_HELP, parseLinger, parseNice } from './trace.js';
 
 /** The agent keeps its priority by default (see --nice); sky trace lowers its own (TRACER_NICE_DEFAULT). */
 const AGENT_NICE_DEFAULT = 0;
@@ -28,6 +28,8 @@ interface AgentFlags {
   /** false: no extent read-ahead (--no-read-ahead). */
   readAhead?: boolean;
   nice: number;
+  /** --linger, in ms. */
+  linger: number;
 }
 
 function parsePid(value: string): number {
@@ -155,7 +157,7 @@ export async function runAgent(command: string[], flags: AgentFlags): Promise<nu
   try {
     try {
       session = await startWithFallback(
-        { route, sink: (message) => client.send(message as unknown as { type: string }), pressure: () => client.whenWritable(), log: (line) => say(line), trace: { target, nice: flags.nice }, ...(flags.readAhead === false ? { informer: { prefetch: false } } : {}) },
+        { route, sink: (message) => client.send(message as unknown as { type: string }), pressure: () => client.whenWritable(), log: (line) => say(line), trace: { target, nice: flags.nice, lingerMs: flags.linger }, ...(flags.readAhead === false ? { informer: { prefetch: false } } : {}) },
         flags.backend,
       );
     } catch (error) {
@@ -201,6 +203,7 @@ export function registerAgent(program: Command): void {
     .option('--cgroup <path>', 'trace every process in a cgroup v2 directory and the cgroups below it')
     .option('--no-read-ahead', 'do not map the files around a file the workload opens for reading before it reads them')
     .option('--nice <n>', `ebpf: lower the agent's own CPU priority by N once it is attached (0-${NICE_MAX}): the traced command keeps its own. The default, 0, leaves it: a hint is worth most before the file system writes the data back, and a lower priority made the agent lag seconds behind a kernel untar`, parseNice, AGENT_NICE_DEFAULT)
+    .addOption(new Option('--linger <seconds>', LINGER_OPTION_HELP).argParser(parseLinger).default(LINGER_DEFAULT_MS, String(LINGER_DEFAULT_MS / 1000)))
     .argument('[command...]', 'the command to run and trace, after --')
     .addHelpText(
       'after',

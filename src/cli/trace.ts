@@ -6,7 +6,7 @@
 import { once } from 'node:events';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { InsightEngine, renderSummary, type Insight } from '../insight/index.js';
-import { NICE_MAX, TraceError, attachedPids, startTrace, type TraceSession } from '../trace/index.js';
+import { LINGER_DEFAULT_MS, NICE_MAX, TraceError, attachedPids, startTrace, type TraceSession } from '../trace/index.js';
 
 type Backend = 'ebpf' | 'ptrace';
 type Target =
@@ -24,6 +24,8 @@ interface TraceOptions {
   cgroup?: string;
   fdEvents?: 'all' | 'storage';
   nice: number;
+  /** --linger, in ms. */
+  linger: number;
 }
 
 /** Exit codes of sky trace itself, when it cannot report the traced command's. */
@@ -49,6 +51,17 @@ export function parseNice(value: string): number {
   return nice;
 }
 
+/** --linger: seconds (fractions allowed), or "forever". */
+export function parseLinger(value: string): number {
+  if (value === 'forever') return Number.POSITIVE_INFINITY;
+  const seconds = Number(value);
+  if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) throw new InvalidArgumentError('a linger is a number of seconds (0 or more) or "forever"');
+  return seconds * 1000;
+}
+
+export const LINGER_OPTION_HELP =
+  'a command target: keep tracing the processes it leaves running (a daemon, a background job) for this many seconds after it exits, or "forever" (until they exit, as strace -f does); 0 stops with the command';
+
 function targetOf(command: string[], options: TraceOptions): Target | string {
   const chosen = [command.length > 0, options.pid !== undefined, options.cgroup !== undefined, options.replay !== undefined];
   if (chosen.filter(Boolean).length !== 1) return 'name exactly one target: -- CMD ARGS..., --pid PID, --cgroup PATH or --replay FILE';
@@ -67,7 +80,7 @@ function warn(message: string): void {
 
 /** No --backend: eBPF first (cheapest), strace when eBPF is not available here. */
 async function start(target: Target, options: TraceOptions): Promise<TraceSession> {
-  const common = { target, record: options.record, onWarning: warn, nice: options.nice, ...(options.fdEvents ? { ebpf: { fdEvents: options.fdEvents } } : {}) };
+  const common = { target, record: options.record, onWarning: warn, nice: options.nice, lingerMs: options.linger, ...(options.fdEvents ? { ebpf: { fdEvents: options.fdEvents } } : {}) };
   if (target.kind === 'replay') return startTrace({ backend: 'replay', ...common });
   if (options.backend) return startTrace({ backend: options.backend, ...common });
   try {
@@ -209,6 +222,7 @@ export function registerTrace(program: Command): void {
       ).choices(['storage', 'all']),
     )
     .option('--nice <n>', `ebpf: lower the tracer's own CPU priority by N once it is attached (0-${NICE_MAX}; 0 leaves it): the traced command keeps its own, and the tracer catches up when the workload leaves CPU free`, parseNice, TRACER_NICE_DEFAULT)
+    .addOption(new Option('--linger <seconds>', LINGER_OPTION_HELP).argParser(parseLinger).default(LINGER_DEFAULT_MS, String(LINGER_DEFAULT_MS / 1000)))
     .argument('[command...]', 'the command to run and trace, after --')
     .addHelpText('after', '\nExamples:\n  sky trace -- cp big.iso /mnt/copy.iso\n  sky trace --json --backend ptrace -- gpg --symmetric secret.txt\n  sky trace --pid 1234\n')
     .action(async (command: string[], options: TraceOptions) => {

@@ -22,6 +22,7 @@ export { TraceError } from './errors.js';
 export type { EbpfTuning, PtraceTuning, TraceOptions, TraceSession, TraceTarget } from './session.js';
 export { attachedPids } from './session.js';
 export { NICE_MAX } from './system.js';
+export { LINGER_DEFAULT_MS } from './session.js';
 export type { SyscallEvent, SyscallEventKind } from './events.js';
 export { AT_FDCWD, SYSCALL_EVENT_VERSION, monotonicNowNs } from './events.js';
 export { SKY_HINT_MAGIC, SKY_HINT_SYSCALLS } from './hint-abi.js';

@@ -54,6 +54,14 @@ export interface PtraceTuning {
   strace?: string;
 }
 
+/** How long a command's leftover processes are followed after it exits, by default. */
+export const LINGER_DEFAULT_MS = 5000;
+
+/** How long the trace follows a command's leftover processes, in words. */
+export function lingerText(lingerMs: number): string {
+  return Number.isFinite(lingerMs) ? `for up to ${lingerMs / 1000} s more (--linger; Ctrl-C stops)` : 'until they exit (Ctrl-C stops)';
+}
+
 export interface TraceOptions {
   backend: 'ebpf' | 'ptrace' | 'replay';
   target: TraceTarget;
@@ -67,6 +75,12 @@ export interface TraceOptions {
    * workload waits for strace, and strace for us, so a lower priority would slow the workload, not spare it.
    */
   nice?: number;
+  /**
+   * A command target: how long the trace goes on after the command exits while processes it started live on (a
+   * daemon it left running, a background job), in ms. Default LINGER_DEFAULT_MS; Infinity: until they exit (strace
+   * -f's way; gpg's agent never does); 0: the trace ends with the command. Either way a warning names who is left.
+   */
+  lingerMs?: number;
   ebpf?: EbpfTuning;
   ptrace?: PtraceTuning;
 }

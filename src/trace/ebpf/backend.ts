@@ -9,7 +9,7 @@ import { TraceError } from '../errors.js';
 import { monotonicNowNs, type SyscallEvent } from '../events.js';
 import { LineSplitter } from '../lines.js';
 import { OrderedRelease } from '../order.js';
-import type { EbpfTuning, EventSink, RunningBackend, TraceOptions, TraceTarget } from '../session.js';
+import { LINGER_DEFAULT_MS, lingerText, type EbpfTuning, type EventSink, type RunningBackend, type TraceOptions, type TraceTarget } from '../session.js';
 import {
   ensureTracefs, exitStatus, findExecutable, kernelInodeHasTimes, kernelIoUringTraceable, kernelStackBytes, lowerOwnCpuPriority, processState, processTree,
   requireCgroup, requireExecutable, requirePid, requireRoot, requireSyscallTracepoints,
@@ -183,10 +183,12 @@ class EbpfSession implements RunningBackend {
 
   /**
    * The command exited: the trace goes on while processes it started live on (a daemon that double-forked, a job
-   * left in the background), as strace -f does, so what they do later is not lost; Ctrl-C stops it.
+   * left in the background), for up to `lingerMs`, so what they do next is not lost; Ctrl-C stops it sooner.
    */
   private async afterCommand(): Promise<void> {
     const roundMs = this.tuning.collectMs ?? 100;
+    const lingerMs = this.options.lingerMs ?? LINGER_DEFAULT_MS;
+    const since = performance.now();
     // The forks of the command's last moments reach `living` a collection or two later.
     await new Promise((resolve) => setTimeout(resolve, 2 * roundMs + 10));
     // The program's own set says who is still traced: a pid whose exit the stream lost, reused since by a process
@@ -209,9 +211,13 @@ class EbpfSession implements RunningBackend {
     while (!this.stopping) {
       const left = [...this.living].filter((pid) => pid !== this.wrapper?.child.pid && !['Z', 'X', null].includes(processState(pid)) && stillTraced(pid));
       if (left.length === 0) break;
+      const pids = left.slice(0, 5).join(', ') + (left.length > 5 ? ', …' : '');
+      if (performance.now() - since >= lingerMs) {
+        this.sink.warning(`ebpf: stopped tracing ${left.length} process(es) the command left running (${pids}): what they do from now on is not traced (--linger)`);
+        break;
+      }
       if (!told) {
-        const pids = left.slice(0, 5).join(', ') + (left.length > 5 ? ', …' : '');
-        this.sink.warning(`ebpf: the command exited; still tracing ${left.length} process(es) it left running (${pids}) until they exit (Ctrl-C stops)`);
+        this.sink.warning(`ebpf: the command exited; tracing ${left.length} process(es) it left running (${pids}) ${lingerText(lingerMs)}`);
         told = true;
       }
       await new Promise((resolve) => setTimeout(resolve, roundMs));

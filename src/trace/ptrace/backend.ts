@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { TraceError } from '../errors.js';
 import type { SyscallEvent } from '../events.js';
 import { LineSplitter } from '../lines.js';
-import type { EventSink, RunningBackend, TraceOptions } from '../session.js';
+import { LINGER_DEFAULT_MS, type EventSink, type RunningBackend, type TraceOptions } from '../session.js';
 import { cgroupMembers, exitStatus, processState, processTree, requireExecutable, requirePid, wallMinusMonotonicNs } from '../system.js';
 import { RAW_SYSCALLS, StraceDecoder, TRACED_SYSCALLS } from './decode.js';
 
@@ -89,6 +89,11 @@ class PtraceSession implements RunningBackend {
   private flushTimer: NodeJS.Timeout | null = null;
   private stopping = false;
   private failure: Error | null = null;
+  private commandPid: number | null = null;
+  private commandStatus: number | null = null;
+  private lingerTimer: NodeJS.Timeout | null = null;
+  /** The trace was stopped because the command's leftovers outlived --linger: its status is the command's own. */
+  private lingered = false;
   private finished!: Promise<void>;
   private markFinished!: () => void;
 
@@ -113,6 +118,26 @@ class PtraceSession implements RunningBackend {
     if (event.kind === 'exit' && event.group && target.kind === 'pid' && event.pid === target.pid) {
       this.resolveExited(event.code ?? (event.signal === undefined ? null : 128 + event.signal));
     }
+    if (target.kind !== 'command') return;
+    this.commandPid ??= event.pid; // strace's first tracee is the command
+    if (event.kind === 'exit' && event.group && event.pid === this.commandPid) this.commandExited(event.code ?? (event.signal === undefined ? null : 128 + event.signal));
+  }
+
+  /**
+   * strace -f waits for every tracee, so a daemon the command left running (gpg's agent) would hold the trace open for
+   * good: it is followed for `lingerMs` at most, then strace detaches (the exit status is the command's).
+   */
+  private commandExited(status: number | null): void {
+    this.commandStatus = status;
+    const lingerMs = this.options.lingerMs ?? LINGER_DEFAULT_MS;
+    if (!Number.isFinite(lingerMs)) return;
+    this.lingerTimer = setTimeout(() => {
+      if (this.stopping || this.strace?.exitCode !== null || this.strace?.signalCode !== null) return;
+      this.sink.warning(`ptrace: the command exited ${lingerMs / 1000} s ago; stopped tracing the processes it left running: what they do from now on is not traced (--linger)`);
+      this.lingered = true;
+      void this.stop();
+    }, lingerMs);
+    this.lingerTimer.unref();
   }
 
   /** strace -p returns before it has attached; a tracee's TracerPid says when it has. */
@@ -167,8 +192,9 @@ class PtraceSession implements RunningBackend {
 
   /** strace is gone: mark the end of its output in the FIFO, and finish when the reader gets there. */
   private straceExited(code: number | null, signal: NodeJS.Signals | null): void {
-    const status = exitStatus(code, signal);
+    const status = this.lingered ? this.commandStatus : exitStatus(code, signal);
     const traced = this.options.target.kind === 'command';
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
     this.resolveExited(traced ? status : null);
     if (!this.stopping && !traced && !this.failure && code !== 0) {
       this.failure = new TraceError(`strace exited unexpectedly (${code ?? signal}): ${this.stderr.trim()}`);
