@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { TraceError } from '../errors.js';
-import { monotonicNowNs, type SyscallEvent } from '../events.js';
+import { exitStatusOf, monotonicNowNs, type SyscallEvent } from '../events.js';
 import { LineSplitter } from '../lines.js';
 import { OrderedRelease } from '../order.js';
 import { LINGER_DEFAULT_MS, lingerText, type EbpfTuning, type EventSink, type RunningBackend, type TraceOptions, type TraceTarget } from '../session.js';
@@ -141,7 +141,7 @@ class EbpfSession implements RunningBackend {
     else if (event.kind === 'exit' && event.group) this.living.delete(event.pid);
     const target = this.options.target;
     if (event.kind !== 'exit' || !event.group || target.kind !== 'pid' || event.pid !== target.pid) return;
-    this.resolveExited(event.code ?? (event.signal === undefined ? null : 128 + event.signal));
+    this.resolveExited(exitStatusOf(event));
     setImmediate(() => void this.stop()); // not from inside the collection that delivered this event
   }
 

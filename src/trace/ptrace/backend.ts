@@ -11,7 +11,7 @@ import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TraceError } from '../errors.js';
-import type { SyscallEvent } from '../events.js';
+import { exitStatusOf, type SyscallEvent } from '../events.js';
 import { LineSplitter } from '../lines.js';
 import { LINGER_DEFAULT_MS, type EventSink, type RunningBackend, type TraceOptions } from '../session.js';
 import { cgroupMembers, exitStatus, processState, processTree, requireExecutable, requirePid, wallMinusMonotonicNs } from '../system.js';
@@ -29,9 +29,9 @@ const END_LINE = '\u0000sky-trace-end';
 const END_MARKER = `\n${END_LINE}\n`;
 
 /**
- * Signals whose default action ends the process. strace prints \`+++ killed by SIG +++\` only for signals in its
- * \`-e signal\` set (with \`signal=none\` a process killed by SIGKILL just vanishes, and its files are never closed);
- * the set costs a \`--- SIG ---\` line per delivery of a handled one, which the decoder skips. SIGCHLD, the commonest,
+ * Signals whose default action ends the process. strace prints `+++ killed by SIG +++` only for signals in its
+ * `-e signal` set (with `signal=none` a process killed by SIGKILL just vanishes, and its files are never closed);
+ * the set costs a `--- SIG ---` line per delivery of a handled one, which the decoder skips. SIGCHLD, the commonest,
  * is not in it: it never kills.
  */
 const FATAL_SIGNALS = [
@@ -116,11 +116,11 @@ class PtraceSession implements RunningBackend {
     this.sink.event(event);
     const target = this.options.target;
     if (event.kind === 'exit' && event.group && target.kind === 'pid' && event.pid === target.pid) {
-      this.resolveExited(event.code ?? (event.signal === undefined ? null : 128 + event.signal));
+      this.resolveExited(exitStatusOf(event));
     }
     if (target.kind !== 'command') return;
     this.commandPid ??= event.pid; // strace's first tracee is the command
-    if (event.kind === 'exit' && event.group && event.pid === this.commandPid) this.commandExited(event.code ?? (event.signal === undefined ? null : 128 + event.signal));
+    if (event.kind === 'exit' && event.group && event.pid === this.commandPid) this.commandExited(exitStatusOf(event));
   }
 
   /**
