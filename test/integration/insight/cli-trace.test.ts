@@ -2,7 +2,7 @@
  * `sky trace` as a user runs it: the built CLI (dist/, built by the test script or `npm run build`) on a recorded
  * log and on live commands under each backend.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,14 +20,25 @@ async function waitFor(condition: () => boolean, timeoutMs: number): Promise<voi
   }
 }
 
-function sky(args: string[], cwd = process.cwd()): { code: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, [SKY, 'trace', ...args], { cwd, encoding: 'utf8', timeout: 60_000 });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+/**
+ * Runs the CLI without blocking this worker (a synchronous spawn of an eBPF trace holds the worker's event loop for
+ * ~10 s each, long enough for vitest's worker RPC to time out on a loaded machine).
+ */
+async function sky(args: string[], cwd = process.cwd()): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [SKY, 'trace', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const code = await new Promise<number | null>((resolve) => child.once('close', (status) => resolve(status)));
+  clearTimeout(timer);
+  return { code, stdout, stderr };
 }
 
 describe('sky trace on a recorded log', () => {
-  it('--json streams one insight per line, in event order', () => {
-    const { code, stdout, stderr } = sky(['--replay', REPLAY, '--json']);
+  it('--json streams one insight per line, in event order', async () => {
+    const { code, stdout, stderr } = await sky(['--replay', REPLAY, '--json']);
     expect(stderr).toBe('');
     expect(code).toBe(0);
     const insights = stdout.trim().split('\n').map((line) => JSON.parse(line) as { kind: string });
@@ -49,8 +60,8 @@ describe('sky trace on a recorded log', () => {
     expect(insights[10]).toMatchObject({ path: '/work/demo/tmp', bytes: 8192, cause: 'unlink', livedMs: 3 });
   });
 
-  it('prints a human summary by default', () => {
-    const { code, stdout } = sky(['--replay', REPLAY]);
+  it('prints a human summary by default', async () => {
+    const { code, stdout } = await sky(['--replay', REPLAY]);
     expect(code).toBe(0);
     expect(stdout).toContain('copy        /work/demo/a -> /work/demo/b  3.0 MiB by copy_file_range (/usr/bin/cp)');
     expect(stdout).toMatch(/3\.0 MiB {2}class 2 .* \/work\/demo\/b/);
@@ -58,20 +69,20 @@ describe('sky trace on a recorded log', () => {
     expect(stdout).toContain('unlink       8.0 KiB lived 3.0 ms  /work/demo/tmp');
   });
 
-  it('rejects ambiguous targets with a usage error', () => {
-    const { code, stderr } = sky(['--replay', REPLAY, '--pid', '1']);
+  it('rejects ambiguous targets with a usage error', async () => {
+    const { code, stderr } = await sky(['--replay', REPLAY, '--pid', '1']);
     expect(code).toBe(2);
     expect(stderr).toContain('exactly one target');
   });
 
-  it('refuses --fd-events for the ptrace backend, which reports every fd call anyway', () => {
-    const { code, stderr } = sky(['--backend', 'ptrace', '--fd-events', 'all', '--', 'true']);
+  it('refuses --fd-events for the ptrace backend, which reports every fd call anyway', async () => {
+    const { code, stderr } = await sky(['--backend', 'ptrace', '--fd-events', 'all', '--', 'true']);
     expect(code).toBe(2);
     expect(stderr).toContain('--fd-events tunes the ebpf backend');
   });
 
-  it('says clearly when a log cannot be read', () => {
-    const { code, stderr } = sky(['--replay', '/nonexistent/log.jsonl']);
+  it('says clearly when a log cannot be read', async () => {
+    const { code, stderr } = await sky(['--replay', '/nonexistent/log.jsonl']);
     expect(code).toBe(3);
     expect(stderr).toMatch(/^sky trace: .*nonexistent/);
   });
@@ -84,13 +95,13 @@ describe.each(BACKENDS)('sky trace --backend %s on a live command', (backend) =>
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('exits with the traced command exit code and reports its files', () => {
-    const { code, stdout } = sky(['--backend', backend, '--', 'sh', '-c', 'printf hello > out.txt; exit 5'], dir);
+  it('exits with the traced command exit code and reports its files', async () => {
+    const { code, stdout } = await sky(['--backend', backend, '--', 'sh', '-c', 'printf hello > out.txt; exit 5'], dir);
     expect(code).toBe(5);
     expect(stdout).toMatch(/5 B {2}class 4 .* written {7}5 B {2}.*\/out\.txt/);
   });
 
-  it('follows a process the command left running (a daemon) for --linger, and exits with the command\'s status', () => {
+  it('follows a process the command left running (a daemon) for --linger, and exits with the command\'s status', async () => {
     const daemon = 'setsid sh -c "sleep 1; printf 123456 > late.out" < /dev/null > /dev/null 2>&1 &';
     const lateClosed = (stdout: string) =>
       stdout
@@ -98,19 +109,19 @@ describe.each(BACKENDS)('sky trace --backend %s on a live command', (backend) =>
         .split('\n')
         .map((line) => JSON.parse(line) as { kind: string; path?: string; size?: number })
         .filter((i) => i.kind === 'file_closed' && path.basename(i.path ?? '') === 'late.out');
-    const followed = sky(['--backend', backend, '--json', '--', 'sh', '-c', `${daemon} exit 3`], dir);
+    const followed = await sky(['--backend', backend, '--json', '--', 'sh', '-c', `${daemon} exit 3`], dir);
     expect(followed.code).toBe(3);
     expect(lateClosed(followed.stdout).map((i) => i.size)).toEqual([6]);
     fs.rmSync(path.join(dir, 'late.out'), { force: true });
-    const left = sky(['--backend', backend, '--json', '--linger', '0', '--', 'sh', '-c', `${daemon} exit 4`], dir);
+    const left = await sky(['--backend', backend, '--json', '--linger', '0', '--', 'sh', '-c', `${daemon} exit 4`], dir);
     expect(left.code).toBe(4);
     expect(left.stderr).toMatch(/stopped tracing .*left running.*--linger/);
     // strace detaches from a sleeping tracee only when it next stops, so with ptrace the late write may still be seen.
     if (backend === 'ebpf') expect(lateClosed(left.stdout)).toEqual([]);
   });
 
-  it('closes the files of a process killed by SIGKILL, and exits as it did (128 + 9)', () => {
-    const { code, stdout } = sky(['--backend', backend, '--json', '--', 'sh', '-c', 'exec 3> killed.out; printf 1234567 >&3; kill -KILL $$'], dir);
+  it('closes the files of a process killed by SIGKILL, and exits as it did (128 + 9)', async () => {
+    const { code, stdout } = await sky(['--backend', backend, '--json', '--', 'sh', '-c', 'exec 3> killed.out; printf 1234567 >&3; kill -KILL $$'], dir);
     expect(code).toBe(137);
     const closed = stdout
       .trim()
@@ -121,11 +132,11 @@ describe.each(BACKENDS)('sky trace --backend %s on a live command', (backend) =>
   });
 
   // The log has no cwd for the traced command, so the replay reports the relative path as given (flagged).
-  it('records a log that replays to the same insights', () => {
+  it('records a log that replays to the same insights', async () => {
     const log = path.join(dir, 'run.jsonl');
-    const live = sky(['--backend', backend, '--record', log, '--json', '--', 'sh', '-c', 'printf 123 > rec.txt'], dir);
+    const live = await sky(['--backend', backend, '--record', log, '--json', '--', 'sh', '-c', 'printf 123 > rec.txt'], dir);
     expect(live.code).toBe(0);
-    const replayed = sky(['--replay', log, '--json'], dir);
+    const replayed = await sky(['--replay', log, '--json'], dir);
     const closed = (out: string): unknown[] =>
       out
         .trim()
@@ -201,18 +212,18 @@ describe('sky trace --nice (ebpf)', () => {
   const read = (name: string): number[] => fs.readFileSync(path.join(dir, name), 'utf8').trim().split('\n').map(Number);
   const base = os.getPriority(0);
 
-  it('lowers its own threads by 10 by default; the traced command keeps the caller\'s priority', () => {
-    expect(sky(['--backend', 'ebpf', '--', 'sh', '-c', script], dir).code).toBe(0);
+  it('lowers its own threads by 10 by default; the traced command keeps the caller\'s priority', async () => {
+    expect((await sky(['--backend', 'ebpf', '--', 'sh', '-c', script], dir)).code).toBe(0);
     expect(read('own.txt')).toEqual([base]);
     const tracer = read('tracer.txt');
     expect(tracer.length).toBeGreaterThan(1);
     expect(new Set(tracer)).toEqual(new Set([Math.min(19, base + 10)]));
   });
 
-  it('--nice 0 leaves it; a value outside 0-19 is refused', () => {
-    expect(sky(['--backend', 'ebpf', '--nice', '0', '--', 'sh', '-c', script], dir).code).toBe(0);
+  it('--nice 0 leaves it; a value outside 0-19 is refused', async () => {
+    expect((await sky(['--backend', 'ebpf', '--nice', '0', '--', 'sh', '-c', script], dir)).code).toBe(0);
     expect(new Set(read('tracer.txt'))).toEqual(new Set([base]));
-    const refused = sky(['--nice', '20', '--', 'true'], dir);
+    const refused = await sky(['--nice', '20', '--', 'true'], dir);
     expect(refused.code).toBe(2); // a usage error, as every sky command's
     expect(refused.stderr).toContain('a nice increment is an integer from 0 to 19');
   });
@@ -225,10 +236,10 @@ describe('sky trace --fd-events (ebpf)', () => {
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it("reports a directory fd's close with --fd-events all, not by default", () => {
-    const closesOfDirectories = (fdEvents: string[]): number => {
+  it("reports a directory fd's close with --fd-events all, not by default", async () => {
+    const closesOfDirectories = async (fdEvents: string[]): Promise<number> => {
       const log = path.join(dir, `fd-events-${fdEvents.join('') || 'default'}.jsonl`);
-      const run = sky(['--backend', 'ebpf', ...fdEvents, '--record', log, '--json', '--', 'ls', '/'], dir);
+      const run = await sky(['--backend', 'ebpf', ...fdEvents, '--record', log, '--json', '--', 'ls', '/'], dir);
       expect(run.code).toBe(0);
       const events = fs.readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { kind: string; fd?: number; ret?: number; path?: string; flags?: number; pid: number });
       const at = events.findIndex((e) => e.kind === 'open' && e.path === '/' && (e.flags! & 0o200000) !== 0);
@@ -238,8 +249,8 @@ describe('sky trace --fd-events (ebpf)', () => {
       const next = events.slice(at + 1).find((e) => e.pid === pid && ((e.kind === 'close' && e.fd === fd) || (e.kind === 'open' && e.ret === fd)));
       return next?.kind === 'close' ? 1 : 0;
     };
-    expect(closesOfDirectories(['--fd-events', 'all'])).toBe(1);
-    expect(closesOfDirectories([])).toBe(0);
+    expect(await closesOfDirectories(['--fd-events', 'all'])).toBe(1);
+    expect(await closesOfDirectories([])).toBe(0);
   });
 
 });
