@@ -47,6 +47,12 @@ export interface FdSeen {
   path?: string;
 }
 
+/** The file a backend saw behind an fd at its calls: the inode the kernel named (eBPF), or strace's name for it. */
+interface LastKnown {
+  identity: Identity | null;
+  path?: string;
+}
+
 /** The inode decides: btrfs subvolumes and overlayfs give stat(2) a st_dev other than the kernel's s_dev. */
 function agrees(seen: FdSeen, path: string, stat: FileStat | null): boolean {
   if (seen.identity && stat?.ino !== seen.identity.ino) return false;
@@ -378,14 +384,15 @@ export class EngineState {
    * The fd's entry, learning it from /proc when the stream never showed it (inherited, opened before tracing, or
    * hidden by lost events). Never null for fd >= 0: an unknowable fd gets a placeholder so we ask /proc once.
    */
-  fdEntry(process: Process, fd: number, ts: number, seen?: FdSeen, namedAs?: string): FdEntry | null {
+  /** `lastKnown`: what the backend saw the fd refer to at its calls, for when /proc can no longer name it. */
+  fdEntry(process: Process, fd: number, ts: number, seen?: FdSeen, lastKnown?: LastKnown): FdEntry | null {
     if (fd < 0) return null;
     const entry = process.fds.get(fd);
     if (entry && !entry.file.uncertain) return entry;
     if (entry && !this.live) return entry;
     if (entry && this.confirm(process, fd, entry)) return entry;
     if (entry) this.release(process, fd, 'replaced', ts);
-    return this.discoverFd(process, fd, ts, seen, namedAs);
+    return this.discoverFd(process, fd, ts, seen, lastKnown);
   }
 
   /**
@@ -405,7 +412,7 @@ export class EngineState {
    * table missed an open or close, so the entry is replaced by what /proc says, or doubted when /proc cannot say.
    */
   fdEntryFor(process: Process, fd: number, ts: number, identity: Identity | null, namedAs?: string): FdEntry | null {
-    const entry = this.fdEntry(process, fd, ts, identity ? { identity } : undefined, namedAs);
+    const entry = this.fdEntry(process, fd, ts, undefined, { identity, path: namedAs });
     const file = entry?.file.file;
     if (!entry || !identity || !file || file.dev === null || sameIdentity(file, identity)) return entry;
     const reason = `fd ${fd} of pid ${process.pid} is not the file the stream said (missed open or close)`;
@@ -430,8 +437,7 @@ export class EngineState {
     return same;
   }
 
-  /** `namedAs`: the name the backend saw the fd have at its calls, for when /proc can no longer say (ptrace). */
-  private discoverFd(process: Process, fd: number, ts: number, seen?: FdSeen, namedAs?: string): FdEntry {
+  private discoverFd(process: Process, fd: number, ts: number, seen?: FdSeen, lastKnown?: LastKnown): FdEntry {
     if (seen?.path === '') return this.notStorage(process, fd, ts);
     const attached = process.attachedFds?.get(fd);
     if (attached) {
@@ -440,7 +446,7 @@ export class EngineState {
     }
     const target = this.live ? this.inspector.fdTarget(process.pid, fd) : null;
     if (!target) {
-      const known = seen?.identity ? this.files.withIdentity(seen.identity) : namedAs ? this.files.atPath(namedAs) : undefined;
+      const known = lastKnown?.identity ? this.files.withIdentity(lastKnown.identity) : lastKnown?.path ? this.files.atPath(lastKnown.path) : undefined;
       return (known && this.receivedFd(process, fd, ts, known)) || this.placeholder(process, fd, ts);
     }
     const stat = this.inspector.statFd(process.pid, fd);
