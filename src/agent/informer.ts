@@ -48,6 +48,8 @@ import {
 import { opensExistingForReading } from '../insight/index.js';
 import { extentSignature, isGone, placedExtents, type AgentFileSystem, type OpenedFile, type VolumePlacement } from './fs.js';
 import { ExtentPrefetcher, type PrefetchOptions, type PrefetchStats } from './prefetch.js';
+import { trimOldest, trimTarget } from '../util/bounded.js';
+import { DueQueue } from './due-queue.js';
 
 export type SemanticSink = (message: SemanticMessage) => void;
 
@@ -230,7 +232,7 @@ export class Informer {
   private readonly syncedBacklogBytes: number;
   private draining: Promise<void> | null = null;
   /** One queue per refresh delay: fileId → due time (insertion order = due order, since the delay is fixed). */
-  private readonly refreshQueues: Map<string, number>[];
+  private readonly refreshQueues: DueQueue<string>[];
   private readonly refreshTimers: (NodeJS.Timeout | null)[];
 
   /** Reused for every readback: no allocation per block or per read. */
@@ -286,7 +288,7 @@ export class Informer {
     if (chunkBytes <= 0 || chunkBytes % FINGERPRINT_BLOCK_BYTES !== 0) throw new RangeError('readChunkBytes is a positive multiple of 4 KiB');
     this.chunk = new Uint8Array(chunkBytes);
     this.prints = new Uint8Array((chunkBytes / FINGERPRINT_BLOCK_SIZES[0]) * FINGERPRINT_BYTES);
-    this.refreshQueues = this.refreshDelaysMs.map(() => new Map());
+    this.refreshQueues = this.refreshDelaysMs.map(() => new DueQueue<string>());
     this.refreshTimers = this.refreshDelaysMs.map(() => null);
     this.prefetcher =
       options.prefetch === false
@@ -472,7 +474,7 @@ export class Informer {
     if (pid !== null) this.setProcess(file, pid);
     this.files.set(id, file);
     this.rememberPath(ref.path, id);
-    if (this.files.size > this.filesMax) this.evictOne();
+    if (this.files.size > this.filesMax) this.evictOldest();
     return file;
   }
 
@@ -549,13 +551,13 @@ export class Informer {
   private rememberPath(path: string, id: string): void {
     this.pathIds.delete(path);
     this.pathIds.set(path, id);
-    if (this.pathIds.size > PATHS_MAX) this.pathIds.delete(this.pathIds.keys().next().value as string);
+    trimOldest(this.pathIds, PATHS_MAX);
   }
 
   private rememberProcess(pid: number, exe: string): void {
     this.processes.delete(pid);
     this.processes.set(pid, basename(exe));
-    if (this.processes.size > PROCESSES_MAX) this.processes.delete(this.processes.keys().next().value as number);
+    trimOldest(this.processes, PROCESSES_MAX);
   }
 
   private setProcess(file: TrackedFile, pid: number): void {
@@ -572,12 +574,14 @@ export class Informer {
     file.holders = file.holders.filter((h) => h.pid !== pid || h.fd !== fd);
   }
 
-  /** Forgets the oldest file that has no readback pending. */
-  private evictOne(): void {
+  /** Forgets the oldest files that have no readback pending, an eighth of the table at once (util/bounded.ts). */
+  private evictOldest(): void {
+    let excess = this.files.size - trimTarget(this.filesMax);
     for (const file of this.files.values()) {
+      if (excess === 0) return;
       if (this.pending.has(file)) continue;
       this.forget(file.id);
-      return;
+      excess--;
     }
   }
 
@@ -677,8 +681,8 @@ export class Informer {
 
   private noteSync(pid: number): void {
     this.syncedAt.delete(pid);
-    if (this.syncedAt.size >= PROCESSES_MAX) this.syncedAt.delete(this.syncedAt.keys().next().value!);
     this.syncedAt.set(pid, performance.now());
+    trimOldest(this.syncedAt, PROCESSES_MAX);
   }
 
   /**
@@ -737,7 +741,7 @@ export class Informer {
     this.refreshQueues.forEach((queue, k) => {
       queue.delete(file.id);
       if (queue.size >= this.refreshFilesMax) {
-        queue.delete(queue.keys().next().value as string);
+        queue.shift();
         this.counters.refreshesDropped++;
       }
       queue.set(file.id, now + this.refreshDelaysMs[k]!);
@@ -747,13 +751,13 @@ export class Informer {
 
   private armRefresh(k: number): void {
     if (this.refreshTimers[k]) return;
-    const first = this.refreshQueues[k]!.values().next();
-    if (first.done) return;
+    const first = this.refreshQueues[k]!.first();
+    if (first === undefined) return;
     const timer = setTimeout(() => {
       this.refreshTimers[k] = null;
       this.runRefreshes(k, Date.now());
       this.armRefresh(k);
-    }, Math.max(0, first.value - Date.now()));
+    }, Math.max(0, first.due - Date.now()));
     timer.unref();
     this.refreshTimers[k] = timer;
   }
@@ -762,9 +766,9 @@ export class Informer {
   private runRefreshes(k: number, until: number, sliceMs = REFRESH_SLICE_MS): void {
     const queue = this.refreshQueues[k]!;
     const started = performance.now();
-    for (const [id, due] of queue) {
-      if (due > until || performance.now() - started > sliceMs) break;
-      queue.delete(id);
+    for (let first = queue.first(); first !== undefined && first.due <= until; first = queue.first()) {
+      if (performance.now() - started > sliceMs) break;
+      const id = queue.shift()!.key;
       const file = this.files.get(id);
       if (!file) continue;
       try {

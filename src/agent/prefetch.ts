@@ -19,6 +19,7 @@
  */
 import path from 'node:path';
 import type { VolumeExtent } from '../semantics/messages.js';
+import { trimOldest } from '../util/bounded.js';
 import { extentSignature, isGone, placedExtents, type AgentFileSystem, type VolumePlacement } from './fs.js';
 
 export interface PrefetchOptions {
@@ -154,7 +155,7 @@ export class ExtentPrefetcher {
   listed(dir: string): void {
     if (!path.isAbsolute(dir) || this.withinListed(dir)) return;
     this.listedTops.set(dir, true);
-    if (this.listedTops.size > LISTED_MAX) this.listedTops.delete(this.listedTops.keys().next().value as string);
+    trimOldest(this.listedTops, LISTED_MAX);
   }
 
   private withinListed(dir: string): boolean {
@@ -300,7 +301,7 @@ export class ExtentPrefetcher {
     if (this.sent.get(fileId) === signature) return;
     this.sent.delete(fileId);
     this.sent.set(fileId, signature);
-    if (this.sent.size > this.filesMax) this.sent.delete(this.sent.keys().next().value as string);
+    trimOldest(this.sent, this.filesMax);
     this.counters.messages++;
     this.host.send({ fileId, path: file, size, extents, signature });
   }
@@ -323,8 +324,9 @@ export class ExtentPrefetcher {
   private markWalked(key: string): void {
     this.walked.delete(key);
     this.walked.set(key, performance.now());
-    // Directories walked longer ago than rewalkMs no longer matter; the bucket bounds how many are younger.
-    while (this.walked.size > this.burst) this.walked.delete(this.walked.keys().next().value as string);
+    // Directories walked longer ago than rewalkMs no longer matter; the bucket bounds how many are younger (the bound
+    // is set so that trimming keeps at least `burst` of them).
+    trimOldest(this.walked, this.burst + Math.max(1, this.burst >> 2));
   }
 
   /** Adds what the rate earned since the last refill; true when a whole token is available. */

@@ -5,6 +5,7 @@
  * belongs to the fd and is acted on at execve.
  */
 import assert from 'node:assert/strict';
+import { trimTarget } from '../util/bounded.js';
 import type { FileRecord } from './files.js';
 import type { FdInfo, FileStat } from './inspector.js';
 import type { CopyMethod } from './types.js';
@@ -202,20 +203,25 @@ export function fileIo(process: Process, file: FileRecord): FileIo {
 const DROP_SCAN_ENTRIES = 64;
 
 /**
- * Keeps process.io at its bound: drops the oldest entry that only read (the least useful to copy detection) among
- * the oldest few, else the oldest. Looking no further keeps this O(1): a process that only writes (tar -x writing
- * 78k files) would otherwise scan every entry for each new file and never drop one.
+ * Keeps process.io at its bound: drops an eighth of it at once (see util/bounded.ts: one at a time, every insert
+ * would walk the holes earlier deletions left at the front), preferring entries that only read (the least useful to
+ * copy detection) among the oldest few beyond that eighth, then the oldest written ones. Looking no further keeps
+ * this amortised O(1): a process that only writes (tar -x writing 78k files) would otherwise scan every entry.
  */
 function dropOldest(process: Process): void {
+  let wanted = process.io.size - trimTarget(PROCESS_IO_FILES_MAX);
+  const window = wanted + DROP_SCAN_ENTRIES;
+  const written: FileRecord[] = [];
   let scanned = 0;
   for (const [file, io] of process.io) {
+    if (wanted === 0 || scanned++ >= window) break;
     if (io.writeBytes === 0 && io.copiesIn.size === 0) {
       forgetIo(process, file);
-      return;
-    }
-    if (++scanned >= DROP_SCAN_ENTRIES) break;
+      wanted--;
+    } else written.push(file);
   }
-  forgetIo(process, process.io.keys().next().value!);
+  // The window held `wanted` entries or more, so the written ones seen make up what reads did not.
+  for (let k = 0; k < wanted; k++) forgetIo(process, written[k]!);
 }
 
 /** How many recently read files the copy detector considers as a written file's source. */
