@@ -8,7 +8,8 @@
  * only into directories the traced workload itself listed (cp -r SRC lists SRC: the walk may climb to SRC and no
  * higher; a database that opens its files by name gets its file's directory walked, not the whole disk) — and sends
  * FileExtents for every regular file it finds. It needs no data reads (an inode and FIEMAP per file), so it runs
- * ahead of a program that reads and writes the data.
+ * ahead of a program that reads and writes the data. The walk from the latest open goes first (a workload that moved
+ * to another directory reads there next), setting aside the one in progress, which resumes after.
  *
  * Bounded: entries examined are paid from a token bucket (`entriesPerSecond`, up to `entriesBurst`), so an agent on a
  * huge file system spends a bounded share of the disk on it; a directory is walked at most once per `rewalkMs`; ids
@@ -88,6 +89,8 @@ interface Walk {
   /** Directory the walk will go up from once its stack is empty. */
   origin: string;
   stack: Frame[];
+  /** Begun, then set aside for a newer walk: it resumes where it was. */
+  started: boolean;
 }
 
 const WALKS_QUEUED_MAX = 64;
@@ -106,6 +109,7 @@ export class ExtentPrefetcher {
   private readonly walked = new Map<string, number>();
   /** fileId → signature of the FileExtents sent. */
   private readonly sent = new Map<string, string>();
+  /** Walks waiting, newest last: the newest goes first (see opened). */
   private readonly queue: Walk[] = [];
   private readonly listedTops = new Map<string, true>();
   private current: Walk | null = null;
@@ -146,8 +150,16 @@ export class ExtentPrefetcher {
     const identity = this.identify(dir);
     if (identity === null || this.recentlyWalked(identity.key)) return;
     if (this.current?.origin === dir || this.queue.some((w) => w.origin === dir)) return;
-    if (this.queue.length >= WALKS_QUEUED_MAX) this.queue.shift();
-    this.queue.push({ tracerDev, statDev: identity.dev, placement, root, origin: dir, stack: [] });
+    // The newest walk goes first, setting aside the one in progress: the workload has moved on to this directory
+    // (cp -r goes through a tree in inode order, the walk in listing order), and its next reads are here — a walk
+    // still mapping some other corner of a big tree would get here only after the workload has read it. The walk set
+    // aside resumes where it was and skips what the newer one mapped.
+    if (this.current !== null) {
+      this.queue.push(this.current);
+      this.current = null;
+    }
+    this.queue.push({ tracerDev, statDev: identity.dev, placement, root, origin: dir, stack: [], started: false });
+    if (this.queue.length > WALKS_QUEUED_MAX) this.queue.shift();
     this.schedule(0);
   }
 
@@ -212,11 +224,13 @@ export class ExtentPrefetcher {
 
   private nextWalk(): Walk | null {
     while (this.queue.length > 0) {
-      const walk = this.queue.shift()!;
+      const walk = this.queue.pop()!;
+      if (walk.started) return walk;
       const identity = this.identify(walk.origin);
       if (identity === null || identity.dev !== walk.statDev || this.recentlyWalked(identity.key)) continue;
       this.markWalked(identity.key);
       walk.stack.push({ dir: walk.origin, entries: null, next: 0 });
+      walk.started = true;
       this.counters.walks++;
       return walk;
     }

@@ -203,4 +203,30 @@ describe('extent read-ahead (Informer + ExtentPrefetcher)', () => {
     await new Promise((r) => setTimeout(r, 1100));
     expect(fs.listed.length).toBe(before);
   });
+
+  it('a newer open goes first: the walk in progress is set aside and resumes after, skipping what the newer mapped', async () => {
+    const fs = new TreeFs().dir('/mnt/big').dir('/mnt/next').file('/mnt/next/n1').file('/mnt/next/n2');
+    for (let k = 0; k < 400; k++) fs.file(`/mnt/big/f${k}`);
+    const sent: SemanticMessage[] = [];
+    // 50 entries at once, then 1000 a second: the big directory takes a while.
+    const informer = new Informer({ sink: (m) => sent.push(m), fs, prefetch: { entriesPerSecond: 1000, entriesBurst: 50 } });
+    informer.handle(listedDir('/mnt', fs));
+    informer.handle(openedForRead('/mnt/big/f0', fs.ino('/mnt/big/f0')));
+    while (sent.length < 20) await new Promise((r) => setTimeout(r, 5));
+    // The workload moved on to another directory while the walk was in the middle of big/.
+    informer.handle(openedForRead('/mnt/next/n1', fs.ino('/mnt/next/n1')));
+    await new Promise((r) => setTimeout(r, 20));
+    const paths = pathsOf(sent);
+    const n2 = paths.indexOf('/mnt/next/n2');
+    expect(n2).toBeGreaterThan(0);
+    expect(paths.slice(n2).filter((p) => p.startsWith('/mnt/big/')).length).toBeLessThan(40);
+    for (let i = 0; i < 300 && !paths.includes('/mnt/big/f399'); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      paths.splice(0, paths.length, ...pathsOf(sent));
+    }
+    // The set-aside walk finished big/ and did not send next/ again.
+    expect(paths.filter((p) => p.startsWith('/mnt/big/'))).toHaveLength(400); // f0 from the informer, the rest from the walk
+    expect(paths.filter((p) => p === '/mnt/next/n2')).toHaveLength(1);
+    expect(fs.listed.filter((d) => d === '/mnt/next')).toHaveLength(1);
+  });
 });
