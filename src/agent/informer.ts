@@ -46,8 +46,9 @@ import {
   type VolumeExtent,
 } from '../semantics/messages.js';
 import { opensExistingForReading } from '../insight/index.js';
-import { extentSignature, isGone, placedExtents, type AgentFileSystem, type OpenedFile, type VolumePlacement } from './fs.js';
-import { ExtentPrefetcher, type PrefetchOptions, type PrefetchStats } from './prefetch.js';
+import { extentSignature, isGone, LocalFileSystem, placedExtents, type AgentFileSystem, type OpenedFile, type VolumePlacement } from './fs.js';
+import { ExtentPrefetcher, type PrefetchedFile, type Prefetcher, type PrefetchOptions, type PrefetchStats } from './prefetch.js';
+import { prefetchThreadAvailable, ThreadedPrefetcher } from './prefetch-thread.js';
 import { trimOldest, trimTarget } from '../util/bounded.js';
 import { DueQueue } from './due-queue.js';
 
@@ -203,7 +204,7 @@ export class Informer {
   private readonly sliceBytes: number;
   private readonly extentsMax: number;
   private readonly log: (line: string) => void;
-  private readonly prefetcher: ExtentPrefetcher | null;
+  private readonly prefetcher: Prefetcher | null;
 
   private readonly devices = new Map<number, VolumePlacement | null>();
   /** Placements that say where their file system keeps only file data, and what the engine was last told. */
@@ -290,19 +291,21 @@ export class Informer {
     this.prints = new Uint8Array((chunkBytes / FINGERPRINT_BLOCK_SIZES[0]) * FINGERPRINT_BYTES);
     this.refreshQueues = this.refreshDelaysMs.map(() => new DueQueue<string>());
     this.refreshTimers = this.refreshDelaysMs.map(() => null);
-    this.prefetcher =
-      options.prefetch === false
-        ? null
-        : new ExtentPrefetcher(
-            {
-              fs: this.fs,
-              described: (id) => (this.files.get(id)?.lastExtents ?? '') !== '',
-              send: (file) => this.send({ type: 'FileExtents', fileId: file.fileId, path: file.path, size: file.size, extents: file.extents }, null),
-              extentsMax: this.extentsMax,
-              fail: (error, what) => this.fail(error, `read-ahead: ${what}`),
-            },
-            options.prefetch,
-          );
+    this.prefetcher = options.prefetch === false ? null : this.startPrefetcher(options.prefetch);
+  }
+
+  private startPrefetcher(options: PrefetchOptions = {}): Prefetcher {
+    const host = {
+      described: (id: string) => (this.files.get(id)?.lastExtents ?? '') !== '',
+      send: (file: PrefetchedFile) => this.send({ type: 'FileExtents', fileId: file.fileId, path: file.path, size: file.size, extents: file.extents }, null),
+      extentsMax: this.extentsMax,
+      fail: (error: unknown, what: string) => this.fail(error, `read-ahead: ${what}`),
+    };
+    // Its own thread where it reads the real file system (prefetch-thread.ts); a test's in-memory one stays here.
+    if (options.thread !== false && this.fs instanceof LocalFileSystem && prefetchThreadAvailable()) {
+      return new ThreadedPrefetcher(this.fs.route, host, options);
+    }
+    return new ExtentPrefetcher({ ...host, fs: this.fs }, options);
   }
 
   // -------------------------------------------------------------------------------------------------------------

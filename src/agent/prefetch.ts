@@ -38,6 +38,24 @@ export interface PrefetchOptions {
    * (it is bounded work) while events keep flowing.
    */
   sliceMs?: number;
+  /**
+   * Walk in a worker thread of its own (default true where the agent reads the real file system, see
+   * prefetch-thread.ts): its listings, opens and FIEMAP calls block, and on the agent's thread a cp -r's walk took
+   * three quarters of it for 12 s, with the events waiting behind it.
+   */
+  thread?: boolean;
+}
+
+/** What the informer asks of extent read-ahead, wherever it runs. */
+export interface Prefetcher {
+  /** A traced process opened `file` (absolute, on the volume) for reading. */
+  opened(file: string, tracerDev: number, placement: VolumePlacement): void;
+  /** A traced process opened this directory: walks may climb into it. */
+  listed(dir: string): void;
+  /** The signature of the FileExtents the read-ahead sent for this file, if any. */
+  signatureOf(fileId: string): string | undefined;
+  stop(): void;
+  stats(): PrefetchStats;
 }
 
 export interface PrefetchStats {
@@ -50,6 +68,8 @@ export interface PrefetchStats {
   messages: number;
   /** Times the walk waited for the token bucket. */
   throttled: number;
+  /** The walk ran in a thread of its own (prefetch-thread.ts). */
+  thread?: boolean;
 }
 
 /** What the prefetcher hands back for each file it mapped. */
@@ -97,7 +117,7 @@ const WALKS_QUEUED_MAX = 64;
 /** Directories the workload listed, kept as the tops of their subtrees (a listed directory inside one is not kept). */
 const LISTED_MAX = 4096;
 
-export class ExtentPrefetcher {
+export class ExtentPrefetcher implements Prefetcher {
   private readonly rate: number;
   private readonly burst: number;
   private readonly rewalkMs: number;

@@ -20,7 +20,7 @@ export function renderAgentSummary(stats: AgentStats, extra: { delivered?: boole
   ];
   if (i.prefetch && i.prefetch.walks > 0) {
     const p = i.prefetch;
-    lines.push(`extent read-ahead: ${p.walks} walks, ${p.directories} directories, ${p.files} files mapped, ${p.messages} sent ahead${p.throttled > 0 ? `, throttled ${p.throttled}×` : ''}`);
+    lines.push(`extent read-ahead: ${p.walks} walks, ${p.directories} directories, ${p.files} files mapped, ${p.messages} sent ahead${p.throttled > 0 ? `, throttled ${p.throttled}×` : ''}${p.thread ? ' (in its own thread)' : ''}`);
   }
   if (i.extentsTruncated > 0 || i.refreshesDropped > 0 || i.sinkErrors > 0) {
     lines.push(`bounded: ${i.extentsTruncated} extent lists cut, ${i.refreshesDropped} refreshes dropped, ${i.sinkErrors} messages refused by the sink`);
