@@ -26,7 +26,8 @@
  *    headers, magic numbers, checksums; btrfs zeroes the free middle of its 16 KiB nodes, so a *partly* zero write
  *    says nothing), applications do — preallocating a file by writing zeroes (PostgreSQL's WAL segments, VM images,
  *    swap files, `dd if=/dev/zero`) — and they fsync it at once, so it reaches the volume before any hint can
- *    describe it. The rare exception is a free-space bitmap that became all zero, written on its own.
+ *    describe it. The rare exception is a free-space bitmap that became all zero, written on its own. Zero writes
+ *    that touch are one zero-fill run, one file's at least as large as the run so far (zeroFillTag).
  */
 import assert from 'node:assert/strict';
 import type { IoTag } from '../volume/types.js';
@@ -81,6 +82,25 @@ export interface RetagRange {
 }
 
 export type RetagCause = 'extents' | 'class' | 'gone';
+
+/** Zero writes that touch, each within ZERO_RUN_GAP_MS of the last, are one zero-fill run (zeroFillTag). */
+interface ZeroRun {
+  start: number;
+  end: number;
+  at: number;
+  ioClass: number;
+  sizeClass: number;
+}
+const ZERO_RUN_GAP_MS = 2000;
+const ZERO_RUNS_MAX = 16;
+/** Shared by every zero-fill tag: tags are frozen and layers only read their hints. */
+const ZERO_FILL_HINTS = new Set(['zero-fill']);
+
+/** The paper's size classes (file < 1 MiB 4, < 2 MiB 3, < 5 MiB 2, < 10 MiB 1, else 0): what a re-tag must follow. */
+function paperSizeClass(size: number): number {
+  const MiB = 1 << 20;
+  return size < MiB ? 4 : size < 2 * MiB ? 3 : size < 5 * MiB ? 2 : size < 10 * MiB ? 1 : 0;
+}
 export type RetagListener = (ranges: readonly RetagRange[], cause: RetagCause) => void;
 
 /** A layer below classify that wants re-tags implements this; the classify layer subscribes it at open(). */
@@ -242,6 +262,8 @@ export class SemanticIndex {
   private readonly facts: ClassifyFacts = { metadata: false, file: null, requestBytes: 0, direction: 'read', sector: 0 };
   private readonly metadataTags: (IoTag | undefined)[] = [];
   private readonly unknownTags: (IoTag | undefined)[] = [];
+  /** Zero-fill runs being written (zeroFillTag), at most ZERO_RUNS_MAX. */
+  private readonly zeroRuns: ZeroRun[] = [];
   /** Data of a file not described yet (a block in a data region, see DataRegions), by class. */
   private readonly anonymousDataTags: (IoTag | undefined)[] = [];
   /** DataRegions: sorted, disjoint [start, end) pairs of volume bytes that hold only file data. */
@@ -584,10 +606,12 @@ export class SemanticIndex {
       // Where the file system keeps only file data, a block no described file owns is a file's not described yet.
       // A write of nothing but zeroes is an application's preallocation (zeroWritesAreData).
       const inRegion = this.dataRegions.length > 0 && this.inDataRegion(offset, length);
-      const zeroes = !inRegion && content !== null && this.options.zeroWritesAreData && content.allZero();
+      // In a data region too: there a zero-fill is data anyway, but its run gives it a size.
+      const zeroes = content !== null && this.options.zeroWritesAreData && content.allZero();
       if (zeroes) this.counters.zeroWrites++;
       if (inRegion || zeroes) {
         this.outcome = OUTCOME_DATA;
+        if (zeroes) return this.zeroFillTag(offset, length, direction);
         return this.fileOnly ? this.fileOnlyAnonymousDataTag : this.requestTag('data', offset, length, direction);
       }
       this.outcome = OUTCOME_METADATA;
@@ -595,6 +619,65 @@ export class SemanticIndex {
     }
     this.outcome = OUTCOME_UNKNOWN;
     return this.unknownTag(offset, length, direction);
+  }
+
+  /**
+   * Data of a file being zero-filled: an application writes a preallocation in one go and syncs it (PostgreSQL's 16
+   * MiB WAL segment reaches the volume as one writeback), so zero writes that touch, each within ZERO_RUN_GAP_MS of
+   * the last, are taken as one file's, at least as large as the run so far. That lower bound is the size the tag
+   * carries — what the tracer says of a file still being written — with the hint 'zero-fill'. When the run's size
+   * moves it to another size class (or I/O class), its earlier bytes are re-tagged, as a file's are when it grows.
+   */
+  private zeroFillTag(offset: number, length: number, direction: IoDirection): IoTag {
+    const now = this.now();
+    const end = offset + length;
+    let run: ZeroRun | undefined;
+    let stalest = 0;
+    for (let k = 0; k < this.zeroRuns.length; k++) {
+      const candidate = this.zeroRuns[k]!;
+      if (now - candidate.at <= ZERO_RUN_GAP_MS && offset <= candidate.end && end >= candidate.start) {
+        run = candidate;
+        break;
+      }
+      if (candidate.at < this.zeroRuns[stalest]!.at) stalest = k;
+    }
+    if (run === undefined) {
+      run = { start: offset, end, at: now, ioClass: -1, sizeClass: -1 };
+      if (this.zeroRuns.length < ZERO_RUNS_MAX) this.zeroRuns.push(run);
+      else this.zeroRuns[stalest] = run;
+    } else {
+      run.start = Math.min(run.start, offset);
+      run.end = Math.max(run.end, end);
+      run.at = now;
+    }
+    // Writeback does not go in order (ext4 sent a WAL segment as 256 KiB here, 256 KiB 1.25 MiB further, then the
+    // 1 MiB between): a run that now touches another is one with it.
+    for (let k = this.zeroRuns.length - 1; k >= 0; k--) {
+      const other = this.zeroRuns[k]!;
+      if (other === run || now - other.at > ZERO_RUN_GAP_MS || other.start > run.end || other.end < run.start) continue;
+      run.start = Math.min(run.start, other.start);
+      run.end = Math.max(run.end, other.end);
+      this.zeroRuns.splice(k, 1);
+    }
+    const size = run.end - run.start;
+    const ioClass = this.rules.classify(this.factsFor(false, fileFacts(null, size), offset, length, direction));
+    const tag: IoTag = Object.freeze({ origin: 'data', ioClass, fileSize: size, hints: ZERO_FILL_HINTS });
+    const sizeClass = paperSizeClass(size);
+    if (run.ioClass >= 0 && (ioClass !== run.ioClass || sizeClass !== run.sizeClass)) {
+      const ranges: RetagRange[] = [];
+      if (offset > run.start) ranges.push({ offset: run.start, length: offset - run.start, tag });
+      if (run.end > end) ranges.push({ offset: end, length: run.end - end, tag });
+      this.emitRetag(ranges, 'class');
+    }
+    run.ioClass = ioClass;
+    run.sizeClass = sizeClass;
+    return tag;
+  }
+
+  private emitRetag(ranges: RetagRange[], cause: RetagCause): void {
+    if (ranges.length === 0 || this.retagListeners.length === 0 || this.seen === null) return;
+    this.counters.retagRanges += ranges.length;
+    for (const listener of this.retagListeners.slice()) listener(ranges, cause);
   }
 
   private unknownTag(offset: number, length: number, direction: IoDirection): IoTag {
@@ -717,9 +800,7 @@ export class SemanticIndex {
     };
     for (let k = 0; k < file.extents.length; k += 2) this.lba.forEachIn(file.extents[k]!, file.extents[k + 1]!, visit);
     for (let k = 0; k < file.learned.length; k += 2) this.lba.forEachIn(file.learned[k]!, file.learned[k + 1]!, visit);
-    if (ranges.length === 0) return;
-    this.counters.retagRanges += ranges.length;
-    for (const listener of this.retagListeners.slice()) listener(ranges, cause);
+    this.emitRetag(ranges, cause);
   }
 
   // -------------------------------------------------------------------------------------------------------------

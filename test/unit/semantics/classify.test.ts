@@ -121,6 +121,8 @@ describe('classify: data regions (btrfs data block groups)', () => {
     expect(anonymous.fileId).toBeUndefined();
     expect(anonymous.fileSize).toBeUndefined();
     expect(await read(33 * MiB, 4096)).toMatchObject({ origin: 'data' });
+    // A zero-fill there is data as well, with its run's size (the zero-fill rule below).
+    expect(await write(12 * MiB, Buffer.alloc(2 * MiB))).toMatchObject({ origin: 'data', fileSize: 2 * MiB, ioClass: 2, hints: new Set(['zero-fill']) });
     // Outside every region, and across a region's end, it is metadata as before.
     expect(await read(16 * MiB, 4096)).toMatchObject({ origin: 'metadata', ioClass: 5 });
     expect(await read(16 * MiB - 4096, 8192)).toMatchObject({ origin: 'metadata' });
@@ -146,9 +148,8 @@ describe('classify: writes of zeroes (preallocation)', () => {
     const { apply, write, index, recorder } = await setup();
     apply({ type: 'Tracing' });
     const zeroes = await write(8 * MiB, Buffer.alloc(64 * KiB));
-    expect(zeroes).toMatchObject({ origin: 'data', hints: new Set() });
+    expect(zeroes).toMatchObject({ origin: 'data', fileSize: 64 * KiB, ioClass: 4, hints: new Set(['zero-fill']) });
     expect(zeroes.fileId).toBeUndefined();
-    expect(zeroes.fileSize).toBeUndefined();
     expect(index.stats().zeroWrites).toBe(1);
     // Every byte must be zero: btrfs writes 16 KiB tree nodes whose free middle is whole 4 KiB blocks of zeroes.
     const node = Buffer.alloc(16 * KiB);
@@ -166,6 +167,37 @@ describe('classify: writes of zeroes (preallocation)', () => {
     apply(extentsOf('W', 16 * MiB, [8 * MiB, 64 * KiB]));
     expect(recorder.retags.at(-1)?.ranges[0]).toMatchObject({ offset: 8 * MiB, tag: { origin: 'data', fileId: 'W' } });
     expect(index.stats().zeroWrites).toBe(2);
+  });
+
+  it('takes zero writes that touch as one file being zero-filled: the size grows with the run, earlier bytes re-tagged at each new class', async () => {
+    const { apply, write, recorder, advance } = await setup();
+    apply({ type: 'Tracing' });
+    // A 16 MiB WAL segment written back in 1 MiB requests, in order.
+    const sizes: number[] = [];
+    const classes: number[] = [];
+    for (let k = 0; k < 16; k++) {
+      const tag = await write(64 * MiB + k * MiB, Buffer.alloc(MiB));
+      sizes.push(tag.fileSize!);
+      classes.push(tag.ioClass);
+      advance(5);
+    }
+    expect(sizes).toEqual(Array.from({ length: 16 }, (_, k) => (k + 1) * MiB));
+    expect(classes).toEqual([3, 2, 2, 2, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]);
+    // Re-tags at each change of class cover the run's earlier bytes, so it ends as one 16 MiB file's.
+    const classRetags = recorder.retags.filter((r) => r.cause === 'class');
+    expect(classRetags.map((r) => r.ranges[0]!.tag.ioClass)).toEqual([2, 1, 0]);
+    expect(classRetags.at(-1)!.ranges).toEqual([{ offset: 64 * MiB, length: 9 * MiB, tag: expect.objectContaining({ fileSize: 10 * MiB, ioClass: 0 }) }]);
+    // Out of order within the run (a request before its start) still belongs to it.
+    expect(await write(63 * MiB, Buffer.alloc(MiB))).toMatchObject({ fileSize: 17 * MiB, ioClass: 0 });
+    // Written back out of order: a piece further on, then what lies between, joins the two runs into one.
+    expect(await write(200 * MiB, Buffer.alloc(256 * KiB))).toMatchObject({ fileSize: 256 * KiB });
+    expect(await write(200 * MiB + 1280 * KiB, Buffer.alloc(256 * KiB))).toMatchObject({ fileSize: 256 * KiB });
+    expect(await write(200 * MiB + 256 * KiB, Buffer.alloc(MiB))).toMatchObject({ fileSize: 1536 * KiB, ioClass: 3 });
+    expect(await write(200 * MiB + 1536 * KiB, Buffer.alloc(512 * KiB))).toMatchObject({ fileSize: 2 * MiB, ioClass: 2 });
+    // Not touching, or after a pause: another file.
+    expect(await write(100 * MiB, Buffer.alloc(64 * KiB))).toMatchObject({ fileSize: 64 * KiB, ioClass: 4 });
+    advance(3000);
+    expect(await write(80 * MiB, Buffer.alloc(64 * KiB))).toMatchObject({ fileSize: 64 * KiB, ioClass: 4 });
   });
 
   it('can be turned off: zero writes are metadata as the fingerprints say', async () => {
