@@ -33,9 +33,9 @@ export interface PrefetchOptions {
   /** Files whose sent extents are remembered (to avoid sending them twice). Default 262,144. */
   filesMax?: number;
   /**
-   * Longest stretch of work before yielding to the event loop. Default 30 ms, against 10 ms slices of event handling:
-   * while both have work the walk gets three quarters of the agent's thread, so it gets ahead of the workload soon
-   * (it is bounded work) while events keep flowing.
+   * Longest stretch of work before yielding to the event loop. Default 30 ms. In its own thread that only lets the
+   * walk take new opens; on the agent's thread (`thread: false`, or a test's file system) it is against 10 ms slices
+   * of event handling: while both have work the walk gets three quarters of the thread.
    */
   sliceMs?: number;
   /**
