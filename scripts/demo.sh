@@ -68,6 +68,10 @@ cleanup() {
     info "nbdfuse (pid $FUSE_PID) stopped"
   fi
   if [ -n "$SERVER_PID" ]; then stop_pid "$SERVER_PID" 10; info "sky serve (pid $SERVER_PID) stopped"; fi
+  if [ -n "${GNUPGHOME:-}" ] && [ -S "$(gpgconf --homedir "$GNUPGHOME" --list-dirs agent-socket 2>/dev/null)" ]; then
+    gpgconf --homedir "$GNUPGHOME" --kill gpg-agent && info "gpg-agent (started by the workload's gpg) stopped"
+    gpgconf --homedir "$GNUPGHOME" --remove-socketdir 2>/dev/null
+  fi
   if [ -n "$WORK" ]; then
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ] && [ "$rc" -ne 143 ] && [ -s "$WORK/server.log" ]; then
       echo "--- last lines of the server log ---" >&2; tail -n 20 "$WORK/server.log" >&2
@@ -91,6 +95,10 @@ bash scripts/deps.sh
 WORK=$(mktemp -d /tmp/sky-demo.XXXXXX)
 DATA_DIR=$WORK/data FUSE_DIR=$WORK/fuse MNT=$WORK/mnt
 mkdir -p "$DATA_DIR" "$FUSE_DIR" "$MNT"
+# gpg in the workload starts a gpg-agent that outlives it: give it a home of its own, stopped at teardown, and leave
+# the user's ~/.gnupg alone.
+export GNUPGHOME=$WORK/gnupg
+mkdir -m 700 "$GNUPGHOME"
 SOCKET=$DATA_DIR/sky.sock
 URI="nbd+unix:///sky?socket=$SOCKET"
 METRICS_PORT=$(node -e 'const s = require("node:net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
