@@ -303,7 +303,11 @@ export class Informer {
     };
     // Its own thread where it reads the real file system (prefetch-thread.ts); a test's in-memory one stays here.
     if (options.thread !== false && this.fs instanceof LocalFileSystem && prefetchThreadAvailable()) {
-      return new ThreadedPrefetcher(this.fs.route, host, options);
+      try {
+        return new ThreadedPrefetcher(this.fs.route, host, options);
+      } catch (error) {
+        this.fail(error, 'read-ahead: no thread of its own (walking on the agent thread instead)');
+      }
     }
     return new ExtentPrefetcher({ ...host, fs: this.fs }, options);
   }
