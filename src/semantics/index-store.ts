@@ -83,6 +83,17 @@ export interface RetagRange {
 
 export type RetagCause = 'extents' | 'class' | 'gone';
 
+export type RetagListener = (ranges: readonly RetagRange[], cause: RetagCause) => void;
+
+/** A layer below classify that wants re-tags implements this; the classify layer subscribes it at open(). */
+export interface RetagSink {
+  applyRetag(ranges: readonly RetagRange[], cause: RetagCause): void;
+}
+
+export function isRetagSink(layer: unknown): layer is RetagSink {
+  return typeof (layer as Partial<RetagSink> | null)?.applyRetag === 'function';
+}
+
 /** Zero writes that touch, each within ZERO_RUN_GAP_MS of the last, are one zero-fill run (zeroFillTag). */
 interface ZeroRun {
   start: number;
@@ -100,16 +111,6 @@ const ZERO_FILL_HINTS = new Set(['zero-fill']);
 function paperSizeClass(size: number): number {
   const MiB = 1 << 20;
   return size < MiB ? 4 : size < 2 * MiB ? 3 : size < 5 * MiB ? 2 : size < 10 * MiB ? 1 : 0;
-}
-export type RetagListener = (ranges: readonly RetagRange[], cause: RetagCause) => void;
-
-/** A layer below classify that wants re-tags implements this; the classify layer subscribes it at open(). */
-export interface RetagSink {
-  applyRetag(ranges: readonly RetagRange[], cause: RetagCause): void;
-}
-
-export function isRetagSink(layer: unknown): layer is RetagSink {
-  return typeof (layer as Partial<RetagSink> | null)?.applyRetag === 'function';
 }
 
 /** iDedup's hook: a copy was announced; `fingerprints` are the source's known ones (16 bytes each, packed). */
@@ -651,19 +652,21 @@ export class SemanticIndex {
       run.at = now;
     }
     // Writeback does not go in order (ext4 sent a WAL segment as 256 KiB here, 256 KiB 1.25 MiB further, then the
-    // 1 MiB between): a run that now touches another is one with it.
+    // 1 MiB between): a run that now touches another is one with it, and the other's bytes take the joint tag.
+    let merged = false;
     for (let k = this.zeroRuns.length - 1; k >= 0; k--) {
       const other = this.zeroRuns[k]!;
       if (other === run || now - other.at > ZERO_RUN_GAP_MS || other.start > run.end || other.end < run.start) continue;
       run.start = Math.min(run.start, other.start);
       run.end = Math.max(run.end, other.end);
       this.zeroRuns.splice(k, 1);
+      merged = true;
     }
     const size = run.end - run.start;
     const ioClass = this.rules.classify(this.factsFor(false, fileFacts(null, size), offset, length, direction));
     const tag: IoTag = Object.freeze({ origin: 'data', ioClass, fileSize: size, hints: ZERO_FILL_HINTS });
     const sizeClass = paperSizeClass(size);
-    if (run.ioClass >= 0 && (ioClass !== run.ioClass || sizeClass !== run.sizeClass)) {
+    if (merged || (run.ioClass >= 0 && (ioClass !== run.ioClass || sizeClass !== run.sizeClass))) {
       const ranges: RetagRange[] = [];
       if (offset > run.start) ranges.push({ offset: run.start, length: offset - run.start, tag });
       if (run.end > end) ranges.push({ offset: end, length: run.end - end, tag });

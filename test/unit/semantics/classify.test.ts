@@ -193,7 +193,21 @@ describe('classify: writes of zeroes (preallocation)', () => {
     expect(await write(200 * MiB, Buffer.alloc(256 * KiB))).toMatchObject({ fileSize: 256 * KiB });
     expect(await write(200 * MiB + 1280 * KiB, Buffer.alloc(256 * KiB))).toMatchObject({ fileSize: 256 * KiB });
     expect(await write(200 * MiB + 256 * KiB, Buffer.alloc(MiB))).toMatchObject({ fileSize: 1536 * KiB, ioClass: 3 });
+    // Both pieces written before take the joint tag.
+    expect(recorder.retags.at(-1)).toMatchObject({
+      cause: 'class',
+      ranges: [
+        { offset: 200 * MiB, length: 256 * KiB, tag: { fileSize: 1536 * KiB, ioClass: 3 } },
+        { offset: 200 * MiB + 1280 * KiB, length: 256 * KiB, tag: { fileSize: 1536 * KiB, ioClass: 3 } },
+      ],
+    });
     expect(await write(200 * MiB + 1536 * KiB, Buffer.alloc(512 * KiB))).toMatchObject({ fileSize: 2 * MiB, ioClass: 2 });
+    // A join that leaves the larger run's class as it was still re-tags the smaller one's bytes.
+    await write(230 * MiB, Buffer.alloc(MiB));
+    await write(230 * MiB + 1280 * KiB, Buffer.alloc(128 * KiB));
+    const retagsBefore = recorder.retags.length;
+    expect(await write(230 * MiB + MiB, Buffer.alloc(256 * KiB))).toMatchObject({ fileSize: 1408 * KiB, ioClass: 3 });
+    expect(recorder.retags.slice(retagsBefore).flatMap((r) => r.ranges)).toContainEqual({ offset: 230 * MiB + 1280 * KiB, length: 128 * KiB, tag: expect.objectContaining({ ioClass: 3 }) });
     // Not touching, or after a pause: another file.
     expect(await write(100 * MiB, Buffer.alloc(64 * KiB))).toMatchObject({ fileSize: 64 * KiB, ioClass: 4 });
     advance(3000);
