@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { trimOldest } from '../util/bounded.js';
 import type { VolumeRoute, VolumePlacement } from './fs.js';
-import type { PrefetchedFile, PrefetchHost, Prefetcher, PrefetchOptions, PrefetchStats } from './prefetch.js';
+import { PREFETCH_DEFAULTS, type PrefetchedFile, type PrefetchHost, type Prefetcher, type PrefetchOptions, type PrefetchStats } from './prefetch.js';
 
 export interface PrefetchThreadData {
   route: VolumeRoute;
@@ -48,8 +48,8 @@ export class ThreadedPrefetcher implements Prefetcher {
   private lastDirAt = 0;
 
   constructor(route: VolumeRoute, private readonly host: Omit<PrefetchHost, 'fs'>, options: PrefetchOptions = {}) {
-    this.filesMax = options.filesMax ?? 262_144;
-    this.rewalkMs = options.rewalkMs ?? 60_000;
+    this.filesMax = options.filesMax ?? PREFETCH_DEFAULTS.filesMax;
+    this.rewalkMs = options.rewalkMs ?? PREFETCH_DEFAULTS.rewalkMs;
     const data: PrefetchThreadData = { route, options: { ...options, thread: false }, extentsMax: host.extentsMax };
     this.worker = new Worker(WORKER_URL, { workerData: data });
     // The agent ends when its trace does; a walk in progress must not hold it open.

@@ -46,6 +46,8 @@ export interface PrefetchOptions {
   thread?: boolean;
 }
 
+export const PREFETCH_DEFAULTS = { entriesPerSecond: 50_000, entriesBurst: 500_000, rewalkMs: 60_000, filesMax: 262_144, sliceMs: 30 } as const;
+
 /** What the informer asks of extent read-ahead, wherever it runs. */
 export interface Prefetcher {
   /** A traced process opened `file` (absolute, on the volume) for reading. */
@@ -140,11 +142,11 @@ export class ExtentPrefetcher implements Prefetcher {
   private readonly counters: PrefetchStats = { walks: 0, directories: 0, files: 0, messages: 0, throttled: 0 };
 
   constructor(private readonly host: PrefetchHost, options: PrefetchOptions = {}) {
-    this.rate = options.entriesPerSecond ?? 50_000;
-    this.burst = options.entriesBurst ?? 500_000;
-    this.rewalkMs = options.rewalkMs ?? 60_000;
-    this.filesMax = options.filesMax ?? 262_144;
-    this.sliceMs = options.sliceMs ?? 30;
+    this.rate = options.entriesPerSecond ?? PREFETCH_DEFAULTS.entriesPerSecond;
+    this.burst = options.entriesBurst ?? PREFETCH_DEFAULTS.entriesBurst;
+    this.rewalkMs = options.rewalkMs ?? PREFETCH_DEFAULTS.rewalkMs;
+    this.filesMax = options.filesMax ?? PREFETCH_DEFAULTS.filesMax;
+    this.sliceMs = options.sliceMs ?? PREFETCH_DEFAULTS.sliceMs;
     if (!(this.rate > 0) || !(this.burst >= 1)) throw new RangeError('prefetch entriesPerSecond and entriesBurst must be positive');
     this.tokens = this.burst;
   }

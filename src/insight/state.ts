@@ -383,8 +383,8 @@ export class EngineState {
   /**
    * The fd's entry, learning it from /proc when the stream never showed it (inherited, opened before tracing, or
    * hidden by lost events). Never null for fd >= 0: an unknowable fd gets a placeholder so we ask /proc once.
+   * `lastKnown`: what the backend saw the fd refer to at its calls, for when /proc can no longer name it.
    */
-  /** `lastKnown`: what the backend saw the fd refer to at its calls, for when /proc can no longer name it. */
   fdEntry(process: Process, fd: number, ts: number, seen?: FdSeen, lastKnown?: LastKnown): FdEntry | null {
     if (fd < 0) return null;
     const entry = process.fds.get(fd);

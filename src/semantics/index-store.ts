@@ -107,11 +107,11 @@ const ZERO_RUNS_MAX = 16;
 /** Shared by every zero-fill tag: tags are frozen and layers only read their hints. */
 const ZERO_FILL_HINTS = new Set(['zero-fill']);
 
-/** The paper's size classes (file < 1 MiB 4, < 2 MiB 3, < 5 MiB 2, < 10 MiB 1, else 0): what a re-tag must follow. */
-function paperSizeClass(size: number): number {
-  const MiB = 1 << 20;
-  return size < MiB ? 4 : size < 2 * MiB ? 3 : size < 5 * MiB ? 2 : size < 10 * MiB ? 1 : 0;
-}
+/**
+ * The paper's rules give a file's size class: a zero-fill run is re-tagged when it changes, whatever the deployment's
+ * rules make of the size (reports score the tag's fileSize by that class).
+ */
+const PAPER_RULES = paperIoClassRules();
 
 /** iDedup's hook: a copy was announced; `fingerprints` are the source's known ones (16 bytes each, packed). */
 export type CopyListener = (event: { sourceFileId: string; targetFileId: string; fingerprints: readonly Uint8Array[] }) => void;
@@ -665,7 +665,7 @@ export class SemanticIndex {
     const size = run.end - run.start;
     const ioClass = this.rules.classify(this.factsFor(false, fileFacts(null, size), offset, length, direction));
     const tag: IoTag = Object.freeze({ origin: 'data', ioClass, fileSize: size, hints: ZERO_FILL_HINTS });
-    const sizeClass = paperSizeClass(size);
+    const sizeClass = PAPER_RULES.classify(this.facts); // the facts factsFor just filled in
     if (merged || (run.ioClass >= 0 && (ioClass !== run.ioClass || sizeClass !== run.sizeClass))) {
       const ranges: RetagRange[] = [];
       if (offset > run.start) ranges.push({ offset: run.start, length: offset - run.start, tag });

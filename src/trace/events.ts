@@ -25,12 +25,12 @@ interface Base {
   truncated?: boolean;
 }
 
-/** Now, on the events' clock (CLOCK_MONOTONIC, ns): what `ts` is measured on. */
 /** A process's exit status as a shell reports it (128 + the signal that killed it), from its exit event. */
 export function exitStatusOf(event: Extract<SyscallEvent, { kind: 'exit' }>): number | null {
   return event.code ?? (event.signal === undefined ? null : 128 + event.signal);
 }
 
+/** Now, on the events' clock (CLOCK_MONOTONIC, ns): what `ts` is measured on. */
 export function monotonicNowNs(): number {
   return Number(process.hrtime.bigint());
 }

@@ -231,8 +231,10 @@ export class RwAggregator {
   }
 }
 
-/** An fd no decoded call has shown us (inherited before tracing): ask /proc while the process is alive. */
-/** What /proc says the fd is now: its kind and name, or nothing when it cannot say. */
+/**
+ * An fd no decoded call has shown us (inherited before tracing, or received over a socket): what /proc says it is
+ * now, its kind and name, while the process is alive; nothing when it cannot say.
+ */
 function probeKind(pid: number, fd: number, description: Description): void {
   const link = `/proc/${pid}/fd/${fd}`;
   try {
